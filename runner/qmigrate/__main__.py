@@ -1,0 +1,3 @@
+from qmigrate.cli import main
+
+raise SystemExit(main())

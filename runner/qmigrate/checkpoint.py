@@ -1,0 +1,204 @@
+"""Where a job remembers how far it got: per partition, a cursor saved only after the target
+acknowledged every point before it.
+
+Two stores share one interface: a `_migration_offsets` collection in the target (any machine
+can resume any partition) and a local JSON file (for targets we may not write extra
+collections to).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from qdrant_client import models
+
+from qmigrate.errors import QmigrateError
+from qmigrate.qdrant_connection import QdrantConnection
+from qmigrate.records import Partition
+
+OFFSETS_COLLECTION = "_migration_offsets"
+_KEY_NAMESPACE = uuid.UUID("0f3d2c1b-8a9e-5b7c-a6d5-4e3f2a1b0c9d")
+
+
+@dataclass
+class JobState:
+    """Saved before any data moves; its partitions are reused on every resume."""
+
+    fingerprint: str
+    partitions: list[Partition]
+    target_count_before: int
+    hnsw_m_before: int | None = None
+    started_at: float = field(default_factory=time.time)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["partitions"] = [asdict(p) for p in self.partitions]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JobState:
+        data = dict(data)
+        data["partitions"] = [Partition(**p) for p in data["partitions"]]
+        return cls(**data)
+
+
+@dataclass
+class PartitionState:
+    key: str
+    cursor: Any = None
+    points: int = 0  # written to the target, up to the cursor
+    filtered: int = 0  # read but left out by the client-side filter
+    invalid: int = 0  # read but not mappable (dead-lettered)
+    done: bool = False
+    updated_at: float = field(default_factory=time.time)
+
+
+class CheckpointStore(Protocol):
+    def load_job(self, job: str) -> JobState | None: ...
+    def save_job(self, job: str, state: JobState) -> None: ...
+    def load_partitions(self, job: str) -> dict[str, PartitionState]: ...
+    def save_partition(self, job: str, state: PartitionState) -> None: ...
+    def delete(self, job: str) -> None: ...
+
+
+class TargetStore:
+    """Checkpoints as points of the `_migration_offsets` collection beside the data."""
+
+    def __init__(self, connection: QdrantConnection) -> None:
+        self.connection = connection
+        self.client = connection.client
+
+    def _exists(self) -> bool:
+        with self.connection.lock:
+            return self.client.collection_exists(OFFSETS_COLLECTION)
+
+    def _ensure(self) -> None:
+        if not self._exists():
+            with self.connection.lock:
+                self.client.create_collection(OFFSETS_COLLECTION, vectors_config={})
+
+    @staticmethod
+    def _point_id(job: str, key: str) -> str:
+        return str(uuid.uuid5(_KEY_NAMESPACE, f"{job}\0{key}"))
+
+    def _get(self, job: str, key: str) -> dict[str, Any] | None:
+        if not self._exists():
+            return None
+        with self.connection.lock:
+            found = self.client.retrieve(OFFSETS_COLLECTION, [self._point_id(job, key)])
+        return json.loads(found[0].payload["state"]) if found else None
+
+    def _put(self, job: str, key: str, kind: str, state: dict[str, Any]) -> None:
+        point = models.PointStruct(
+            id=self._point_id(job, key),
+            vector={},
+            payload={"job": job, "kind": kind, "state": json.dumps(state)},
+        )
+        with self.connection.lock:
+            self.client.upsert(OFFSETS_COLLECTION, [point], wait=True)
+
+    def _job_filter(self, job: str, kind: str | None = None) -> models.Filter:
+        must = [models.FieldCondition(key="job", match=models.MatchValue(value=job))]
+        if kind:
+            must.append(models.FieldCondition(key="kind", match=models.MatchValue(value=kind)))
+        return models.Filter(must=must)
+
+    def load_job(self, job: str) -> JobState | None:
+        data = self._get(job, "\0job")
+        return JobState.from_json(data) if data else None
+
+    def save_job(self, job: str, state: JobState) -> None:
+        self._ensure()
+        self._put(job, "\0job", "job", state.to_json())
+
+    def load_partitions(self, job: str) -> dict[str, PartitionState]:
+        if not self._exists():
+            return {}
+        states: dict[str, PartitionState] = {}
+        offset = None
+        while True:
+            with self.connection.lock:
+                points, offset = self.client.scroll(
+                    OFFSETS_COLLECTION,
+                    scroll_filter=self._job_filter(job, "partition"),
+                    limit=1000,
+                    offset=offset,
+                    with_payload=True,
+                )
+            for point in points:
+                state = PartitionState(**json.loads(point.payload["state"]))
+                states[state.key] = state
+            if offset is None:
+                return states
+
+    def save_partition(self, job: str, state: PartitionState) -> None:
+        self._put(job, f"part\0{state.key}", "partition", asdict(state))
+
+    def delete(self, job: str) -> None:
+        if self._exists():
+            with self.connection.lock:
+                self.client.delete(
+                    OFFSETS_COLLECTION,
+                    points_selector=models.FilterSelector(filter=self._job_filter(job)),
+                    wait=True,
+                )
+
+
+class FileStore:
+    """Checkpoints in one JSON file, replaced atomically on every save."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lock = threading.Lock()
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {"jobs": {}}
+        except (OSError, ValueError) as exc:
+            raise QmigrateError(f"checkpoint file {self.path} is unreadable: {exc}") from None
+
+    def _write(self, data: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=".checkpoint-")
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, self.path)
+
+    def _update(self, job: str, change: Any) -> None:
+        with self.lock:
+            data = self._read()
+            entry = data["jobs"].setdefault(job, {"job": None, "partitions": {}})
+            change(entry)
+            self._write(data)
+
+    def load_job(self, job: str) -> JobState | None:
+        entry = self._read()["jobs"].get(job)
+        return JobState.from_json(entry["job"]) if entry and entry["job"] else None
+
+    def save_job(self, job: str, state: JobState) -> None:
+        self._update(job, lambda entry: entry.update(job=state.to_json()))
+
+    def load_partitions(self, job: str) -> dict[str, PartitionState]:
+        entry = self._read()["jobs"].get(job) or {"partitions": {}}
+        return {k: PartitionState(**v) for k, v in entry["partitions"].items()}
+
+    def save_partition(self, job: str, state: PartitionState) -> None:
+        self._update(job, lambda entry: entry["partitions"].__setitem__(state.key, asdict(state)))
+
+    def delete(self, job: str) -> None:
+        with self.lock:
+            data = self._read()
+            if data["jobs"].pop(job, None) is not None:
+                self._write(data)

@@ -1,0 +1,5 @@
+"""Subcommands, one module each; every module has `add_parser(subparsers)` and `run(args)`."""
+
+from qmigrate.commands import apply, plan, render, reset, schema, status, validate
+
+COMMANDS = [validate, render, plan, apply, status, reset, schema]

@@ -1,0 +1,83 @@
+"""Options and output shared by the subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from qmigrate import spec
+from qmigrate.errors import QmigrateError, invalid
+
+
+def add_output_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--output",
+        choices=["text", "json"],
+        default="text",
+        help="text for people (default), json for machines",
+    )
+
+
+def add_job_options(parser: argparse.ArgumentParser, many: bool = True) -> None:
+    if many:
+        parser.add_argument(
+            "jobs",
+            nargs="+",
+            metavar="FILE|DIR",
+            help="job files, or directories whose *.yaml files run in name order",
+        )
+    else:
+        parser.add_argument("jobs", nargs=1, metavar="FILE", help="a job file")
+    parser.add_argument(
+        "--var",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="add KEY to the template's env (repeatable)",
+    )
+    parser.add_argument(
+        "--env-file",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="add a file of KEY=VALUE lines to the template's env",
+    )
+    add_output_option(parser)
+
+
+def template_env(args: argparse.Namespace) -> dict[str, str]:
+    """The process environment, then --env-file files, then --var values (later wins)."""
+    env = dict(os.environ)
+    for path in args.env_file:
+        env.update(spec.read_env_file(path))
+    for item in args.var:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise invalid(f"--var {item!r}: expected KEY=VALUE")
+        env[key] = value
+    return env
+
+
+def load_jobs(args: argparse.Namespace) -> Iterator[spec.Job]:
+    env = template_env(args)
+    for file in spec.job_files(args.jobs):
+        yield spec.load(file, env)
+
+
+def emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    if args.output == "json":
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        print(text)
+
+
+def fail_json(args: argparse.Namespace, data: dict[str, Any], exc: QmigrateError) -> int:
+    """With --output json, a failure is still one JSON document on stdout (and a line on stderr)."""
+    if args.output == "json":
+        print(json.dumps({**data, "ok": False, "error": exc.message}, indent=2, default=str))
+    print(f"qmigrate: error: {exc.message}", file=sys.stderr)
+    return exc.exit_code

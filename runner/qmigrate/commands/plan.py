@@ -1,0 +1,182 @@
+"""`qmigrate plan`: connect to both ends and show what `apply` would do, writing nothing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from qmigrate import engine
+from qmigrate.commands.common import add_job_options, emit, fail_json, load_jobs
+from qmigrate.errors import QmigrateError
+from qmigrate.records import VectorField
+from qmigrate.spec import mask_secrets
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "plan",
+        help="connect and show what apply would do (writes nothing)",
+        description="Connect to the source and the target and show what apply would do: what "
+        "the source holds, whether the target collection exists and fits, what would be "
+        "created, the checkpoint state and the partitions. Nothing is written.",
+    )
+    add_job_options(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    plans: list[dict[str, Any]] = []
+    try:
+        for job in load_jobs(args):
+            resolved = engine.resolve(job)
+            try:
+                plans.append(build_plan(resolved))
+            finally:
+                resolved.close()
+    except QmigrateError as exc:
+        return fail_json(args, {"plans": plans}, exc)
+    emit(args, {"ok": True, "plans": plans}, "\n\n".join(render_text(p) for p in plans))
+    return 0
+
+
+def _vector(field: VectorField) -> dict[str, Any]:
+    return {"name": field.name, "kind": field.kind, "size": field.size, "distance": field.distance}
+
+
+def build_plan(resolved: engine.Resolved) -> dict[str, Any]:
+    job, info, target = resolved.job, resolved.info, resolved.target
+    problems: list[str] = []
+    if resolved.collection is not None:
+        problems = target.mismatches(resolved.collection, resolved.layout)
+    if resolved.collection is None:
+        action = "create" if job.target.on_missing == "create" else "fail: missing"
+    else:
+        action = "incompatible" if problems else "use existing"
+    create = None
+    if resolved.collection is None:
+        arguments = target.create_arguments(resolved.layout, info)
+        create = json.loads(
+            json.dumps(
+                {k: v for k, v in arguments.items() if k != "collection_name"},
+                default=lambda m: (
+                    m.model_dump(mode="json", exclude_none=True)
+                    if hasattr(m, "model_dump")
+                    else str(m)
+                ),
+            )
+        )
+    indexes = (
+        resolved.payload_indexes
+        if resolved.collection is None
+        else target.missing_payload_indexes(resolved.payload_indexes)
+    )
+    state = resolved.state
+    states = resolved.partition_states
+    if state is None:
+        checkpoint = {"state": "none", "points": 0}
+        partitions = resolved.source.partitions(job.parallelism)
+    else:
+        done = sum(1 for p in state.partitions if states.get(p.key) and states[p.key].done)
+        if resolved.fingerprint_changed:
+            label = (
+                "changed job ("
+                + ("will restart" if job.restart == "restart" else "apply will refuse")
+                + ")"
+            )
+        elif resolved.finished:
+            label = "done (apply is a no-op)" if job.restart != "restart" else "done (will restart)"
+        else:
+            label = f"in progress ({done}/{len(state.partitions)} partitions done)"
+        checkpoint = {"state": label, "points": sum(s.points for s in states.values())}
+        partitions = state.partitions
+    pushed = job.filter is not None and resolved.residual_filter != job.filter
+    return {
+        "job": job.name,
+        "file": str(job.file),
+        "source": {
+            "type": job.source["type"],
+            "count": info.count,
+            "vectors": [_vector(v) for v in info.vectors],
+            "payload_fields": info.payload_fields,
+            "payload_indexes": info.payload_indexes,
+            "details": mask_secrets(info.details),
+        },
+        "filter": {
+            "given": job.filter,
+            "pushed_down": pushed,
+            "client_side": resolved.residual_filter,
+        },
+        "target": {
+            "collection": job.target.collection,
+            "location": target.connection.where,
+            "action": action,
+            "problems": problems,
+            "vectors": [_vector(v) for v in resolved.layout.values()],
+            "create": create,
+            "payload_indexes_to_create": indexes,
+            "bulk_load": job.target.bulk_load,
+        },
+        "checkpoint": {"store": job.checkpoint_store, **checkpoint},
+        "partitions": [{"key": p.key, **p.spec} for p in partitions],
+        "batch_size": job.batch_size,
+        "parallelism": job.parallelism,
+        "restart": job.restart,
+    }
+
+
+def _describe_vector(v: dict[str, Any]) -> str:
+    name = f"'{v['name']}'" if v["name"] else "(unnamed)"
+    if v["kind"] == "sparse":
+        return f"{name} sparse"
+    return f"{name} {v['kind']} {v['size']} {v['distance']}"
+
+
+def render_text(plan: dict[str, Any]) -> str:
+    source, target, flt = plan["source"], plan["target"], plan["filter"]
+    count = "unknown" if source["count"] is None else f"{source['count']:,}"
+    lines = [
+        f"job {plan['job']} ({plan['file']})",
+        f"  source: {source['type']}, {count} records",
+        "    vectors: " + "; ".join(_describe_vector(v) for v in source["vectors"]),
+        "    payload fields (sample): " + (", ".join(source["payload_fields"]) or "none"),
+    ]
+    if source["payload_indexes"]:
+        indexes = ", ".join(f"{k} ({v})" for k, v in source["payload_indexes"].items())
+        lines.append(f"    payload indexes: {indexes}")
+    if flt["given"] is None:
+        lines.append("  filter: none")
+    elif flt["client_side"] is None:
+        lines.append("  filter: pushed down to the source entirely")
+    else:
+        where = "partly pushed down; the rest" if flt["pushed_down"] else "the whole filter"
+        lines.append(f"  filter: {where} evaluated client-side: {json.dumps(flt['client_side'])}")
+    lines.append(
+        f"  target: collection '{target['collection']}' at {target['location']}: {target['action']}"
+    )
+    lines.append("    vectors: " + "; ".join(_describe_vector(v) for v in target["vectors"]))
+    for problem in target["problems"]:
+        lines.append(f"    problem: {problem}")
+    if target["create"]:
+        extras = {
+            k: v
+            for k, v in target["create"].items()
+            if k not in ("vectors_config", "sparse_vectors_config")
+        }
+        if extras:
+            lines.append(f"    create with: {json.dumps(extras)}")
+    if target["payload_indexes_to_create"]:
+        indexes = ", ".join(f"{k} ({v})" for k, v in target["payload_indexes_to_create"].items())
+        lines.append(f"    payload indexes to create: {indexes}")
+    if target["bulk_load"]:
+        lines.append("    bulk load: HNSW indexing off during the load, restored after")
+    checkpoint = plan["checkpoint"]
+    lines.append(
+        f"  checkpoint ({checkpoint['store']}): {checkpoint['state']}, "
+        f"{checkpoint['points']:,} points written"
+    )
+    lines.append(
+        f"  partitions: {len(plan['partitions'])}, parallelism {plan['parallelism']}, "
+        f"batch size {plan['batch_size']}, restart: {plan['restart']}"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,35 @@
+"""`qmigrate render`: show a job file as Jinja2 renders it, with secrets masked."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import yaml
+
+from qmigrate import spec
+from qmigrate.commands.common import add_job_options, template_env
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "render",
+        help="print a job file after templating (secrets masked)",
+        description="Render a job file with Jinja2 (env holds the environment, plus --var and "
+        "--env-file) and print it. Values of api_key, password, token and secret keys are masked.",
+    )
+    add_job_options(parser, many=False)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    file = Path(args.jobs[0])
+    text = spec.render(file, template_env(args))
+    document, _ = spec.parse(file, text)
+    masked = spec.mask_secrets(document)
+    if args.output == "json":
+        print(json.dumps(masked, indent=2, default=str))
+    else:
+        print(yaml.safe_dump(masked, sort_keys=False, allow_unicode=True).rstrip())
+    return 0

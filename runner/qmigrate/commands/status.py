@@ -1,0 +1,68 @@
+"""`qmigrate status`: per-partition progress, read from the checkpoints."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from qmigrate.checkpoint import PartitionState
+from qmigrate.commands.common import add_job_options, emit, fail_json, load_jobs
+from qmigrate.engine import checkpoint_store
+from qmigrate.errors import QmigrateError
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "status",
+        help="show per-partition progress from the checkpoints",
+        description="Show how far each job got, partition by partition, from its checkpoints. "
+        "Only the checkpoint store is contacted, not the source.",
+    )
+    add_job_options(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    reports: list[dict[str, Any]] = []
+    try:
+        for job in load_jobs(args):
+            with checkpoint_store(job) as store:
+                state = store.load_job(job.name)
+                states = store.load_partitions(job.name) if state else {}
+            partitions = [
+                {"key": p.key, **vars(states.get(p.key, PartitionState(p.key)))}
+                for p in (state.partitions if state else [])
+            ]
+            if state is None:
+                label = "not started"
+            elif state.fingerprint != job.fingerprint():
+                label = "checkpoints are from a different version of this job"
+            elif all(p["done"] for p in partitions):
+                label = "done"
+            else:
+                label = "in progress"
+            reports.append(
+                {
+                    "job": job.name,
+                    "status": label,
+                    "points": sum(p["points"] for p in partitions),
+                    "partitions": partitions,
+                }
+            )
+    except QmigrateError as exc:
+        return fail_json(args, {"jobs": reports}, exc)
+    emit(args, {"ok": True, "jobs": reports}, "\n".join(render_text(r) for r in reports))
+    return 0
+
+
+def render_text(report: dict[str, Any]) -> str:
+    parts = report["partitions"]
+    done = sum(1 for p in parts if p["done"])
+    lines = [
+        f"job {report['job']}: {report['status']}, {report['points']:,} points written, "
+        f"{done}/{len(parts)} partitions done"
+    ]
+    for p in parts:
+        mark = "done" if p["done"] else ("started" if p["cursor"] is not None else "pending")
+        lines.append(f"  {p['key']}: {mark}, {p['points']:,} points")
+    return "\n".join(lines)

@@ -1,0 +1,139 @@
+"""Turning a source record into a Qdrant point: IDs, vectors, payload, and the client-side filter."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from qdrant_client import models
+from qdrant_client.local.payload_filters import check_filter
+
+from qmigrate.records import Record, SparseVector
+from qmigrate.spec import MappingSpec
+from qmigrate.target import Layout
+
+# String IDs that are neither unsigned integers nor UUIDs become uuid5(ID_NAMESPACE, id):
+# the same string always gives the same point, so re-running a batch never duplicates it.
+ID_NAMESPACE = uuid.UUID("6c0b1e8a-3f7d-5e0c-9a51-8d7f3c2b1a90")
+MAX_POINT_ID = 2**64 - 1
+
+
+class InvalidRecord(Exception):
+    """A record that cannot become a point; the engine stops or dead-letters it."""
+
+
+def point_id(raw: Any) -> tuple[int | str, str | None]:
+    """(Qdrant point id, original string when it had to be hashed)."""
+    if isinstance(raw, bool):
+        raise InvalidRecord(f"id {raw!r} is a boolean")
+    if isinstance(raw, int):
+        if 0 <= raw <= MAX_POINT_ID:
+            return raw, None
+        raise InvalidRecord(f"id {raw} is outside the unsigned 64-bit range")
+    if isinstance(raw, str) and raw:
+        try:
+            return str(uuid.UUID(raw)), None
+        except ValueError:
+            return str(uuid.uuid5(ID_NAMESPACE, raw)), raw
+    raise InvalidRecord(f"id {raw!r} is neither an unsigned integer nor a non-empty string")
+
+
+class Mapper:
+    """Applies the job's mapping to each record, checking vectors against the target layout."""
+
+    def __init__(self, spec: MappingSpec, layout: Layout) -> None:
+        self.spec = spec
+        self.layout = layout
+        self.unnamed_only = [n for n, f in layout.items()] == [""]
+
+    def to_point(self, record: Record) -> models.PointStruct:
+        qdrant_id, original = point_id(record.id)
+        vectors = self._vectors(record)
+        payload = self._payload(record.payload)
+        if original is not None and self.spec.keep_original_id_as:
+            payload[self.spec.keep_original_id_as] = original
+        vector: Any = vectors[""] if self.unnamed_only else vectors
+        # Vectors were checked above; skipping pydantic validation keeps the hot path cheap.
+        return models.PointStruct.model_construct(id=qdrant_id, vector=vector, payload=payload)
+
+    def _vectors(self, record: Record) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for source_name, value in record.vectors.items():
+            if value is None:
+                continue
+            name = self.spec.vectors.get(source_name, source_name)
+            field = self.layout.get(name)
+            if field is None:
+                raise InvalidRecord(f"vector '{source_name}' is not described by the source")
+            if field.kind == "sparse":
+                out[name] = _sparse(source_name, value)
+            elif field.kind == "multi":
+                if not isinstance(value, list) or not value:
+                    raise InvalidRecord(f"multi-vector '{source_name}' is not a list of vectors")
+                out[name] = [_dense(source_name, v, field.size) for v in value]
+            else:
+                out[name] = _dense(source_name, value, field.size)
+        if not out:
+            raise InvalidRecord("the record has no vector")
+        if self.unnamed_only and "" not in out:
+            raise InvalidRecord("the record has no value for the unnamed vector")
+        return out
+
+    def _payload(self, payload: dict[str, Any]) -> dict[str, Any]:
+        spec = self.spec
+        if spec.include is not None:
+            payload = {k: v for k, v in payload.items() if k in spec.include}
+        if spec.exclude:
+            payload = {k: v for k, v in payload.items() if k not in spec.exclude}
+        if spec.rename:
+            payload = {spec.rename.get(k, k): v for k, v in payload.items()}
+        if spec.set:
+            payload = {**payload, **spec.set}
+        return dict(payload)
+
+
+def _dense(name: str, value: Any, size: int | None) -> list[float]:
+    if not isinstance(value, list):
+        tolist = getattr(value, "tolist", None)
+        if tolist is None:
+            raise InvalidRecord(f"vector '{name}' is a {type(value).__name__}, not a list")
+        value = tolist()
+    if len(value) != size:
+        raise InvalidRecord(f"vector '{name}' has {len(value)} dimensions, expected {size}")
+    try:
+        sum(value)  # cheap check, in C, that every element is a number
+    except TypeError:
+        raise InvalidRecord(f"vector '{name}' holds a value that is not a number") from None
+    return value
+
+
+def _sparse(name: str, value: Any) -> models.SparseVector:
+    if isinstance(value, SparseVector):
+        indices, values = value.indices, value.values
+    elif isinstance(value, dict) and "indices" in value and "values" in value:
+        indices, values = value["indices"], value["values"]
+    else:
+        raise InvalidRecord(f"sparse vector '{name}' needs indices and values")
+    indices, values = list(indices), list(values)
+    if len(indices) != len(values):
+        raise InvalidRecord(
+            f"sparse vector '{name}' has {len(indices)} indices but {len(values)} values"
+        )
+    if any(not isinstance(i, int) or isinstance(i, bool) or i < 0 for i in indices):
+        raise InvalidRecord(f"sparse vector '{name}' has an index that is not an unsigned integer")
+    return models.SparseVector.model_construct(indices=indices, values=values)
+
+
+class ClientFilter:
+    """Evaluates a Qdrant-syntax filter on source records, with Qdrant's own semantics.
+
+    qdrant-client's local mode carries the reference implementation; it is reused rather
+    than written a second time.
+    """
+
+    def __init__(self, filter: dict[str, Any]) -> None:
+        self.filter = models.Filter.model_validate(filter)
+
+    def matches(self, record: Record) -> bool:
+        has_vector = {name: value is not None for name, value in record.vectors.items()}
+        return check_filter(self.filter, record.payload, record.id, has_vector)

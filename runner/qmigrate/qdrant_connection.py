@@ -1,0 +1,81 @@
+"""One way to open Qdrant, shared by the Qdrant source and the Qdrant target."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+from qdrant_client import QdrantClient
+
+from qmigrate.errors import QmigrateError
+from qmigrate.retry import grpc_code, http_status
+
+
+@dataclass
+class QdrantConnection:
+    """A client plus the lock its calls go through.
+
+    Local mode (`path`) is not thread-safe, so every call on it is serialised; a server
+    client is safe to share, and its lock is a no-op.
+    """
+
+    client: QdrantClient
+    where: str
+    local: bool
+    lock: Any = field(default_factory=contextlib.nullcontext)
+
+    def close(self) -> None:
+        with self.lock:
+            self.client.close()
+
+
+def connect(
+    *,
+    path: str | None,
+    url: str | None,
+    api_key: str | None,
+    prefer_grpc: bool,
+    timeout: float,
+    role: str,
+) -> QdrantConnection:
+    """Open and check a connection; unreachable servers and bad keys fail here, by name."""
+    if path:
+        try:
+            client = QdrantClient(path=path)
+        except RuntimeError as exc:
+            if "already accessed" in str(exc):
+                raise QmigrateError(
+                    f"{role} Qdrant directory {path} is in use by another process "
+                    "(local mode allows one process per directory)"
+                ) from None
+            raise
+        return QdrantConnection(client, where=path, local=True, lock=threading.RLock())
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Api key is used with an insecure connection")
+        client = QdrantClient(
+            url=url, api_key=api_key or None, prefer_grpc=prefer_grpc, timeout=int(timeout)
+        )
+    connection = QdrantConnection(client, where=str(url), local=False)
+    try:
+        client.get_collections()
+    except Exception as exc:
+        raise QmigrateError(f"{role} Qdrant at {url}: {explain(exc)}") from None
+    return connection
+
+
+def explain(exc: BaseException) -> str:
+    """A one-line cause for a failed Qdrant call."""
+    status = http_status(exc)
+    code = grpc_code(exc)
+    if status in (401, 403) or code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+        return "the server rejected the API key (unauthorized)"
+    if status is not None:
+        content = getattr(exc, "content", b"")
+        detail = content.decode(errors="replace")[:300] if isinstance(content, bytes) else ""
+        return f"HTTP {status} {detail}".strip()
+    if code == "UNAVAILABLE" or type(exc).__name__ in ("ResponseHandlingException", "ConnectError"):
+        return "cannot connect (is the server running and the URL right?)"
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]

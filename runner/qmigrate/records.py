@@ -1,0 +1,69 @@
+"""What flows from a source to the engine: records, pages, partitions and the source's self-description."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+PointId = int | str
+VectorKind = Literal["dense", "sparse", "multi"]
+DISTANCES = {"cosine": "Cosine", "dot": "Dot", "euclid": "Euclid", "manhattan": "Manhattan"}
+
+
+@dataclass(frozen=True)
+class SparseVector:
+    indices: list[int]
+    values: list[float]
+
+
+Vector = list[float] | SparseVector | list[list[float]]
+
+
+@dataclass
+class Record:
+    """One point as the source holds it. Vector name "" is the unnamed (default) vector."""
+
+    id: Any
+    vectors: dict[str, Vector]
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VectorField:
+    """A vector the source holds. `distance` is Qdrant's spelling (Cosine, Dot, Euclid, Manhattan)."""
+
+    name: str
+    kind: VectorKind = "dense"
+    size: int | None = None
+    distance: str | None = None
+    # Further Qdrant vector params (on_disk, datatype, hnsw_config, ...) a Qdrant source keeps.
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SourceInfo:
+    """What `describe()` learns before any data moves; `plan` prints it."""
+
+    count: int | None
+    vectors: list[VectorField]
+    payload_fields: list[str] = field(default_factory=list)
+    payload_indexes: dict[str, str] = field(default_factory=dict)
+    # Collection settings a Qdrant-native source can hand to the target on create.
+    collection_settings: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Partition:
+    """A stable, serialisable slice of the source: `spec` is stored with the checkpoint."""
+
+    key: str
+    spec: dict[str, Any]
+
+
+@dataclass
+class Page:
+    """Records read in one request, and the cursor that resumes right after them."""
+
+    records: list[Record]
+    cursor: Any

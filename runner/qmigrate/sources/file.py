@@ -1,0 +1,209 @@
+"""JSONL and Parquet files: the way in for systems without a source of their own.
+
+One row per point: an ID column, the vector columns named in the job, everything else is
+payload. Partitions are byte ranges of JSONL files and row-group ranges of Parquet files,
+so a file of any size streams in bounded memory and splits across workers.
+"""
+
+from __future__ import annotations
+
+import glob
+import itertools
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from qmigrate.errors import QmigrateError
+from qmigrate.records import DISTANCES, Page, Partition, Record, SourceInfo, VectorField
+
+SAMPLE_ROWS = 100
+
+
+class Source:
+    def __init__(self, config: dict[str, Any], batch_size: int) -> None:
+        self.pattern = config["path"]
+        self.format = config.get("format")
+        self.id_field = config.get("id_field", "id")
+        self.vector_config: dict[str, dict[str, Any]] = config["vectors"]
+        self.batch_size = batch_size
+
+    # --- files ----------------------------------------------------------------------
+
+    def _files(self) -> list[Path]:
+        matches = (
+            sorted(glob.glob(self.pattern)) if glob.has_magic(self.pattern) else [self.pattern]
+        )
+        files = [Path(m) for m in matches if Path(m).is_file()]
+        if not files:
+            raise QmigrateError(f"source.path: no file matches {self.pattern}")
+        return files
+
+    def _format(self, file: Path) -> str:
+        if self.format:
+            return self.format
+        if file.suffix in (".parquet", ".pq"):
+            return "parquet"
+        if file.suffix in (".jsonl", ".ndjson", ".json"):
+            return "jsonl"
+        raise QmigrateError(
+            f"source.format: cannot tell the format of {file}; set jsonl or parquet"
+        )
+
+    # --- contract -------------------------------------------------------------------
+
+    def describe(self) -> SourceInfo:
+        files = self._files()
+        count = 0
+        sample: list[dict[str, Any]] = []
+        for file in files:
+            if self._format(file) == "parquet":
+                count += _parquet(file).metadata.num_rows
+            else:
+                count += _count_lines(file)
+            if len(sample) < SAMPLE_ROWS:
+                whole = Partition(key=str(file), spec=self._whole_file(file))
+                for page in self.read(whole, None):
+                    sample.extend(self._row_of(r) for r in page.records)
+                    break
+        vectors = [self._vector_field(name, sample) for name in self.vector_config]
+        payload_fields = sorted(
+            {k for row in sample for k in row if k != self.id_field and k not in self.vector_config}
+        )
+        return SourceInfo(
+            count=count,
+            vectors=vectors,
+            payload_fields=payload_fields,
+            details={"files": [str(f) for f in files]},
+        )
+
+    def _row_of(self, record: Record) -> dict[str, Any]:
+        return {self.id_field: record.id, **record.vectors, **record.payload}
+
+    def _vector_field(self, name: str, sample: list[dict[str, Any]]) -> VectorField:
+        config = self.vector_config[name]
+        kind = config.get("kind", "dense")
+        if kind == "sparse":
+            return VectorField(name=name, kind="sparse")
+        size = config.get("size")
+        if size is None:
+            first = next((row[name] for row in sample if row.get(name) is not None), None)
+            if first is None:
+                raise QmigrateError(
+                    f"source.vectors.{name}: no value in the first rows to tell the size; set size"
+                )
+            size = len(first[0]) if kind == "multi" else len(first)
+        return VectorField(name=name, kind=kind, size=size, distance=DISTANCES[config["distance"]])
+
+    def push_down(self, filter: dict[str, Any] | None) -> dict[str, Any] | None:
+        return filter  # files have no query engine: the engine filters every row
+
+    def partitions(self, n: int) -> list[Partition]:
+        files = self._files()
+        sizes = {f: max(1, f.stat().st_size) for f in files}
+        total = sum(sizes.values())
+        parts: list[Partition] = []
+        for file in files:
+            share = max(1, round(n * sizes[file] / total))
+            for index, spec in enumerate(self._split(file, share)):
+                parts.append(Partition(key=f"{file}#{index}", spec=spec))
+        return parts
+
+    def _whole_file(self, file: Path) -> dict[str, Any]:
+        if self._format(file) == "parquet":
+            return {"file": str(file), "row_groups": [0, _parquet(file).num_row_groups]}
+        return {"file": str(file), "bytes": [0, file.stat().st_size]}
+
+    def _split(self, file: Path, share: int) -> list[dict[str, Any]]:
+        whole = self._whole_file(file)
+        kind = "row_groups" if "row_groups" in whole else "bytes"
+        start, end = whole[kind]
+        share = max(1, min(share, end - start)) if end > start else 1
+        bounds = [start + (end - start) * i // share for i in range(share + 1)]
+        return [{"file": str(file), kind: [a, b]} for a, b in itertools.pairwise(bounds)]
+
+    def read(self, partition: Partition, cursor: Any) -> Iterator[Page]:
+        spec = partition.spec
+        if "row_groups" in spec:
+            yield from self._read_parquet(Path(spec["file"]), *spec["row_groups"], cursor)
+        else:
+            yield from self._read_jsonl(Path(spec["file"]), *spec["bytes"], cursor)
+
+    def close(self) -> None:
+        pass
+
+    # --- JSONL ----------------------------------------------------------------------
+
+    def _read_jsonl(self, file: Path, start: int, end: int, cursor: Any) -> Iterator[Page]:
+        """Lines that *start* in [start, end): a line crossing `end` belongs to this range."""
+        with file.open("rb") as handle:
+            position = cursor if cursor is not None else start
+            handle.seek(position)
+            if cursor is None and start > 0:
+                # The line under `start` belongs to the range before: skip to the next one.
+                handle.seek(start - 1)
+                position = start - 1 + len(handle.readline())
+            records: list[Record] = []
+            while position < end:
+                line = handle.readline()
+                if not line:
+                    break
+                number_at = position
+                position += len(line)
+                if line.strip():
+                    records.append(self._record(_json_line(line, file, number_at)))
+                if len(records) >= self.batch_size:
+                    yield Page(records, position)
+                    records = []
+            if records:
+                yield Page(records, position)
+
+    # --- Parquet --------------------------------------------------------------------
+
+    def _read_parquet(self, file: Path, first: int, last: int, cursor: Any) -> Iterator[Page]:
+        group, skip = cursor if cursor is not None else (first, 0)
+        parquet = _parquet(file)
+        for index in range(group, last):
+            table = parquet.read_row_group(index)
+            rows = table.num_rows
+            offset = skip if index == group else 0
+            while offset < rows:
+                rows_slice = table.slice(offset, self.batch_size).to_pylist()
+                offset += len(rows_slice)
+                next_cursor = [index, offset] if offset < rows else [index + 1, 0]
+                yield Page([self._record(row) for row in rows_slice], next_cursor)
+
+    # --- rows -----------------------------------------------------------------------
+
+    def _record(self, row: dict[str, Any]) -> Record:
+        row = dict(row)
+        record_id = row.pop(self.id_field, None)
+        vectors = {name: row.pop(name, None) for name in self.vector_config}
+        return Record(id=record_id, vectors=vectors, payload=row)
+
+
+def _json_line(line: bytes, file: Path, offset: int) -> dict[str, Any]:
+    try:
+        value = json.loads(line)
+    except ValueError as exc:
+        raise QmigrateError(f"{file} at byte {offset}: not a JSON line ({exc})") from None
+    if not isinstance(value, dict):
+        raise QmigrateError(f"{file} at byte {offset}: a line must be a JSON object")
+    return value
+
+
+def _count_lines(file: Path) -> int:
+    """Rows in a JSONL file; blank lines are skipped when reading, so they are not counted."""
+    with file.open("rb") as handle:
+        return sum(1 for line in handle if line.strip())
+
+
+def _parquet(file: Path) -> Any:
+    try:
+        import pyarrow.parquet as pq
+    except ModuleNotFoundError:
+        raise QmigrateError(
+            "reading Parquet needs pyarrow: run pip install 'qmigrate[parquet]'"
+        ) from None
+    return pq.ParquetFile(os.fspath(file))

@@ -1,0 +1,215 @@
+"""Another Qdrant collection, on a server or in an embedded directory.
+
+Qdrant evaluates the job's filter itself, so all of it is pushed down. Partitions are ID
+ranges in Qdrant's scroll order (unsigned integers first, then UUIDs by value), so each
+one is a plain scroll that stops at its upper bound.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from qdrant_client import models
+
+from qmigrate.errors import QmigrateError
+from qmigrate.qdrant_connection import QdrantConnection, connect
+from qmigrate.records import Page, Partition, Record, SourceInfo, SparseVector, VectorField
+
+UUID_MIN = str(uuid.UUID(int=0))
+MAX_INT_ID = 2**64 - 1
+EXHAUSTED = {"exhausted": True}
+SAMPLE_POINTS = 100
+COLLECTION_SETTINGS = (
+    "shard_number",
+    "replication_factor",
+    "write_consistency_factor",
+    "on_disk_payload",
+)
+
+
+def _order_key(point_id: int | str) -> tuple[int, int]:
+    """Qdrant's scroll order: integer IDs, then UUIDs compared as 128-bit numbers."""
+    if isinstance(point_id, int):
+        return (0, point_id)
+    return (1, uuid.UUID(point_id).int)
+
+
+def _dump(model: Any, allowed: type[models.BaseModel] | None = None) -> dict[str, Any]:
+    """A settings model as plain JSON values, kept to the fields `allowed` accepts."""
+    data = model.model_dump(mode="json", exclude_none=True)
+    if allowed is not None:
+        data = {k: v for k, v in data.items() if k in allowed.model_fields}
+    return data
+
+
+class Source:
+    def __init__(self, config: dict[str, Any], batch_size: int) -> None:
+        self.config = config
+        self.collection: str = config["collection"]
+        self.batch_size = batch_size
+        self.filter: models.Filter | None = None
+        self._connection: QdrantConnection | None = None
+
+    @property
+    def connection(self) -> QdrantConnection:
+        if self._connection is None:
+            self._connection = connect(
+                path=self.config.get("path"),
+                url=self.config.get("url"),
+                api_key=self.config.get("api_key"),
+                prefer_grpc=self.config.get("prefer_grpc", False),
+                timeout=self.config.get("timeout", 60),
+                role="source",
+            )
+        return self._connection
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+
+    def describe(self) -> SourceInfo:
+        connection = self.connection
+        client = connection.client
+        with connection.lock:
+            if not client.collection_exists(self.collection):
+                names = sorted(c.name for c in client.get_collections().collections)
+                raise QmigrateError(
+                    f"source collection '{self.collection}' does not exist at "
+                    f"{connection.where} (it has: {', '.join(names) or 'no collections'})"
+                )
+            info = client.get_collection(self.collection)
+            count = client.count(self.collection, exact=True).count
+            sample, _ = client.scroll(self.collection, limit=SAMPLE_POINTS, with_payload=True)
+        params = info.config.params
+        vectors = []
+        dense = params.vectors
+        named = {"": dense} if isinstance(dense, models.VectorParams) else dict(dense or {})
+        for name, vector in named.items():
+            options = _dump(vector, models.VectorParams)
+            size = options.pop("size")
+            distance = options.pop("distance")
+            kind = "multi" if vector.multivector_config is not None else "dense"
+            vectors.append(VectorField(name, kind, size, distance, options))
+        for name, sparse in (params.sparse_vectors or {}).items():
+            options = _dump(sparse, models.SparseVectorParams)
+            vectors.append(VectorField(name, "sparse", options=options))
+        settings: dict[str, Any] = {
+            "hnsw_config": _dump(info.config.hnsw_config, models.HnswConfigDiff)
+        }
+        if info.config.quantization_config is not None:
+            settings["quantization_config"] = _dump(info.config.quantization_config)
+        for key in COLLECTION_SETTINGS:
+            if getattr(params, key, None) is not None:
+                settings[key] = getattr(params, key)
+        indexes = {
+            field: schema.data_type.value
+            for field, schema in (info.payload_schema or {}).items()
+            if schema.data_type is not None
+        }
+        return SourceInfo(
+            count=count,
+            vectors=vectors,
+            payload_fields=sorted({k for p in sample for k in (p.payload or {})}),
+            payload_indexes=indexes,
+            collection_settings=settings,
+            details={"location": connection.where, "collection": self.collection},
+        )
+
+    def push_down(self, filter: dict[str, Any] | None) -> dict[str, Any] | None:
+        self.filter = models.Filter.model_validate(filter) if filter else None
+        return None
+
+    # --- partitions -----------------------------------------------------------------
+
+    def _first_from(self, offset: int | str | None) -> int | str | None:
+        """The first point ID at or after `offset`, in scroll order."""
+        with self.connection.lock:
+            points, _ = self.connection.client.scroll(
+                self.collection, limit=1, offset=offset, with_payload=False, with_vectors=False
+            )
+        return points[0].id if points else None
+
+    def _last_integer_id(self, low: int) -> int:
+        """Binary search for the largest integer ID: at most 64 one-point scrolls."""
+        high = MAX_INT_ID
+        while low < high:
+            middle = (low + high + 1) // 2
+            found = self._first_from(middle)
+            if isinstance(found, int):
+                low = found
+            else:
+                high = middle - 1
+        return low
+
+    def partitions(self, n: int) -> list[Partition]:
+        """Split the integer and UUID ID ranges evenly; skewed IDs only unbalance the work."""
+        whole = [Partition("all", {"start": None, "end": None})]
+        first = self._first_from(None)
+        if n <= 1 or first is None:
+            return whole
+        first_uuid = self._first_from(UUID_MIN)
+        has_ints = isinstance(first, int)
+        int_parts = (n // 2 if first_uuid else n) if has_ints else 0
+        uuid_parts = n - int_parts if first_uuid else 0
+        bounds: list[int | str | None] = [None]
+        if int_parts:
+            last = self._last_integer_id(first)
+            step = (last + 1 - first) / int_parts
+            bounds += sorted({first + int(step * i) for i in range(1, int_parts)} - {first})
+            if uuid_parts:
+                bounds.append(UUID_MIN)
+        if uuid_parts:
+            low = uuid.UUID(str(first_uuid)).int
+            step = (2**128 - low) / uuid_parts
+            bounds += [str(uuid.UUID(int=low + int(step * i))) for i in range(1, uuid_parts)]
+        bounds.append(None)
+        return [
+            Partition(f"{i:04d}", {"start": start, "end": end})
+            for i, (start, end) in enumerate(itertools.pairwise(bounds))
+        ]
+
+    # --- reading --------------------------------------------------------------------
+
+    def read(self, partition: Partition, cursor: Any) -> Iterator[Page]:
+        if cursor == EXHAUSTED:
+            return
+        end = partition.spec["end"]
+        end_key = _order_key(end) if end is not None else None
+        offset = cursor if cursor is not None else partition.spec["start"]
+        while True:
+            with self.connection.lock:
+                points, next_offset = self.connection.client.scroll(
+                    self.collection,
+                    scroll_filter=self.filter,
+                    limit=self.batch_size,
+                    offset=offset,
+                    with_payload=True,
+                    with_vectors=True,
+                )
+            inside = [p for p in points if end_key is None or _order_key(p.id) < end_key]
+            finished = (
+                len(inside) < len(points)
+                or next_offset is None
+                or (end_key is not None and _order_key(next_offset) >= end_key)
+            )
+            records = [Record(p.id, _vectors(p.vector), p.payload or {}) for p in inside]
+            yield Page(records, EXHAUSTED if finished else next_offset)
+            if finished:
+                return
+            offset = next_offset
+
+
+def _vectors(vector: Any) -> dict[str, Any]:
+    if vector is None:
+        return {}
+    if not isinstance(vector, dict):
+        return {"": vector}
+    out: dict[str, Any] = {}
+    for name, value in vector.items():
+        if isinstance(value, models.SparseVector):
+            value = SparseVector(list(value.indices), list(value.values))
+        out[name] = value
+    return out

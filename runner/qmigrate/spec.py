@@ -1,0 +1,423 @@
+"""Job files: YAML text -> Jinja2 rendering -> JSON Schema validation -> a typed `Job`.
+
+The schema (schemas/) is the contract; this module only reads it and reports what breaks
+it, each error with its path in the file and, where YAML can tell, its line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import jsonschema
+import referencing
+import yaml
+
+from qmigrate.errors import invalid
+
+SECRET_KEY_PARTS = ("api_key", "password", "token", "secret")
+MASK = "***"
+
+
+def is_secret_key(key: str) -> bool:
+    """Keys whose values never reach output (`token_header` names a header, not a secret)."""
+    return any(part in key for part in SECRET_KEY_PARTS) and not key.endswith("_header")
+
+
+def mask_secrets(value: Any) -> Any:
+    """A copy of `value` with every secret-looking key's value replaced by ***."""
+    if isinstance(value, Mapping):
+        return {
+            k: (MASK if is_secret_key(str(k)) and v not in (None, "") else mask_secrets(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [mask_secrets(v) for v in value]
+    return value
+
+
+# --- schema -----------------------------------------------------------------------------
+
+
+def schema_dir() -> Path:
+    """The schemas folder: inside the wheel when installed, at the repo root in a checkout."""
+    packaged = resources.files("qmigrate") / "schemas"
+    if packaged.is_dir():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parents[2] / "schemas"
+
+
+def _load_schemas() -> tuple[dict[str, Any], referencing.Registry]:
+    root = schema_dir()
+    registry: referencing.Registry = referencing.Registry()
+    job_schema: dict[str, Any] = {}
+    for path in sorted(root.rglob("*.schema.json")):
+        document = json.loads(path.read_text())
+        registry = registry.with_resource(
+            document["$id"], referencing.Resource.from_contents(document)
+        )
+        if path.name == "job.schema.json":
+            job_schema = document
+    return job_schema, registry
+
+
+def job_schema_bundle() -> dict[str, Any]:
+    """The job schema with every source schema inlined, for `qmigrate schema`."""
+    job_schema, registry = _load_schemas()
+    bundle = json.loads(json.dumps(job_schema))
+    defs = bundle.setdefault("$defs", {})
+    for branch in bundle["properties"]["source"]["allOf"]:
+        ref = branch["then"]["$ref"]
+        source_schema = registry.contents(job_schema["$id"].rsplit("/", 1)[0] + "/" + ref)
+        name = ref.split("/")[-1].removesuffix(".schema.json")
+        defs[f"source_{name}"] = {k: v for k, v in source_schema.items() if k != "$schema"}
+        branch["then"] = {"$ref": f"#/$defs/source_{name}"}
+    return bundle
+
+
+# --- typed job --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    collection: str
+    path: str | None = None
+    url: str | None = None
+    api_key: str | None = None
+    prefer_grpc: bool = False
+    timeout: float = 60
+    on_missing: str = "create"
+    vectors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sparse_vectors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    hnsw: dict[str, Any] | None = None
+    quantization: dict[str, Any] | None = None
+    shards: int | None = None
+    replication_factor: int | None = None
+    on_disk_payload: bool | None = None
+    payload_indexes: dict[str, str] = field(default_factory=dict)
+    bulk_load: bool = False
+
+
+@dataclass(frozen=True)
+class MappingSpec:
+    keep_original_id_as: str | None = "original_id"
+    vectors: dict[str, str] = field(default_factory=dict)
+    include: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] = ()
+    rename: dict[str, str] = field(default_factory=dict)
+    set: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    file: Path
+    source: dict[str, Any]
+    target: TargetSpec
+    mapping: MappingSpec
+    filter: dict[str, Any] | None
+    batch_size: int
+    parallelism: int
+    restart: str
+    checkpoint_store: str
+    checkpoint_path: Path
+    on_invalid: str
+    dead_letter_path: Path
+    document: dict[str, Any]
+
+    def fingerprint(self) -> str:
+        """Hash of what decides which points are written and how: a change refuses resume.
+
+        Credentials and connection details are left out, so rotating a key or moving the
+        server does not invalidate checkpoints.
+        """
+        connection_keys = {"url", "path", "host", "port", "timeout", "prefer_grpc"}
+        source = {
+            k: v
+            for k, v in self.source.items()
+            if not is_secret_key(k) and k not in connection_keys
+        }
+        material = {
+            "source": source,
+            "collection": self.target.collection,
+            "mapping": self.document.get("mapping", {}),
+            "filter": self.filter,
+        }
+        encoded = json.dumps(material, sort_keys=True, default=str).encode()
+        return hashlib.sha256(encoded).hexdigest()[:16]
+
+
+def _job_from_document(document: dict[str, Any], file: Path) -> Job:
+    target = dict(document["target"])
+    mapping = document.get("mapping", {})
+    payload = mapping.get("payload", {})
+    include = payload.get("include")
+    checkpoint = document.get("checkpoint", {})
+    on_invalid = document.get("on_invalid", {})
+    name = document["name"]
+    return Job(
+        name=name,
+        file=file,
+        source=document["source"],
+        target=TargetSpec(**target),
+        mapping=MappingSpec(
+            keep_original_id_as=mapping.get("id", {}).get("keep_original_as", "original_id"),
+            vectors=mapping.get("vectors", {}),
+            include=tuple(include) if include is not None else None,
+            exclude=tuple(payload.get("exclude", ())),
+            rename=payload.get("rename", {}),
+            set=payload.get("set", {}),
+        ),
+        filter=document.get("filter"),
+        batch_size=document.get("batch_size", 256),
+        parallelism=document.get("parallelism", 1),
+        restart=document.get("restart", "resume"),
+        checkpoint_store=checkpoint.get("store", "target"),
+        checkpoint_path=Path(checkpoint.get("path", f".qmigrate/{name}.checkpoint.json")),
+        on_invalid=on_invalid.get("action", "fail"),
+        dead_letter_path=Path(on_invalid.get("path", f"{name}.dead-letter.jsonl")),
+        document=document,
+    )
+
+
+# --- loading ----------------------------------------------------------------------------
+
+
+def job_files(paths: Iterable[str]) -> list[Path]:
+    """Expand FILE|DIR arguments: a directory means its *.yaml/*.yml files in name order."""
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
+            if not found:
+                raise invalid(f"{path}: no *.yaml job files in this directory")
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise invalid(f"{path}: no such file or directory")
+    return files
+
+
+def read_env_file(path: str) -> dict[str, str]:
+    """KEY=VALUE lines; blank lines and # comments are skipped, quotes are stripped."""
+    values: dict[str, str] = {}
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as exc:
+        raise invalid(f"--env-file {path}: {exc.strerror}") from None
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.removeprefix("export ").partition("=")
+        if not sep or not key.strip():
+            raise invalid(f"{path}:{number}: expected KEY=VALUE")
+        values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+_UNDEFINED_PATTERNS = (
+    re.compile(r"has no attribute '([^']+)'"),
+    re.compile(r"'([^']+)' is undefined"),
+)
+
+
+def render(file: Path, env: Mapping[str, str]) -> str:
+    """Render the job file with Jinja2; an undefined variable names itself and the file."""
+    text = _read(file)
+    environment = jinja2.Environment(
+        undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False
+    )
+    try:
+        template = environment.from_string(text)
+        return template.render(env=dict(env), job_dir=str(file.parent))
+    except jinja2.TemplateSyntaxError as exc:
+        raise invalid(f"{file}:{exc.lineno}: template error: {exc.message}") from None
+    except jinja2.UndefinedError as exc:
+        line = _template_line(exc)
+        where = f"{file}:{line}" if line else str(file)
+        message = str(exc.message or exc)
+        for pattern in _UNDEFINED_PATTERNS:
+            match = pattern.search(message)
+            if match:
+                name = match.group(1)
+                if "dict object" in message:
+                    raise invalid(
+                        f"{where}: environment variable {name} is not set "
+                        "(give it a default with `| default(...)` if it is optional)"
+                    ) from None
+                raise invalid(f"{where}: template variable '{name}' is undefined") from None
+        raise invalid(f"{where}: {message}") from None
+
+
+def _template_line(exc: BaseException) -> int | None:
+    tb = exc.__traceback__
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _read(file: Path) -> str:
+    try:
+        return file.read_text()
+    except OSError as exc:
+        raise invalid(f"{file}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise invalid(f"{file}: not a UTF-8 text file") from None
+
+
+def parse(file: Path, text: str) -> tuple[Any, yaml.Node | None]:
+    """YAML text -> (data, node tree for line numbers)."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{file}:{mark.line + 1}" if mark else str(file)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise invalid(f"{where}: malformed YAML: {problem}") from None
+    return data, node
+
+
+def validation_errors(data: Any, node: yaml.Node | None, file: Path) -> list[str]:
+    """Every schema violation as `FILE:LINE: path.in.file: message`, in file order."""
+    if not isinstance(data, dict):
+        return [f"{file}: a job file must be a YAML mapping (got {_json_type(data)})"]
+    job_schema, registry = _load_schemas()
+    validator = jsonschema.Draft202012Validator(job_schema, registry=registry)
+    found: list[tuple[int, str]] = []
+    for error in validator.iter_errors(data):
+        for path, message in _explain(error):
+            line = _line_of(node, path)
+            where = f"{file}:{line}" if line else str(file)
+            found.append((line or 0, f"{where}: {_dotted(path) or '(top level)'}: {message}"))
+    return [message for _, message in sorted(set(found))]
+
+
+def load(file: Path, env: Mapping[str, str] | None = None) -> Job:
+    """Render, parse and validate one job file; raise with every error at once."""
+    rendered = render(file, os.environ if env is None else env)
+    data, node = parse(file, rendered)
+    errors = validation_errors(data, node, file)
+    if errors:
+        raise invalid("\n".join(errors))
+    return _job_from_document(data, file)
+
+
+# --- error explanation ------------------------------------------------------------------
+
+
+def _explain(error: jsonschema.ValidationError) -> Iterator[tuple[list[Any], str]]:
+    path = list(error.absolute_path)
+    secret = any(isinstance(p, str) and is_secret_key(p) for p in path)
+    validator = error.validator
+    if validator == "required":
+        for name in _missing(error):
+            yield path + [name], "required"
+    elif validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = list(error.schema.get("properties", {}))
+        for key in error.instance:
+            if key not in allowed:
+                hint = difflib.get_close_matches(str(key), allowed, n=1)
+                suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+                yield path + [key], f"unknown key{suggestion}"
+    elif validator == "type":
+        expected = error.validator_value
+        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        yield path, f"expected {expected}, got {_json_type(error.instance)}"
+    elif validator == "enum":
+        options = ", ".join(json.dumps(v) for v in error.validator_value)
+        got = "" if secret else f" (got {json.dumps(error.instance, default=str)})"
+        yield path, f"must be one of {options}{got}"
+    elif validator == "const":
+        yield path, f"must be {json.dumps(error.validator_value)}"
+    elif validator in ("oneOf", "anyOf"):
+        branches = error.validator_value
+        if all(set(b) <= {"required", "not"} for b in branches):
+            names = [b["required"][0] for b in branches]
+            yield path, f"set exactly one of: {', '.join(names)}"
+        elif error.context:
+            best = jsonschema.exceptions.best_match(error.context)
+            yield from _explain(best)
+        else:
+            yield path, "does not match any allowed form"
+    elif validator == "not" and secret:
+        yield path, "not allowed here"
+    else:
+        message = error.message
+        if secret:
+            message = f"invalid value ({validator} {error.validator_value!r})"
+        yield path, message
+
+
+def _missing(error: jsonschema.ValidationError) -> list[str]:
+    instance = error.instance if isinstance(error.instance, dict) else {}
+    return [name for name in error.validator_value if name not in instance]
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "mapping"
+    return type(value).__name__
+
+
+def _dotted(path: list[Any]) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            part = str(part)
+            shown = part if re.fullmatch(r"[A-Za-z0-9_-]+", part) else json.dumps(part)
+            out += f".{shown}" if out else shown
+    return out
+
+
+def _line_of(node: yaml.Node | None, path: list[Any]) -> int | None:
+    """1-based line of the YAML node at `path`, or of the deepest ancestor that exists."""
+    if node is None:
+        return None
+    line = node.start_mark.line + 1
+    for part in path:
+        child = None
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                if key_node.value == str(part):
+                    child = value_node
+                    line = key_node.start_mark.line + 1
+                    break
+        elif (
+            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
+        ):
+            child = node.value[part]
+            line = child.start_mark.line + 1
+        if child is None:
+            return line
+        node = child
+    return line

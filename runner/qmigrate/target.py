@@ -1,0 +1,258 @@
+"""The Qdrant target: what the collection must look like, checking or creating it, writing to it."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from qdrant_client import models
+
+from qmigrate.errors import QmigrateError
+from qmigrate.qdrant_connection import QdrantConnection, connect, explain
+from qmigrate.records import DISTANCES, SourceInfo, VectorField
+from qmigrate.spec import MappingSpec, TargetSpec
+
+Layout = dict[str, VectorField]
+"""Target vector name -> what it holds; "" is the unnamed dense vector."""
+
+DEFAULT_HNSW_M = 16
+
+
+def target_layout(info: SourceInfo, mapping: MappingSpec, spec: TargetSpec) -> Layout:
+    """The target's vectors: the source's, renamed by the mapping, with the job's overrides."""
+    source_names = {v.name for v in info.vectors}
+    for name in mapping.vectors:
+        if name not in source_names:
+            raise QmigrateError(
+                f"mapping.vectors.{_key(name)}: the source has no vector '{name}' "
+                f"(it has: {_names(source_names)})"
+            )
+    layout: Layout = {}
+    for vector in info.vectors:
+        name = mapping.vectors.get(vector.name, vector.name)
+        if name in layout:
+            raise QmigrateError(f"mapping.vectors: two source vectors map to '{name}'")
+        layout[name] = replace(vector, name=name)
+    for section, kinds in (("vectors", ("dense", "multi")), ("sparse_vectors", ("sparse",))):
+        overrides: dict[str, dict[str, Any]] = getattr(spec, section)
+        for name, override in overrides.items():
+            field = layout.get(name)
+            if field is None or field.kind not in kinds:
+                matching = [n for n, f in layout.items() if f.kind in kinds]
+                raise QmigrateError(
+                    f"target.{section}.{_key(name)}: no such vector comes from the source "
+                    f"(it brings: {_names(matching)})"
+                )
+            options = dict(field.options)
+            for key in ("on_disk", "datatype", "modifier"):
+                if key in override:
+                    options[key] = override[key]
+            layout[name] = replace(
+                field,
+                size=override.get("size", field.size),
+                distance=DISTANCES[override["distance"]]
+                if "distance" in override
+                else field.distance,
+                options=options,
+            )
+    for name, field in layout.items():
+        if field.kind != "sparse" and (field.size is None or field.distance is None):
+            missing = "size" if field.size is None else "distance"
+            raise QmigrateError(
+                f"vector '{name}': the source does not tell its {missing}; "
+                f"set target.vectors.{_key(name)}.{missing}"
+            )
+    dense = [n for n, f in layout.items() if f.kind != "sparse"]
+    if "" in dense and len(dense) > 1:
+        raise QmigrateError(
+            "the unnamed vector cannot sit beside named dense vectors: name it with mapping.vectors"
+        )
+    if not layout:
+        raise QmigrateError("the source has no vectors to migrate")
+    return layout
+
+
+def _key(name: str) -> str:
+    """A vector name as it is written in a job file."""
+    return name or '""'
+
+
+def _names(names: Any) -> str:
+    shown = [f"'{n}'" if n else '"" (unnamed)' for n in sorted(names)]
+    return ", ".join(shown) or "none"
+
+
+def _vector_params(field: VectorField) -> models.VectorParams:
+    options = {k: v for k, v in field.options.items() if k != "modifier"}
+    if field.kind == "multi":
+        options.setdefault(
+            "multivector_config", {"comparator": models.MultiVectorComparator.MAX_SIM}
+        )
+    return models.VectorParams(size=field.size, distance=models.Distance(field.distance), **options)
+
+
+def _sparse_params(field: VectorField) -> models.SparseVectorParams:
+    options = dict(field.options)
+    modifier = options.pop("modifier", None)
+    on_disk = options.pop("on_disk", None)
+    index = options.pop("index", None) or {}
+    if on_disk is not None:
+        index = {**index, "on_disk": on_disk}
+    return models.SparseVectorParams(
+        index=models.SparseIndexParams(**index) if index else None,
+        modifier=models.Modifier(modifier) if modifier else None,
+    )
+
+
+class QdrantTarget:
+    """The collection the job writes into; calls go through the connection's lock."""
+
+    def __init__(self, spec: TargetSpec) -> None:
+        self.spec = spec
+        self.collection = spec.collection
+        self.connection: QdrantConnection = connect(
+            path=spec.path,
+            url=spec.url,
+            api_key=spec.api_key,
+            prefer_grpc=spec.prefer_grpc,
+            timeout=spec.timeout,
+            role="target",
+        )
+        self.client = self.connection.client
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def existing(self) -> models.CollectionInfo | None:
+        with self.connection.lock:
+            if not self.client.collection_exists(self.collection):
+                return None
+            return self.client.get_collection(self.collection)
+
+    def mismatches(self, info: models.CollectionInfo, layout: Layout) -> list[str]:
+        """Why an existing collection cannot take this layout; empty when it can."""
+        params = info.config.params
+        dense = params.vectors
+        named_dense: dict[str, models.VectorParams] = (
+            {"": dense} if isinstance(dense, models.VectorParams) else dict(dense or {})
+        )
+        sparse = dict(params.sparse_vectors or {})
+        problems = []
+        for name, field in layout.items():
+            label = f"vector '{name}'" if name else "the unnamed vector"
+            if field.kind == "sparse":
+                have_sparse = sparse.get(name)
+                if have_sparse is None:
+                    problems.append(f"sparse {label} is missing (it has: {_names(sparse)})")
+                    continue
+                want = field.options.get("modifier")
+                have = have_sparse.modifier.value if have_sparse.modifier else "none"
+                if want and want != have:
+                    problems.append(f"sparse {label} has modifier {have}, the job wants {want}")
+                continue
+            have_dense = named_dense.get(name)
+            if have_dense is None:
+                problems.append(f"{label} is missing (it has: {_names(named_dense)})")
+                continue
+            if have_dense.size != field.size:
+                problems.append(f"{label} has size {have_dense.size}, the source has {field.size}")
+            if have_dense.distance.value != field.distance:
+                problems.append(
+                    f"{label} has distance {have_dense.distance.value}, "
+                    f"the source has {field.distance}"
+                )
+            is_multi = have_dense.multivector_config is not None
+            if is_multi != (field.kind == "multi"):
+                kinds = ("a multi-vector", "a single vector")
+                problems.append(
+                    f"{label} is {kinds[not is_multi]}, the source has {kinds[is_multi]}"
+                )
+        return problems
+
+    def create_arguments(self, layout: Layout, info: SourceInfo) -> dict[str, Any]:
+        """Everything create_collection is asked for: source settings, then the job's overrides."""
+        dense = {n: _vector_params(f) for n, f in layout.items() if f.kind != "sparse"}
+        sparse = {n: _sparse_params(f) for n, f in layout.items() if f.kind == "sparse"}
+        settings = dict(info.collection_settings)
+        overrides = {
+            "hnsw_config": self.spec.hnsw,
+            "quantization_config": self.spec.quantization,
+            "shard_number": self.spec.shards,
+            "replication_factor": self.spec.replication_factor,
+            "on_disk_payload": self.spec.on_disk_payload,
+        }
+        settings.update({k: v for k, v in overrides.items() if v is not None})
+        if self.connection.local:
+            # Local mode has no shards or replicas; a server honours them.
+            for key in ("shard_number", "replication_factor", "write_consistency_factor"):
+                settings.pop(key, None)
+        arguments: dict[str, Any] = {
+            "collection_name": self.collection,
+            "vectors_config": dense[""] if list(dense) == [""] else dense,
+        }
+        if sparse:
+            arguments["sparse_vectors_config"] = sparse
+        if "hnsw_config" in settings:
+            arguments["hnsw_config"] = models.HnswConfigDiff(**settings.pop("hnsw_config"))
+        if "quantization_config" in settings:
+            arguments["quantization_config"] = _quantization(settings.pop("quantization_config"))
+        arguments.update(settings)
+        return arguments
+
+    def create(self, layout: Layout, info: SourceInfo) -> None:
+        arguments = self.create_arguments(layout, info)
+        with self.connection.lock:
+            try:
+                self.client.create_collection(**arguments)
+            except Exception as exc:
+                raise QmigrateError(
+                    f"target: creating collection '{self.collection}' failed: {explain(exc)}"
+                ) from None
+
+    def missing_payload_indexes(self, wanted: dict[str, str]) -> dict[str, str]:
+        """Indexes still to create; none in local mode, which has no payload indexes."""
+        if self.connection.local:
+            return {}
+        info = self.existing()
+        have = set(info.payload_schema) if info is not None else set()
+        return {k: v for k, v in wanted.items() if k not in have}
+
+    def create_payload_indexes(self, indexes: dict[str, str]) -> None:
+        """Indexes go in before the data, so Qdrant builds them as points arrive."""
+        for field_name, schema in indexes.items():
+            with self.connection.lock:
+                self.client.create_payload_index(
+                    self.collection,
+                    field_name=field_name,
+                    field_schema=models.PayloadSchemaType(schema),
+                    wait=True,
+                )
+
+    def hnsw_m(self) -> int:
+        info = self.existing()
+        if info is None or info.config.hnsw_config.m is None:
+            return DEFAULT_HNSW_M
+        return info.config.hnsw_config.m
+
+    def set_hnsw_m(self, m: int) -> None:
+        """m=0 defers building the HNSW graph (bulk load); a positive m builds it again."""
+        with self.connection.lock:
+            self.client.update_collection(self.collection, hnsw_config=models.HnswConfigDiff(m=m))
+
+    def upsert(self, points: list[models.PointStruct]) -> None:
+        with self.connection.lock:
+            self.client.upsert(self.collection, points=points, wait=True)
+
+    def count(self) -> int:
+        with self.connection.lock:
+            return self.client.count(self.collection, exact=True).count
+
+
+def _quantization(config: dict[str, Any]) -> models.QuantizationConfig:
+    kinds = {
+        "scalar": models.ScalarQuantization,
+        "product": models.ProductQuantization,
+        "binary": models.BinaryQuantization,
+    }
+    (kind,) = config
+    return kinds[kind].model_validate(config)
