@@ -42,6 +42,9 @@ def connect(
     role: str,
 ) -> QdrantConnection:
     """Open and check a connection; unreachable servers and bad keys fail here, by name."""
+    if path == ":memory:":
+        client = QdrantClient(location=":memory:")
+        return QdrantConnection(client, where=path, local=True, lock=threading.RLock())
     if path:
         try:
             client = QdrantClient(path=path)

@@ -17,6 +17,8 @@ from qmigrate.sources.base import Source
 REGISTRY: dict[str, tuple[str, str | None]] = {
     "file": ("qmigrate.sources.file", None),
     "qdrant": ("qmigrate.sources.qdrant", None),
+    "chroma": ("qmigrate.sources.chroma", "chroma"),
+    "pinecone": ("qmigrate.sources.pinecone", "pinecone"),
 }
 
 

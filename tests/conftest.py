@@ -1,0 +1,205 @@
+"""Shared fixtures: running the CLI, writing job files, and generating data."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from qdrant_client import QdrantClient, models
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+def run_cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 300
+) -> CliResult:
+    """Run `qmigrate` as a user would: a separate process, its exit code and both streams."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "qmigrate", *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return CliResult(completed.returncode, completed.stdout, completed.stderr)
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Callable[..., CliResult]:
+    """`cli("apply", "job.yaml")`, run inside the test's temporary directory."""
+
+    def call(*args: str, env: dict[str, str] | None = None) -> CliResult:
+        return run_cli(*args, cwd=tmp_path, env=env)
+
+    return call
+
+
+@pytest.fixture
+def write_job(tmp_path: Path) -> Callable[..., Path]:
+    """Write a job (a dict, or YAML text) to a file in the test's directory."""
+
+    def write(job: dict[str, Any] | str, name: str = "job.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(job if isinstance(job, str) else yaml.safe_dump(job, sort_keys=False))
+        return path
+
+    return write
+
+
+def random_vector(rng: random.Random, size: int) -> list[float]:
+    return [rng.uniform(-1, 1) for _ in range(size)]
+
+
+def point_ids(count: int, seed: int = 0) -> list[int | str]:
+    """A mix of integer and UUID IDs, as real collections have."""
+    rng = random.Random(seed)
+    return [i * 3 + 1 if i % 2 else str(uuid.UUID(int=rng.getrandbits(128))) for i in range(count)]
+
+
+def sample_payload(i: int) -> dict[str, Any]:
+    """Every JSON payload type Qdrant stores."""
+    return {
+        "i": i,
+        "category": ["shoes", "hats", "bags"][i % 3],
+        "price": round(i * 1.25, 2),
+        "in_stock": i % 2 == 0,
+        "tags": ["a", "b"] if i % 4 else [],
+        "nested": {"level": {"value": i % 7}},
+        "missing": None,
+        "geo": {"lon": 13.4, "lat": 52.5},
+    }
+
+
+def make_qdrant_collection(
+    path: Path,
+    name: str = "docs",
+    count: int = 300,
+    size: int = 8,
+    named: bool = True,
+    seed: int = 0,
+) -> list[models.PointStruct]:
+    """A local-mode collection with dense (named or unnamed), sparse and multi vectors."""
+    rng = random.Random(seed)
+    client = QdrantClient(path=str(path))
+    try:
+        if named:
+            client.create_collection(
+                name,
+                vectors_config={
+                    "dense": models.VectorParams(size=size, distance=models.Distance.COSINE),
+                    "colbert": models.VectorParams(
+                        size=4,
+                        distance=models.Distance.DOT,
+                        multivector_config=models.MultiVectorConfig(
+                            comparator=models.MultiVectorComparator.MAX_SIM
+                        ),
+                    ),
+                },
+                sparse_vectors_config={"text": models.SparseVectorParams()},
+            )
+        else:
+            client.create_collection(
+                name, vectors_config=models.VectorParams(size=size, distance=models.Distance.EUCLID)
+            )
+        points = []
+        for i, point_id in enumerate(point_ids(count, seed)):
+            if named:
+                vector: Any = {
+                    "dense": random_vector(rng, size),
+                    "colbert": [random_vector(rng, 4) for _ in range(1 + i % 3)],
+                    "text": models.SparseVector(
+                        indices=sorted(rng.sample(range(1000), 3)),
+                        values=[rng.random() for _ in range(3)],
+                    ),
+                }
+            else:
+                vector = random_vector(rng, size)
+            points.append(models.PointStruct(id=point_id, vector=vector, payload=sample_payload(i)))
+        client.upsert(name, points)
+        return points
+    finally:
+        client.close()
+
+
+def read_collection(path: Path, name: str) -> dict[Any, models.Record]:
+    """Every point of a local-mode collection, by ID."""
+    client = QdrantClient(path=str(path))
+    try:
+        out: dict[Any, models.Record] = {}
+        offset = None
+        while True:
+            points, offset = client.scroll(
+                name, limit=1000, offset=offset, with_payload=True, with_vectors=True
+            )
+            out.update({p.id: p for p in points})
+            if offset is None:
+                return out
+    finally:
+        client.close()
+
+
+def checkpoint_points(checkpoint_file: Path) -> int:
+    """Points a file checkpoint store says are written, over all jobs and partitions."""
+    try:
+        data = json.loads(checkpoint_file.read_text())
+    except (OSError, ValueError):
+        return 0
+    return sum(
+        state["points"] for job in data["jobs"].values() for state in job["partitions"].values()
+    )
+
+
+def apply_and_kill(
+    job: Path, checkpoint_file: Path, after_points: int, timeout: float = 120
+) -> bool:
+    """Start a real `qmigrate apply`, SIGKILL it once its checkpoints pass `after_points`.
+
+    Returns True if the process was killed, False if it finished first. The job must use
+    `checkpoint: {store: file, path: ...}` pointing at `checkpoint_file`.
+    """
+    process = subprocess.Popen(
+        [sys.executable, "-m", "qmigrate", "apply", str(job)],
+        cwd=job.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        while process.poll() is None and time.monotonic() < deadline:
+            if checkpoint_points(checkpoint_file) >= after_points:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait()
+                return True
+            time.sleep(0.005)
+        return False
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+# Server fixtures live in tests/servers/, one module per system, imported here so every
+# test can ask for them by name.
