@@ -201,5 +201,26 @@ def apply_and_kill(
             process.wait()
 
 
+def run_job(document: dict[str, Any], directory: Path, name: str = "job.yaml") -> Any:
+    """Load and apply a job in this process (faster than the CLI); returns the Summary."""
+    from qmigrate import engine, spec
+
+    path = directory / name
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    resolved = engine.resolve(spec.load(path, {}))
+    try:
+        return engine.apply(resolved)
+    finally:
+        resolved.close()
+
+
+def assert_same_points(expected: dict[Any, Any], actual: dict[Any, Any]) -> None:
+    """Same IDs, vectors and payloads, point by point."""
+    assert sorted(map(str, actual)) == sorted(map(str, expected))
+    for point_id, point in expected.items():
+        assert actual[point_id].vector == point.vector, point_id
+        assert actual[point_id].payload == point.payload, point_id
+
+
 # Server fixtures live in tests/servers/, one module per system, imported here so every
 # test can ask for them by name.

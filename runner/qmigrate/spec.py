@@ -346,15 +346,7 @@ def _explain(error: jsonschema.ValidationError) -> Iterator[tuple[list[Any], str
     elif validator == "const":
         yield path, f"must be {json.dumps(error.validator_value)}"
     elif validator in ("oneOf", "anyOf"):
-        branches = error.validator_value
-        if all(set(b) <= {"required", "not"} for b in branches):
-            names = [b["required"][0] for b in branches]
-            yield path, f"set exactly one of: {', '.join(names)}"
-        elif error.context:
-            best = jsonschema.exceptions.best_match(error.context)
-            yield from _explain(best)
-        else:
-            yield path, "does not match any allowed form"
+        yield from _explain_alternatives(error, path)
     elif validator == "not" and secret:
         yield path, "not allowed here"
     else:
@@ -362,6 +354,40 @@ def _explain(error: jsonschema.ValidationError) -> Iterator[tuple[list[Any], str
         if secret:
             message = f"invalid value ({validator} {error.validator_value!r})"
         yield path, message
+
+
+FILTER_KEYS = ("must", "should", "must_not", "min_should")
+
+
+def _explain_alternatives(
+    error: jsonschema.ValidationError, path: list[Any]
+) -> Iterator[tuple[list[Any], str]]:
+    """Report a oneOf against the branch the user evidently meant, told by its keys."""
+    branches = error.validator_value
+    if all(set(b) <= {"required", "not"} for b in branches):
+        names = [b["required"][0] for b in branches]
+        yield path, f"set exactly one of: {', '.join(names)}"
+        return
+    instance = error.instance if isinstance(error.instance, dict) else {}
+
+    def signature(branch: dict[str, Any]) -> tuple[str, ...]:
+        return tuple(branch.get("required", ())) if "$ref" not in branch else FILTER_KEYS
+
+    def meant(branch: dict[str, Any]) -> bool:
+        keys = signature(branch)
+        if "$ref" in branch:
+            return any(k in instance for k in keys)
+        return bool(keys) and all(k in instance for k in keys)
+
+    chosen = [i for i, branch in enumerate(branches) if meant(branch)]
+    if len(chosen) == 1:
+        inner = [e for e in error.context if e.relative_schema_path[0] == chosen[0]]
+        for sub_error in inner:
+            yield from _explain(sub_error)
+        if inner:
+            return
+    forms = " | ".join("{" + ", ".join(signature(b)) + "}" for b in branches)
+    yield path, f"does not match any allowed form: {forms}"
 
 
 def _missing(error: jsonschema.ValidationError) -> list[str]:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from qmigrate import engine
 from qmigrate.commands.common import add_job_options, emit, fail_json, load_jobs
 from qmigrate.errors import QmigrateError
+
+if TYPE_CHECKING:  # the engine imports qdrant-client: slow, and only needed to run
+    from qmigrate.engine import Summary
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -23,6 +25,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from qmigrate import engine
+
     summaries: list[dict[str, Any]] = []
     texts: list[str] = []
     try:
@@ -45,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def render_text(summary: engine.Summary) -> str:
+def render_text(summary: Summary) -> str:
     lines = [
         f"job {summary.job}: {summary.status}. read {summary.read:,}, wrote {summary.written:,}, "
         f"filtered out {summary.filtered:,}, invalid {summary.invalid:,}, "

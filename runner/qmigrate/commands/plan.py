@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from qmigrate import engine
 from qmigrate.commands.common import add_job_options, emit, fail_json, load_jobs
 from qmigrate.errors import QmigrateError
 from qmigrate.records import VectorField
 from qmigrate.spec import mask_secrets
+
+if TYPE_CHECKING:  # the engine imports qdrant-client: slow, and only needed to run
+    from qmigrate.engine import Resolved
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -26,6 +28,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from qmigrate import engine
+
     plans: list[dict[str, Any]] = []
     try:
         for job in load_jobs(args):
@@ -44,7 +48,7 @@ def _vector(field: VectorField) -> dict[str, Any]:
     return {"name": field.name, "kind": field.kind, "size": field.size, "distance": field.distance}
 
 
-def build_plan(resolved: engine.Resolved) -> dict[str, Any]:
+def build_plan(resolved: Resolved) -> dict[str, Any]:
     job, info, target = resolved.job, resolved.info, resolved.target
     problems: list[str] = []
     if resolved.collection is not None:

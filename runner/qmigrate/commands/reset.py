@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from qmigrate.commands.common import add_job_options, emit, fail_json, load_jobs
-from qmigrate.engine import checkpoint_store
 from qmigrate.errors import QmigrateError
 
 
@@ -21,6 +20,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from qmigrate.engine import checkpoint_store  # imports qdrant-client: only when needed
+
     names = []
     try:
         for job in load_jobs(args):

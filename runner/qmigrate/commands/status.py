@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from qmigrate.checkpoint import PartitionState
 from qmigrate.commands.common import add_job_options, emit, fail_json, load_jobs
-from qmigrate.engine import checkpoint_store
 from qmigrate.errors import QmigrateError
 
 
@@ -23,6 +21,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from qmigrate.checkpoint import PartitionState
+    from qmigrate.engine import checkpoint_store  # imports qdrant-client: only when needed
+
     reports: list[dict[str, Any]] = []
     try:
         for job in load_jobs(args):

@@ -1,0 +1,111 @@
+"""The file source: JSONL and Parquet, partitions that cover every row once, resumable cursors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from qmigrate.errors import QmigrateError
+from qmigrate.sources.file import Source
+
+ROWS = [
+    {
+        "id": f"r{i}",
+        "emb": [float(i), 0.5],
+        "sp": {"indices": [i], "values": [1.0]},
+        "n": i,
+        "label": "x" * (i % 50),
+    }
+    for i in range(257)
+]
+CONFIG = {"type": "file", "vectors": {"emb": {"distance": "cosine"}, "sp": {"kind": "sparse"}}}
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    # Blank lines and a missing final newline are both allowed.
+    text = (
+        "\n".join(json.dumps(r) for r in rows[:10])
+        + "\n\n"
+        + "\n".join(json.dumps(r) for r in rows[10:])
+    )
+    path.write_text(text)
+    return path
+
+
+def write_parquet(path: Path, rows: list[dict[str, Any]]) -> Path:
+    pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=40)
+    return path
+
+
+@pytest.fixture(params=["jsonl", "parquet"])
+def data_file(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    if request.param == "jsonl":
+        return write_jsonl(tmp_path / "rows.jsonl", ROWS)
+    return write_parquet(tmp_path / "rows.parquet", ROWS)
+
+
+def read_all(source: Source, n: int) -> list[Any]:
+    ids = []
+    for partition in source.partitions(n):
+        for page in source.read(partition, None):
+            ids.extend(r.id for r in page.records)
+    return ids
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 50])
+def test_partitions_cover_every_row_exactly_once(data_file: Path, n: int) -> None:
+    source = Source({**CONFIG, "path": str(data_file)}, batch_size=16)
+    assert sorted(read_all(source, n)) == sorted(r["id"] for r in ROWS)
+
+
+def test_describe_counts_rows_and_infers_sizes(data_file: Path) -> None:
+    info = Source({**CONFIG, "path": str(data_file)}, batch_size=16).describe()
+    assert info.count == len(ROWS)
+    vectors = {v.name: (v.kind, v.size, v.distance) for v in info.vectors}
+    assert vectors == {"emb": ("dense", 2, "Cosine"), "sp": ("sparse", None, None)}
+    assert info.payload_fields == ["label", "n"]
+
+
+def test_records_keep_payload_types(data_file: Path) -> None:
+    source = Source({**CONFIG, "path": str(data_file)}, batch_size=300)
+    (partition,) = source.partitions(1)
+    record = next(iter(source.read(partition, None))).records[3]
+    assert record.id == "r3"
+    assert record.vectors["emb"] == [3.0, 0.5]
+    assert record.payload == {"n": 3, "label": "xxx"}
+
+
+def test_resuming_from_any_cursor_continues_exactly(data_file: Path) -> None:
+    source = Source({**CONFIG, "path": str(data_file)}, batch_size=16)
+    for partition in source.partitions(3):
+        pages = list(source.read(partition, None))
+        expected = [r.id for page in pages for r in page.records]
+        for cut, page in enumerate(pages):
+            done = [r.id for p in pages[: cut + 1] for r in p.records]
+            rest = [r.id for p in source.read(partition, page.cursor) for r in p.records]
+            assert done + rest == expected
+
+
+def test_glob_reads_several_files(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "a.jsonl", ROWS[:100])
+    write_parquet(tmp_path / "b.parquet", ROWS[100:])
+    source = Source({**CONFIG, "path": str(tmp_path / "*")}, batch_size=32)
+    assert source.describe().count == len(ROWS)
+    assert sorted(read_all(source, 4)) == sorted(r["id"] for r in ROWS)
+
+
+def test_no_matching_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(QmigrateError, match="no file matches"):
+        Source({**CONFIG, "path": str(tmp_path / "*.jsonl")}, 10).describe()
+
+
+def test_a_broken_line_names_its_file_and_offset(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"id": 1, "emb": [1, 2]}\n{"id": 2, oops}\n')
+    source = Source({**CONFIG, "path": str(path)}, 10)
+    with pytest.raises(QmigrateError, match=r"bad.jsonl at byte 25: not a JSON line"):
+        read_all(source, 1)

@@ -1,0 +1,194 @@
+"""Qdrant -> Qdrant, local mode on both ends: every vector kind, payload type and ID kind."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from qdrant_client import QdrantClient, models
+from qmigrate.errors import QmigrateError
+from qmigrate.sources.qdrant import Source
+
+from tests.conftest import (
+    assert_same_points,
+    make_qdrant_collection,
+    read_collection,
+    run_cli,
+    run_job,
+)
+
+
+def job(tmp_path: Path, **extra: Any) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "version": 1,
+        "name": "q2q",
+        "source": {"type": "qdrant", "path": str(tmp_path / "source"), "collection": "docs"},
+        "target": {"path": str(tmp_path / "target"), "collection": "copy"},
+        "batch_size": 32,
+    }
+    document.update(extra)
+    return document
+
+
+@pytest.mark.parametrize("named", [True, False], ids=["named-dense-sparse-multi", "unnamed"])
+def test_migrates_every_vector_kind_and_payload_exactly(tmp_path: Path, named: bool) -> None:
+    make_qdrant_collection(tmp_path / "source", count=150, named=named)
+    summary = run_job(job(tmp_path, parallelism=3), tmp_path)
+    assert (summary.written, summary.count_check) == (150, "ok")
+    expected = read_collection(tmp_path / "source", "docs")
+    assert_same_points(expected, read_collection(tmp_path / "target", "copy"))
+    assert any(isinstance(i, int) for i in expected) and any(isinstance(i, str) for i in expected)
+
+
+def test_target_collection_is_created_from_the_source_config(tmp_path: Path) -> None:
+    make_qdrant_collection(tmp_path / "source", count=5)
+    run_job(job(tmp_path), tmp_path)
+    client = QdrantClient(path=str(tmp_path / "target"))
+    params = client.get_collection("copy").config.params
+    client.close()
+    assert params.vectors["dense"].size == 8
+    assert params.vectors["dense"].distance == models.Distance.COSINE
+    assert params.vectors["colbert"].multivector_config is not None
+    assert set(params.sparse_vectors) == {"text"}
+
+
+def test_filter_is_pushed_down_and_selects_exactly(tmp_path: Path) -> None:
+    points = make_qdrant_collection(tmp_path / "source", count=120)
+    flt = {
+        "must": [
+            {"key": "category", "match": {"value": "hats"}},
+            {"key": "price", "range": {"gte": 20}},
+        ]
+    }
+    document = job(tmp_path, filter=flt, parallelism=2)
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(document))
+    plan = run_cli("plan", "--output", "json", "job.yaml", cwd=tmp_path).json()["plans"][0]
+    assert plan["filter"]["pushed_down"] is True and plan["filter"]["client_side"] is None
+    summary = run_job(document, tmp_path)
+    expected = {
+        str(p.id) for p in points if p.payload["category"] == "hats" and p.payload["price"] >= 20
+    }
+    assert expected and {str(i) for i in read_collection(tmp_path / "target", "copy")} == expected
+    assert summary.filtered == 0, "nothing was filtered client-side"
+
+
+def test_mapping_renames_vectors_and_reshapes_payload(tmp_path: Path) -> None:
+    make_qdrant_collection(tmp_path / "source", count=20)
+    mapping = {
+        "vectors": {"dense": "semantic"},
+        "payload": {
+            "exclude": ["geo", "missing"],
+            "rename": {"i": "index"},
+            "set": {"migrated": True},
+        },
+    }
+    run_job(job(tmp_path, mapping=mapping), tmp_path)
+    source = read_collection(tmp_path / "source", "docs")
+    for point_id, point in read_collection(tmp_path / "target", "copy").items():
+        original = source[point_id]
+        assert point.vector["semantic"] == original.vector["dense"]
+        assert point.payload["index"] == original.payload["i"]
+        assert point.payload["migrated"] is True
+        assert "geo" not in point.payload and "i" not in point.payload
+
+
+def ids_of_partitions(source: Source, n: int) -> list[Any]:
+    seen = []
+    for partition in source.partitions(n):
+        for page in source.read(partition, None):
+            seen.extend(r.id for r in page.records)
+    return seen
+
+
+@pytest.mark.parametrize("kind", ["mixed", "ints", "uuids"])
+@pytest.mark.parametrize("n", [1, 2, 5, 8])
+def test_partitions_cover_every_point_exactly_once(tmp_path: Path, kind: str, n: int) -> None:
+    client = QdrantClient(path=str(tmp_path / "p"))
+    client.create_collection("c", vectors_config=models.VectorParams(size=2, distance="Dot"))
+    ids: list[Any] = []
+    if kind in ("mixed", "ints"):
+        ids += [0, 1, 2, 1000, 10**6, 2**63, 2**64 - 1] + list(range(50, 90))
+    if kind in ("mixed", "uuids"):
+        ids += [str(uuid.UUID(int=i * 2**120 + 7)) for i in range(200)] + [str(uuid.UUID(int=0))]
+    client.upsert("c", [models.PointStruct(id=i, vector=[1.0, 0.0]) for i in ids])
+    client.close()
+    source = Source({"type": "qdrant", "path": str(tmp_path / "p"), "collection": "c"}, 7)
+    seen = ids_of_partitions(source, n)
+    source.close()
+    assert sorted(map(str, seen)) == sorted(map(str, ids))
+
+
+def test_empty_collection_is_one_partition(tmp_path: Path) -> None:
+    client = QdrantClient(path=str(tmp_path / "p"))
+    client.create_collection("c", vectors_config=models.VectorParams(size=2, distance="Dot"))
+    client.close()
+    source = Source({"type": "qdrant", "path": str(tmp_path / "p"), "collection": "c"}, 7)
+    assert len(source.partitions(4)) == 1
+    assert ids_of_partitions(source, 4) == []
+    source.close()
+
+
+def test_missing_source_collection_lists_what_exists(tmp_path: Path) -> None:
+    make_qdrant_collection(tmp_path / "source", count=1)
+    source = Source({"type": "qdrant", "path": str(tmp_path / "source"), "collection": "nope"}, 7)
+    with pytest.raises(
+        QmigrateError, match=r"source collection 'nope' does not exist .* \(it has: docs\)"
+    ):
+        source.describe()
+    source.close()
+
+
+@pytest.mark.skipif(
+    not os.environ.get("QDRANT_URL"),
+    reason="QDRANT_URL is not set: no Qdrant server to run the server contract test against",
+)
+def test_contract_against_a_real_server(tmp_path: Path) -> None:
+    """Qdrant -> Qdrant through a real server, both as source and as target."""
+    url, key = os.environ["QDRANT_URL"], os.environ.get("QDRANT_API_KEY")
+    suffix = uuid.uuid4().hex[:8]
+    make_qdrant_collection(tmp_path / "local", count=200)
+    upload = {
+        "version": 1,
+        "name": f"contract-up-{suffix}",
+        "source": {"type": "qdrant", "path": str(tmp_path / "local"), "collection": "docs"},
+        "target": {
+            "url": url,
+            "api_key": key or "",
+            "collection": f"qm_src_{suffix}",
+            "payload_indexes": {"category": "keyword"},
+            "bulk_load": True,
+        },
+        "parallelism": 2,
+    }
+    down = {
+        "version": 1,
+        "name": f"contract-down-{suffix}",
+        "source": {
+            "type": "qdrant",
+            "url": url,
+            "api_key": key or "",
+            "collection": f"qm_src_{suffix}",
+        },
+        "target": {"url": url, "api_key": key or "", "collection": f"qm_dst_{suffix}"},
+        "parallelism": 4,
+    }
+    client = QdrantClient(url=url, api_key=key)
+    try:
+        assert run_job(upload, tmp_path, "up.yaml").count_check == "ok"
+        assert run_job(down, tmp_path, "down.yaml").count_check == "ok"
+        info = client.get_collection(f"qm_dst_{suffix}")
+        assert "category" in info.payload_schema, "payload indexes follow the source"
+        assert info.config.hnsw_config.m == 16, "bulk load gave indexing back"
+        copied, _ = client.scroll(f"qm_dst_{suffix}", limit=500, with_vectors=True)
+        original = read_collection(tmp_path / "local", "docs")
+        assert len(copied) == len(original)
+        for point in copied:
+            assert point.payload == original[point.id].payload
+    finally:
+        for name in (f"qm_src_{suffix}", f"qm_dst_{suffix}"):
+            client.delete_collection(name)
+        client.close()

@@ -1,0 +1,64 @@
+"""Both checkpoint stores keep the same state the same way."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from qmigrate.checkpoint import CheckpointStore, FileStore, JobState, PartitionState, TargetStore
+from qmigrate.qdrant_connection import connect
+from qmigrate.records import Partition
+
+
+@pytest.fixture(params=["target", "file"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CheckpointStore]:
+    if request.param == "file":
+        yield FileStore(tmp_path / "nested" / "checkpoints.json")
+        return
+    connection = connect(
+        path=str(tmp_path / "qdrant"),
+        url=None,
+        api_key=None,
+        prefer_grpc=False,
+        timeout=5,
+        role="target",
+    )
+    yield TargetStore(connection)
+    connection.close()
+
+
+def test_round_trip_and_isolation_between_jobs(store: CheckpointStore) -> None:
+    assert store.load_job("a") is None
+    assert store.load_partitions("a") == {}
+    parts = [
+        Partition("p0", {"start": None, "end": 10}),
+        Partition("p1", {"start": 10, "end": None}),
+    ]
+    store.save_job("a", JobState("f1", parts, target_count_before=5, hnsw_m_before=16))
+    store.save_job("b", JobState("f2", parts[:1], target_count_before=0))
+    store.save_partition("a", PartitionState("p0", cursor={"x": [1, "two"]}, points=7))
+    store.save_partition("a", PartitionState("p0", cursor=9, points=9, filtered=1, done=True))
+    store.save_partition("b", PartitionState("p0", cursor="uuid", points=1))
+
+    job = store.load_job("a")
+    assert job is not None
+    assert (job.fingerprint, job.partitions, job.hnsw_m_before) == ("f1", parts, 16)
+    states = store.load_partitions("a")
+    assert list(states) == ["p0"]
+    assert (states["p0"].cursor, states["p0"].points, states["p0"].done) == (9, 9, True)
+
+    store.delete("a")
+    assert store.load_job("a") is None
+    assert store.load_partitions("a") == {}
+    assert store.load_partitions("b")["p0"].cursor == "uuid"
+
+
+def test_file_store_never_leaves_a_half_written_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    store = FileStore(path)
+    store.save_job("a", JobState("f", [Partition("p", {})], 0))
+    for i in range(20):
+        store.save_partition("a", PartitionState("p", cursor=i, points=i))
+    assert [p.name for p in tmp_path.iterdir()] == ["c.json"]
+    assert store.load_partitions("a")["p"].points == 19

@@ -1,0 +1,194 @@
+"""The engine loop: parallelism, restart policies, invalid records, retries, client-side filters."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from qmigrate import engine, spec
+from qmigrate.errors import QmigrateError
+from qmigrate.records import Page, Partition
+
+from tests.conftest import (
+    assert_same_points,
+    make_qdrant_collection,
+    read_collection,
+    run_job,
+)
+
+
+def qdrant_job(tmp_path: Path, target: str = "target", **extra: Any) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "version": 1,
+        "name": "engine",
+        "source": {"type": "qdrant", "path": str(tmp_path / "source"), "collection": "docs"},
+        "target": {"path": str(tmp_path / target), "collection": "copy"},
+        "batch_size": 16,
+    }
+    document.update(extra)
+    return document
+
+
+def file_job(tmp_path: Path, rows: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    document: dict[str, Any] = {
+        "version": 1,
+        "name": "engine-file",
+        "source": {"type": "file", "path": str(path), "vectors": {"v": {"distance": "cosine"}}},
+        "target": {"path": str(tmp_path / "target"), "collection": "copy"},
+        "mapping": {"vectors": {"v": ""}},
+        "batch_size": 10,
+    }
+    document.update(extra)
+    return document
+
+
+def load(document: dict[str, Any], tmp_path: Path) -> spec.Job:
+    path = tmp_path / "job.yaml"
+    path.write_text(json.dumps(document))
+    return spec.load(path, {})
+
+
+def test_parallelism_gives_identical_data(tmp_path: Path) -> None:
+    make_qdrant_collection(tmp_path / "source", count=200)
+    run_job(qdrant_job(tmp_path, "one", parallelism=1), tmp_path)
+    summary = run_job(qdrant_job(tmp_path, "eight", parallelism=8), tmp_path)
+    assert summary.partitions == 8
+    assert_same_points(
+        read_collection(tmp_path / "one", "copy"), read_collection(tmp_path / "eight", "copy")
+    )
+
+
+def test_changed_job_refuses_to_resume_unless_told_to_restart(tmp_path: Path) -> None:
+    make_qdrant_collection(tmp_path / "source", count=40)
+    run_job(qdrant_job(tmp_path), tmp_path)
+    changed = qdrant_job(tmp_path, filter={"must": [{"key": "i", "match": {"value": 1}}]})
+    with pytest.raises(QmigrateError, match="changed since its checkpoints were written"):
+        run_job(changed, tmp_path)
+    summary = run_job({**changed, "restart": "restart"}, tmp_path)
+    assert summary.status == "done" and summary.written == 1
+
+
+def interrupt_after_pages(document: dict[str, Any], tmp_path: Path, pages: int) -> None:
+    """Run a job whose source fails for good after `pages` pages of each partition."""
+    resolved = engine.resolve(load(document, tmp_path))
+    read = resolved.source.read
+
+    def breaking(partition: Partition, cursor: Any) -> Iterator[Page]:
+        source_pages = read(partition, cursor)
+        for _ in range(pages):
+            yield next(source_pages)
+        raise PermissionError("access revoked")
+
+    resolved.source.read = breaking  # type: ignore[method-assign]
+    try:
+        with pytest.raises(QmigrateError, match="reading from the source failed: PermissionError"):
+            engine.apply(resolved)
+    finally:
+        resolved.close()
+
+
+def test_restart_fail_refuses_an_unfinished_run(tmp_path: Path) -> None:
+    make_qdrant_collection(tmp_path / "source", count=40)
+    interrupt_after_pages(qdrant_job(tmp_path), tmp_path, pages=1)
+    with pytest.raises(QmigrateError, match="has an unfinished run and restart is fail"):
+        run_job(qdrant_job(tmp_path, restart="fail"), tmp_path)
+    assert run_job(qdrant_job(tmp_path), tmp_path).written == 40 - 16
+
+
+def test_changing_parallelism_on_resume_keeps_the_stored_partitions(tmp_path: Path) -> None:
+    make_qdrant_collection(tmp_path / "source", count=60)
+    interrupt_after_pages(qdrant_job(tmp_path, parallelism=3), tmp_path, pages=0)
+    summary = run_job(qdrant_job(tmp_path, parallelism=5), tmp_path)
+    assert summary.partitions == 3 and summary.written == 60
+    assert summary.count_check == "ok"
+
+
+def test_invalid_record_stops_the_job_by_default(tmp_path: Path) -> None:
+    rows = [{"id": i, "v": [1.0, 2.0]} for i in range(30)]
+    rows[17]["v"] = [1.0]
+    with pytest.raises(QmigrateError, match=r"record 17 cannot be migrated: vector 'v' has 1 dim"):
+        run_job(file_job(tmp_path, rows), tmp_path)
+
+
+def test_dead_letter_sets_invalid_records_aside(tmp_path: Path) -> None:
+    rows = [{"id": i, "v": [1.0, 2.0], "k": i} for i in range(30)]
+    rows[5]["id"] = -5
+    rows[17]["v"] = [1.0, "x"]
+    dead = tmp_path / "dead.jsonl"
+    summary = run_job(
+        file_job(tmp_path, rows, on_invalid={"action": "dead_letter", "path": str(dead)}), tmp_path
+    )
+    assert (summary.written, summary.invalid, summary.count_check) == (28, 2, "ok")
+    letters = [json.loads(line) for line in dead.read_text().splitlines()]
+    assert [(d["id"], d["payload"]) for d in letters] == [(-5, {"k": 5}), (17, {"k": 17})]
+    assert "outside the unsigned 64-bit range" in letters[0]["error"]
+
+
+def test_client_side_filter_counts_what_it_leaves_out(tmp_path: Path) -> None:
+    rows = [{"id": i, "v": [1.0, float(i)], "even": i % 2 == 0} for i in range(50)]
+    flt = {"must": [{"key": "even", "match": {"value": True}}]}
+    summary = run_job(file_job(tmp_path, rows, filter=flt, parallelism=2), tmp_path)
+    assert (summary.read, summary.written, summary.filtered) == (50, 25, 25)
+    assert sorted(read_collection(tmp_path / "target", "copy")) == list(range(0, 50, 2))
+
+
+class Unavailable(Exception):
+    """What an HTTP client raises on a 503."""
+
+    status_code = 503
+
+
+def test_transient_write_errors_are_retried(tmp_path: Path) -> None:
+    make_qdrant_collection(tmp_path / "source", count=64)
+    resolved = engine.resolve(load(qdrant_job(tmp_path), tmp_path))
+    upsert = resolved.target.upsert
+    failures = iter([True, True, False, True] + [False] * 100)
+
+    def flaky(points: list[Any]) -> None:
+        if next(failures):
+            raise Unavailable("service unavailable")
+        upsert(points)
+
+    resolved.target.upsert = flaky  # type: ignore[method-assign]
+    summary = engine.apply(resolved)
+    resolved.close()
+    assert (summary.retries, summary.written, summary.count_check) == (3, 64, "ok")
+
+
+def test_transient_read_errors_resume_from_the_last_cursor(tmp_path: Path) -> None:
+    make_qdrant_collection(tmp_path / "source", count=100)
+    resolved = engine.resolve(load(qdrant_job(tmp_path, parallelism=2), tmp_path))
+    read = resolved.source.read
+    calls = {"n": 0}
+
+    def dropping(partition: Partition, cursor: Any) -> Iterator[Page]:
+        for page in read(partition, cursor):
+            calls["n"] += 1
+            if calls["n"] in (2, 5):
+                raise ConnectionResetError("connection reset by peer")
+            yield page
+
+    resolved.source.read = dropping  # type: ignore[method-assign]
+    summary = engine.apply(resolved)
+    resolved.close()
+    assert summary.retries == 2
+    assert (summary.written, summary.count_check) == (100, "ok")
+    assert_same_points(
+        read_collection(tmp_path / "source", "docs"), read_collection(tmp_path / "target", "copy")
+    )
+
+
+def test_permanent_source_error_stops_with_checkpoints_intact(tmp_path: Path) -> None:
+    make_qdrant_collection(tmp_path / "source", count=100)
+    interrupt_after_pages(qdrant_job(tmp_path), tmp_path, pages=2)
+    summary = run_job(qdrant_job(tmp_path), tmp_path)
+    assert summary.written == 100 - 32, "the resumed run starts after the two saved pages"
+    assert summary.count_check == "ok"
+    assert_same_points(
+        read_collection(tmp_path / "source", "docs"), read_collection(tmp_path / "target", "copy")
+    )

@@ -1,0 +1,144 @@
+"""IDs, vectors and payload of a record turned into a point; the client-side filter."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from qmigrate.mapping import ID_NAMESPACE, ClientFilter, InvalidRecord, Mapper, point_id
+from qmigrate.records import Record, SparseVector, VectorField
+from qmigrate.spec import MappingSpec
+
+LAYOUT = {
+    "dense": VectorField("dense", "dense", 3, "Cosine"),
+    "text": VectorField("text", "sparse"),
+    "multi": VectorField("multi", "multi", 2, "Dot"),
+}
+
+
+def test_unsigned_integers_and_uuids_are_kept() -> None:
+    assert point_id(0) == (0, None)
+    assert point_id(2**64 - 1) == (2**64 - 1, None)
+    upper = "550E8400-E29B-41D4-A716-446655440000"
+    assert point_id(upper) == (upper.lower(), None)
+
+
+def test_other_strings_become_stable_uuid5_with_the_original_kept() -> None:
+    qdrant_id, original = point_id("doc-1")
+    assert qdrant_id == str(uuid.uuid5(ID_NAMESPACE, "doc-1"))
+    assert original == "doc-1"
+    assert point_id("doc-1") == point_id("doc-1")
+    assert point_id("123")[1] == "123", "a numeric string is still a string"
+
+
+@pytest.mark.parametrize("bad", [-1, 2**64, True, None, "", 1.5])
+def test_ids_that_cannot_be_points_are_invalid(bad: object) -> None:
+    with pytest.raises(InvalidRecord):
+        point_id(bad)
+
+
+def test_mapping_renames_and_filters_payload() -> None:
+    spec = MappingSpec(
+        keep_original_id_as="source_id",
+        vectors={"embedding": "dense"},
+        include=("a", "b", "secret"),
+        exclude=("secret",),
+        rename={"a": "alpha"},
+        set={"origin": "test", "b": "overridden"},
+    )
+    mapper = Mapper(spec, {"dense": LAYOUT["dense"]})
+    point = mapper.to_point(
+        Record("x-1", {"embedding": [1, 2.0, 3]}, {"a": 1, "b": 2, "c": 3, "secret": 4})
+    )
+    assert point.id == str(uuid.uuid5(ID_NAMESPACE, "x-1"))
+    assert point.vector == {"dense": [1, 2.0, 3]}
+    assert point.payload == {"alpha": 1, "b": "overridden", "origin": "test", "source_id": "x-1"}
+
+
+def test_original_id_can_be_dropped() -> None:
+    mapper = Mapper(MappingSpec(keep_original_id_as=None), {"": LAYOUT["dense"]})
+    point = mapper.to_point(Record("x-1", {"": [1.0, 2.0, 3.0]}, {"k": "v"}))
+    assert point.payload == {"k": "v"}
+    assert point.vector == [1.0, 2.0, 3.0], "a lone unnamed vector is sent unnamed"
+
+
+def test_sparse_and_multi_vectors_are_checked_and_converted() -> None:
+    mapper = Mapper(MappingSpec(), LAYOUT)
+    point = mapper.to_point(
+        Record(
+            7,
+            {
+                "dense": [0.1, 0.2, 0.3],
+                "text": SparseVector([1, 4], [0.5, 0.25]),
+                "multi": [[1.0, 2.0], [3.0, 4.0]],
+            },
+        )
+    )
+    assert point.vector["text"].indices == [1, 4]
+    assert point.vector["multi"] == [[1.0, 2.0], [3.0, 4.0]]
+    dict_sparse = mapper.to_point(Record(8, {"text": {"indices": [2], "values": [1.0]}}))
+    assert dict_sparse.vector["text"].values == [1.0]
+
+
+@pytest.mark.parametrize(
+    ("vectors", "reason"),
+    [
+        ({"dense": [1.0, 2.0]}, "has 2 dimensions, expected 3"),
+        ({"dense": [1.0, "x", 2.0]}, "not a number"),
+        ({"dense": "1,2,3"}, "not a list"),
+        ({"text": {"indices": [1, 2], "values": [1.0]}}, "2 indices but 1 values"),
+        ({"text": {"indices": [-1], "values": [1.0]}}, "not an unsigned integer"),
+        ({"multi": [[1.0, 2.0], [1.0]]}, "has 1 dimensions, expected 2"),
+        ({"other": [1.0]}, "not described by the source"),
+        ({}, "no vector"),
+    ],
+)
+def test_records_that_cannot_be_mapped_say_why(vectors: dict, reason: str) -> None:
+    with pytest.raises(InvalidRecord, match=reason):
+        Mapper(MappingSpec(), LAYOUT).to_point(Record(1, vectors))
+
+
+def test_client_filter_follows_qdrant_semantics() -> None:
+    flt = ClientFilter(
+        {
+            "must": [
+                {"key": "tags", "match": {"any": ["sale"]}},
+                {"key": "price", "range": {"lt": 100}},
+                {"key": "meta.origin", "match": {"value": "eu"}},
+            ],
+            "must_not": [{"is_empty": {"key": "name"}}],
+        }
+    )
+
+    def record(**payload: object) -> Record:
+        return Record(1, {"": [1.0]}, payload)
+
+    good = {"tags": ["new", "sale"], "price": 10, "meta": {"origin": "eu"}, "name": "n"}
+    assert flt.matches(record(**good))
+    assert not flt.matches(record(**{**good, "tags": ["new"]}))
+    assert not flt.matches(record(**{**good, "price": 150}))
+    assert not flt.matches(record(**{**good, "meta": {"origin": "us"}}))
+    assert not flt.matches(record(**{**good, "name": None}))
+    assert not flt.matches(record(price=10))
+
+
+def test_client_filter_should_and_min_should() -> None:
+    flt = ClientFilter(
+        {"should": [{"key": "a", "match": {"value": 1}}, {"key": "b", "match": {"value": 2}}]}
+    )
+    assert flt.matches(Record(1, {}, {"a": 1}))
+    assert not flt.matches(Record(1, {}, {"a": 2, "b": 1}))
+    two = ClientFilter(
+        {
+            "min_should": {
+                "conditions": [
+                    {"key": "a", "match": {"value": 1}},
+                    {"key": "b", "match": {"value": 2}},
+                    {"key": "c", "match": {"value": 3}},
+                ],
+                "min_count": 2,
+            }
+        }
+    )
+    assert two.matches(Record(1, {}, {"a": 1, "c": 3}))
+    assert not two.matches(Record(1, {}, {"a": 1}))

@@ -1,0 +1,186 @@
+"""Job files: templating, validation errors with paths and lines, secrets, typed jobs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from qmigrate import spec
+from qmigrate.errors import EXIT_INVALID, QmigrateError
+
+VALID = """\
+version: 1
+name: demo
+source:
+  type: file
+  path: data.jsonl
+  vectors:
+    embedding: {distance: cosine}
+target:
+  path: qdrant_data
+  collection: demo
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "job.yaml"
+    path.write_text(text)
+    return path
+
+
+def errors_of(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(QmigrateError) as caught:
+        spec.load(write(tmp_path, text), env or {})
+    assert caught.value.exit_code == EXIT_INVALID
+    return caught.value.message.splitlines()
+
+
+def test_valid_job_loads_with_defaults(tmp_path: Path) -> None:
+    job = spec.load(write(tmp_path, VALID), {})
+    assert job.name == "demo"
+    assert job.batch_size == 256
+    assert job.parallelism == 1
+    assert job.restart == "resume"
+    assert job.checkpoint_store == "target"
+    assert job.target.on_missing == "create"
+    assert job.mapping.keep_original_id_as == "original_id"
+
+
+def test_missing_required_key_names_its_path_and_line(tmp_path: Path) -> None:
+    text = VALID.replace("  collection: demo\n", "")
+    assert errors_of(tmp_path, text) == [f"{tmp_path / 'job.yaml'}:8: target.collection: required"]
+
+
+def test_unknown_key_is_reported_with_a_suggestion(tmp_path: Path) -> None:
+    text = VALID + "batch_sise: 10\n"
+    (error,) = errors_of(tmp_path, text)
+    assert error.endswith(":11: batch_sise: unknown key (did you mean 'batch_size'?)")
+
+
+def test_wrong_type_names_expected_and_actual(tmp_path: Path) -> None:
+    text = VALID + "parallelism: many\n"
+    (error,) = errors_of(tmp_path, text)
+    assert error.endswith(":11: parallelism: expected integer, got string")
+
+
+def test_every_error_is_reported_at_once(tmp_path: Path) -> None:
+    text = VALID.replace("version: 1", "version: 2") + "restart: sometimes\n"
+    errors = errors_of(tmp_path, text)
+    assert len(errors) == 2
+    assert "version: must be 1" in errors[0]
+    assert 'restart: must be one of "resume", "restart", "fail" (got "sometimes")' in errors[1]
+
+
+def test_source_part_is_checked_by_its_own_schema(tmp_path: Path) -> None:
+    text = VALID.replace("  path: data.jsonl\n", "")
+    (error,) = errors_of(tmp_path, text)
+    assert error.endswith(":3: source.path: required")
+
+
+def test_target_needs_exactly_one_of_path_or_url(tmp_path: Path) -> None:
+    text = VALID.replace("  path: qdrant_data\n", "  path: a\n  url: http://localhost:6333\n")
+    (error,) = errors_of(tmp_path, text)
+    assert "target: set exactly one of: path, url" in error
+
+
+def test_filter_conditions_are_explained_by_the_form_meant(tmp_path: Path) -> None:
+    text = VALID + (
+        "filter:\n  must:\n"
+        "    - {key: price, match: {value: 1.5}}\n"
+        "    - {key: price, rang: {gt: 1}}\n"
+        "    - {must: [{key: a, match: {valu: 1}}]}\n"
+    )
+    errors = errors_of(tmp_path, text)
+    assert errors[0].endswith(
+        ":13: filter.must[0].match.value: expected string or integer or boolean, got number"
+    )
+    assert ":14: filter.must[1]: does not match any allowed form: " in errors[1]
+    assert "{key, range}" in errors[1]
+    assert errors[2].endswith(
+        ":15: filter.must[2].must[0].match.valu: unknown key (did you mean 'value'?)"
+    )
+
+
+def test_malformed_yaml_gives_the_line(tmp_path: Path) -> None:
+    (error,) = errors_of(tmp_path, VALID + "mapping: [unclosed\n")
+    assert error.startswith(f"{tmp_path / 'job.yaml'}:")
+    assert "malformed YAML" in error
+
+
+def test_a_job_must_be_a_mapping(tmp_path: Path) -> None:
+    (error,) = errors_of(tmp_path, "- just\n- a list\n")
+    assert "a job file must be a YAML mapping" in error
+
+
+def test_missing_environment_variable_names_itself_and_the_file(tmp_path: Path) -> None:
+    text = VALID.replace("collection: demo", "collection: '{{ env.TARGET_COLLECTION }}'")
+    (error,) = errors_of(tmp_path, text)
+    assert error.startswith(f"{tmp_path / 'job.yaml'}:10:")
+    assert "environment variable TARGET_COLLECTION is not set" in error
+
+
+def test_defaults_and_environment_render(tmp_path: Path) -> None:
+    text = VALID.replace(
+        "collection: demo", "collection: \"{{ env.NAME | default('fallback') }}-{{ env.SUFFIX }}\""
+    )
+    job = spec.load(write(tmp_path, text), {"SUFFIX": "v2"})
+    assert job.target.collection == "fallback-v2"
+
+
+def test_template_syntax_error_is_invalid(tmp_path: Path) -> None:
+    (error,) = errors_of(tmp_path, VALID.replace("demo\n", "{{ oops\n", 1))
+    assert "template error" in error
+
+
+def test_secret_values_never_appear_in_schema_errors(tmp_path: Path) -> None:
+    text = VALID.replace("  path: qdrant_data\n", "  url: http://x:6333\n  api_key: 12345\n")
+    (error,) = errors_of(tmp_path, text)
+    assert "target.api_key: expected string, got integer" in error
+    assert "12345" not in error
+
+
+def test_mask_secrets_masks_keys_but_not_header_names() -> None:
+    masked = spec.mask_secrets(
+        {"api_key": "s3cret", "nested": {"password": "pw", "token_header": "X-Token"}, "empty": ""}
+    )
+    assert masked == {
+        "api_key": "***",
+        "nested": {"password": "***", "token_header": "X-Token"},
+        "empty": "",
+    }
+
+
+def test_env_file_parsing(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("# comment\nexport A=1\nB='two'\n\nC=\"three\"\n")
+    assert spec.read_env_file(str(env_file)) == {"A": "1", "B": "two", "C": "three"}
+    env_file.write_text("no equals sign\n")
+    with pytest.raises(QmigrateError, match=r"\.env:1: expected KEY=VALUE"):
+        spec.read_env_file(str(env_file))
+
+
+def test_fingerprint_ignores_credentials_but_not_what_is_read(tmp_path: Path) -> None:
+    base = spec.load(write(tmp_path, VALID), {})
+    moved = spec.load(write(tmp_path, VALID.replace("qdrant_data", "elsewhere")), {})
+    filtered = spec.load(
+        write(tmp_path, VALID + "filter: {must: [{key: a, match: {value: 1}}]}\n"), {}
+    )
+    assert base.fingerprint() == moved.fingerprint()
+    assert base.fingerprint() != filtered.fingerprint()
+
+
+def test_job_files_expands_directories_in_name_order(tmp_path: Path) -> None:
+    (tmp_path / "b.yaml").write_text(VALID)
+    (tmp_path / "a.yml").write_text(VALID)
+    (tmp_path / "notes.txt").write_text("x")
+    assert [p.name for p in spec.job_files([str(tmp_path)])] == ["a.yml", "b.yaml"]
+    with pytest.raises(QmigrateError, match="no such file"):
+        spec.job_files([str(tmp_path / "missing.yaml")])
+
+
+def test_schema_bundle_inlines_every_source() -> None:
+    bundle = spec.job_schema_bundle()
+    refs = [b["then"]["$ref"] for b in bundle["properties"]["source"]["allOf"]]
+    assert refs and all(r.startswith("#/$defs/source_") for r in refs)
+    for ref in refs:
+        assert ref.removeprefix("#/$defs/") in bundle["$defs"]

@@ -1,0 +1,216 @@
+"""The Qdrant target: layout, compatibility, and what it asks a server for.
+
+Local mode ignores shards, replication, payload indexes and HNSW settings, so those
+requests are checked by recording what the target asks the (real, local-mode) client.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from qdrant_client import QdrantClient, models
+from qmigrate import engine, spec
+from qmigrate.errors import QmigrateError
+from qmigrate.records import SourceInfo, VectorField
+from qmigrate.spec import MappingSpec, TargetSpec
+from qmigrate.target import QdrantTarget, target_layout
+
+INFO = SourceInfo(
+    count=3,
+    vectors=[
+        VectorField("dense", "dense", 4, "Cosine", {"on_disk": False}),
+        VectorField("text", "sparse", options={"modifier": "idf"}),
+        VectorField("late", "multi", 2, "Dot"),
+    ],
+    collection_settings={
+        "hnsw_config": {"m": 32, "ef_construct": 200},
+        "quantization_config": {"scalar": {"type": "int8", "always_ram": True}},
+        "shard_number": 3,
+        "replication_factor": 2,
+    },
+)
+
+
+class Recorder:
+    """Passes calls through to a real client and remembers the ones that change settings."""
+
+    RECORDED = ("create_collection", "update_collection", "create_payload_index", "upsert")
+
+    def __init__(self, client: QdrantClient, fail_upserts: bool = False) -> None:
+        self.client = client
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.fail_upserts = fail_upserts
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.client, name)
+        if name not in self.RECORDED:
+            return method
+
+        def record(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append((name, {"args": args, **kwargs}))
+            if name == "upsert" and self.fail_upserts and args and args[0] != "_migration_offsets":
+                raise ValueError("disk full")
+            return method(*args, **kwargs)
+
+        return record
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.calls]
+
+
+def as_server(target: QdrantTarget, fail_upserts: bool = False) -> Recorder:
+    """Make a local-mode target behave as if it were talking to a server, and record it."""
+    recorder = Recorder(target.client, fail_upserts)
+    target.client = recorder  # type: ignore[assignment]
+    target.connection.local = False
+    return recorder
+
+
+def test_layout_renames_and_applies_overrides() -> None:
+    target = TargetSpec(
+        collection="c",
+        path=":memory:",
+        vectors={"main": {"size": 4, "distance": "dot", "on_disk": True, "datatype": "float16"}},
+        sparse_vectors={"text": {"modifier": "none"}},
+    )
+    layout = target_layout(INFO, MappingSpec(vectors={"dense": "main"}), target)
+    assert set(layout) == {"main", "text", "late"}
+    assert layout["main"].distance == "Dot"
+    assert layout["main"].options == {"on_disk": True, "datatype": "float16"}
+    assert layout["text"].options == {"modifier": "none"}
+
+
+@pytest.mark.parametrize(
+    ("mapping", "target", "message"),
+    [
+        (
+            MappingSpec(vectors={"nope": "x"}),
+            {},
+            "mapping.vectors.nope: the source has no vector 'nope'",
+        ),
+        (MappingSpec(vectors={"dense": "late"}), {}, "two source vectors map to 'late'"),
+        (MappingSpec(), {"vectors": {"text": {"size": 3}}}, "target.vectors.text: no such vector"),
+        (MappingSpec(vectors={"dense": ""}), {}, "the unnamed vector cannot sit beside named"),
+    ],
+)
+def test_layout_errors_name_the_key(mapping: MappingSpec, target: dict, message: str) -> None:
+    with pytest.raises(QmigrateError, match=message):
+        target_layout(INFO, mapping, TargetSpec(collection="c", path=":memory:", **target))
+
+
+def test_missing_size_asks_for_an_override() -> None:
+    info = SourceInfo(count=0, vectors=[VectorField("", "dense", None, "Cosine")])
+    with pytest.raises(QmigrateError, match=r'set target.vectors."".size'):
+        target_layout(info, MappingSpec(), TargetSpec(collection="c", path=":memory:"))
+
+
+def test_server_create_carries_source_settings_and_job_overrides() -> None:
+    spec_ = TargetSpec(
+        collection="c",
+        path=":memory:",
+        shards=6,
+        on_disk_payload=True,
+        hnsw={"ef_construct": 400},
+        vectors={"dense": {"on_disk": True}},
+    )
+    target = QdrantTarget(spec_)
+    recorder = as_server(target)
+    layout = target_layout(INFO, MappingSpec(), spec_)
+    target.create(layout, INFO)
+    ((name, call),) = recorder.calls
+    assert name == "create_collection"
+    assert call["shard_number"] == 6, "the job's shards win over the source's 3"
+    assert call["replication_factor"] == 2
+    assert call["on_disk_payload"] is True
+    assert call["hnsw_config"] == models.HnswConfigDiff(ef_construct=400)
+    assert call["quantization_config"] == models.ScalarQuantization(
+        scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, always_ram=True)
+    )
+    dense = call["vectors_config"]["dense"]
+    assert (dense.size, dense.distance, dense.on_disk) == (4, models.Distance.COSINE, True)
+    late = call["vectors_config"]["late"]
+    assert late.multivector_config.comparator == models.MultiVectorComparator.MAX_SIM
+    assert call["sparse_vectors_config"]["text"].modifier == models.Modifier.IDF
+    target.close()
+
+
+def test_local_create_leaves_out_shards_and_replicas() -> None:
+    target = QdrantTarget(TargetSpec(collection="c", path=":memory:"))
+    arguments = target.create_arguments(target_layout(INFO, MappingSpec(), target.spec), INFO)
+    assert "shard_number" not in arguments and "replication_factor" not in arguments
+    target.create(target_layout(INFO, MappingSpec(), target.spec), INFO)
+    info = target.existing()
+    assert info is not None
+    assert target.mismatches(info, target_layout(INFO, MappingSpec(), target.spec)) == []
+    target.close()
+
+
+def test_mismatches_name_each_problem() -> None:
+    target = QdrantTarget(TargetSpec(collection="c", path=":memory:"))
+    target.client.create_collection(
+        "c",
+        vectors_config={
+            "dense": models.VectorParams(size=4, distance=models.Distance.COSINE),
+            "late": models.VectorParams(size=2, distance=models.Distance.DOT),
+        },
+        sparse_vectors_config={"text": models.SparseVectorParams()},
+    )
+    problems = target.mismatches(target.existing(), target_layout(INFO, MappingSpec(), target.spec))
+    assert problems == [
+        "sparse vector 'text' has modifier none, the job wants idf",
+        "vector 'late' is a single vector, the source has a multi-vector",
+    ]
+    target.close()
+
+
+# --- requests made during apply -------------------------------------------------------
+
+
+def file_job(tmp_path: Path, **target: Any) -> spec.Job:
+    rows = [{"id": i, "v": [1.0, float(i)], "category": "a"} for i in range(30)]
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    document = {
+        "version": 1,
+        "name": "requests",
+        "source": {
+            "type": "file",
+            "path": str(tmp_path / "rows.jsonl"),
+            "vectors": {"v": {"distance": "euclid"}},
+        },
+        "target": {"path": ":memory:", "collection": "c", **target},
+        "batch_size": 10,
+    }
+    path = tmp_path / "job.yaml"
+    path.write_text(json.dumps(document))
+    return spec.load(path, {})
+
+
+def test_payload_indexes_come_before_data_and_bulk_load_restores_m(tmp_path: Path) -> None:
+    job = file_job(tmp_path, bulk_load=True, payload_indexes={"category": "keyword"})
+    resolved = engine.resolve(job)
+    recorder = as_server(resolved.target)
+    summary = engine.apply(resolved)
+    assert summary.written == 30
+    names = [n for n, c in recorder.calls if not c["args"] or c["args"][0] != "_migration_offsets"]
+    first_data = names.index("upsert")
+    assert names[:first_data] == ["create_collection", "create_payload_index", "update_collection"]
+    index_call = recorder.calls[names.index("create_payload_index")][1]
+    assert index_call["field_name"] == "category"
+    assert index_call["field_schema"] == models.PayloadSchemaType.KEYWORD
+    updates = [c for n, c in recorder.calls if n == "update_collection"]
+    assert [u["hnsw_config"].m for u in updates] == [0, 16]
+    assert names[-1] == "update_collection", "indexing comes back after the last write"
+    resolved.close()
+
+
+def test_bulk_load_restores_indexing_even_when_the_job_fails(tmp_path: Path) -> None:
+    resolved = engine.resolve(file_job(tmp_path, bulk_load=True))
+    recorder = as_server(resolved.target, fail_upserts=True)
+    with pytest.raises(QmigrateError, match="writing to the target failed"):
+        engine.apply(resolved)
+    updates = [c["hnsw_config"].m for n, c in recorder.calls if n == "update_collection"]
+    assert updates == [0, 16]
+    resolved.close()
