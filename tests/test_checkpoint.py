@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from qmigrate.checkpoint import CheckpointStore, FileStore, JobState, PartitionState, TargetStore
 from qmigrate.qdrant_connection import connect
 from qmigrate.records import Partition

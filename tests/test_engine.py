@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from qmigrate import engine, spec
 from qmigrate.errors import QmigrateError
 from qmigrate.records import Page, Partition
-
 from tests.conftest import (
     assert_same_points,
     make_qdrant_collection,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+
 from qmigrate.mapping import ID_NAMESPACE, ClientFilter, InvalidRecord, Mapper, point_id
 from qmigrate.records import Record, SparseVector, VectorField
 from qmigrate.spec import MappingSpec

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from qmigrate import spec
 from qmigrate.errors import EXIT_INVALID, QmigrateError
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from qdrant_client import QdrantClient, models
+
 from qmigrate import engine, spec
 from qmigrate.errors import QmigrateError
 from qmigrate.records import SourceInfo, VectorField

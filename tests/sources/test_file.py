@@ -9,6 +9,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from qmigrate.errors import QmigrateError
 from qmigrate.sources.file import Source
 

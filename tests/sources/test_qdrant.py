@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import yaml
 from qdrant_client import QdrantClient, models
+
 from qmigrate.errors import QmigrateError
 from qmigrate.sources.qdrant import Source
-
 from tests.conftest import (
     assert_same_points,
     make_qdrant_collection,
