@@ -132,9 +132,20 @@ class Source:
             )
         return points[0].id if points else None
 
-    def _last_integer_id(self, low: int) -> int:
-        """Binary search for the largest integer ID: at most 64 one-point scrolls."""
-        high = MAX_INT_ID
+    def _last_integer_id(self, first: int) -> int:
+        """Largest integer ID: gallop up from `first`, then bisect.
+
+        About 2*log2(span) one-point scrolls, so small ID ranges cost few requests (each
+        scroll sorts every ID in local mode).
+        """
+        low, step = first, 1
+        while True:
+            probe = first + step
+            found = self._first_from(probe) if probe <= MAX_INT_ID else None
+            if not isinstance(found, int):
+                high = min(probe, MAX_INT_ID + 1) - 1
+                break
+            low, step = found, step * 2
         while low < high:
             middle = (low + high + 1) // 2
             found = self._first_from(middle)
