@@ -189,6 +189,7 @@ def file_job(tmp_path: Path, **target: Any) -> spec.Job:
     return spec.load(path, {})
 
 
+@pytest.mark.filterwarnings("ignore:Payload indexes have no effect")
 def test_payload_indexes_come_before_data_and_bulk_load_restores_m(tmp_path: Path) -> None:
     job = file_job(tmp_path, bulk_load=True, payload_indexes={"category": "keyword"})
     resolved = engine.resolve(job)

@@ -93,15 +93,16 @@ def checkpoint_store(job: Job) -> Iterator[CheckpointStore]:
 
 def resolve(job: Job) -> Resolved:
     """Connect to both ends and check they fit; writes nothing."""
+    if job.filter is not None:
+        try:
+            ClientFilter(job.filter)  # the whole filter, whatever part a source takes
+        except ValueError as exc:
+            raise QmigrateError(f"filter: not a valid Qdrant filter: {exc}") from None
     source = create_source(job.source, job.batch_size)
     try:
-        info = source.describe()
+        # push_down first, so describe() can report what the source will be asked for.
         residual = source.push_down(job.filter)
-        if residual is not None:
-            try:
-                ClientFilter(residual)
-            except ValueError as exc:
-                raise QmigrateError(f"filter: not a valid Qdrant filter: {exc}") from None
+        info = source.describe()
         target = QdrantTarget(job.target)
     except BaseException:
         source.close()

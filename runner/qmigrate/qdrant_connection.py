@@ -76,8 +76,11 @@ def explain(exc: BaseException) -> str:
     if status in (401, 403) or code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
         return "the server rejected the API key (unauthorized)"
     if status is not None:
-        content = getattr(exc, "content", b"")
-        detail = content.decode(errors="replace")[:300] if isinstance(content, bytes) else ""
+        content = getattr(exc, "content", None)
+        if isinstance(content, bytes):
+            detail = content.decode(errors="replace")[:300]
+        else:
+            detail = str(getattr(exc, "message", "") or "")[:300]
         return f"HTTP {status} {detail}".strip()
     if code == "UNAVAILABLE" or type(exc).__name__ in ("ResponseHandlingException", "ConnectError"):
         return "cannot connect (is the server running and the URL right?)"

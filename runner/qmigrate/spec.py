@@ -140,7 +140,18 @@ class Job:
         Credentials and connection details are left out, so rotating a key or moving the
         server does not invalidate checkpoints.
         """
-        connection_keys = {"url", "path", "host", "port", "timeout", "prefer_grpc"}
+        connection_keys = {
+            "url",
+            "path",
+            "host",
+            "port",
+            "timeout",
+            "prefer_grpc",
+            "controller_host",
+            "rate_limit",
+            "username",
+            "token_header",
+        }
         source = {
             k: v
             for k, v in self.source.items()
@@ -366,7 +377,8 @@ def _explain_alternatives(
     branches = error.validator_value
     if all(set(b) <= {"required", "not"} for b in branches):
         names = [b["required"][0] for b in branches]
-        yield path, f"set exactly one of: {', '.join(names)}"
+        quantity = "exactly" if error.validator == "oneOf" else "at least"
+        yield path, f"set {quantity} one of: {', '.join(names)}"
         return
     instance = error.instance if isinstance(error.instance, dict) else {}
 

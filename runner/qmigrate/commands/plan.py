@@ -145,6 +145,9 @@ def render_text(plan: dict[str, Any]) -> str:
         "    vectors: " + "; ".join(_describe_vector(v) for v in source["vectors"]),
         "    payload fields (sample): " + (", ".join(source["payload_fields"]) or "none"),
     ]
+    for key, value in source["details"].items():
+        shown = value if isinstance(value, str) else json.dumps(value)
+        lines.append(f"    {key.replace('_', ' ')}: {shown}")
     if source["payload_indexes"]:
         indexes = ", ".join(f"{k} ({v})" for k, v in source["payload_indexes"].items())
         lines.append(f"    payload indexes: {indexes}")
