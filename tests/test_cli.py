@@ -261,3 +261,58 @@ def test_quickstart_job_runs_from_the_repo(tmp_path: Path) -> None:
     summary = result.json()["jobs"][0]
     assert summary["written"] == 1000
     assert summary["count_check"] == "ok"
+
+
+def test_failed_count_check_exits_1_with_the_summary(
+    tmp_path: Path, write_job: Callable, cli: Cli
+) -> None:
+    write_job(file_job(tmp_path))
+    with (tmp_path / "data.jsonl").open("a") as handle:  # the same ID twice: one point
+        handle.write(json.dumps({"id": 3, "embedding": [1.0, 1.0, 1.0]}) + "\n")
+    result = cli("apply", "--output", "json", "job.yaml")
+    assert result.code == 1
+    data = result.json()
+    assert data["ok"] is False
+    assert "count check failed: target holds 20 points, the job wrote 21" in data["error"]
+    assert data["jobs"][0]["total_points"] == 21
+
+
+class _BrokenQdrant(BaseHTTPRequestHandler):
+    """Lists collections, then fails every other request in a way no layer expects."""
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/collections?") or self.path == "/collections":
+            body, status = b'{"result":{"collections":[]},"status":"ok","time":0}', 200
+        else:
+            body, status = b"I'm a teapot\nsecond line", 418
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_unexpected_server_answers_are_one_line_not_a_traceback(
+    tmp_path: Path, write_job: Callable, cli: Cli
+) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _BrokenQdrant)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        write_job(file_job(tmp_path, target={"url": url, "collection": "x"}))
+        for command in ("plan", "apply"):
+            assert_one_line_error(cli(command, "job.yaml"), 1, "unexpected failure: HTTP 418")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_foreign_checkpoint_file_is_a_clear_error(
+    tmp_path: Path, write_job: Callable, cli: Cli
+) -> None:
+    write_job(file_job(tmp_path, checkpoint={"store": "file", "path": "state.json"}))
+    (tmp_path / "state.json").write_text("{}")
+    assert_one_line_error(cli("status", "job.yaml"), 1, "is not a qmigrate checkpoint file")

@@ -192,3 +192,47 @@ def test_permanent_source_error_stops_with_checkpoints_intact(tmp_path: Path) ->
     assert_same_points(
         read_collection(tmp_path / "source", "docs"), read_collection(tmp_path / "target", "copy")
     )
+
+
+def test_a_write_that_keeps_failing_is_tried_a_bounded_number_of_times(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("qmigrate.retry.random.uniform", lambda low, high: 0.0)
+    make_qdrant_collection(tmp_path / "source", count=40)
+    resolved = engine.resolve(load(qdrant_job(tmp_path), tmp_path))
+    attempts = {"n": 0}
+
+    def down(points: list[Any]) -> None:
+        attempts["n"] += 1
+        raise ConnectionRefusedError("connection refused")
+
+    resolved.target.upsert = down  # type: ignore[method-assign]
+    with pytest.raises(QmigrateError, match="writing to the target failed: ConnectionRefused"):
+        engine.apply(resolved)
+    resolved.close()
+    assert attempts["n"] == 8, "retries of the write are not multiplied by read retries"
+
+
+def test_a_failing_checkpoint_save_says_so(tmp_path: Path) -> None:
+    make_qdrant_collection(tmp_path / "source", count=40)
+    resolved = engine.resolve(load(qdrant_job(tmp_path), tmp_path))
+
+    def read_only(job: str, state: Any) -> None:
+        raise PermissionError("read-only")
+
+    resolved.store.save_partition = read_only  # type: ignore[method-assign]
+    with pytest.raises(QmigrateError, match="saving the checkpoint failed: PermissionError"):
+        engine.apply(resolved)
+    resolved.close()
+
+
+def test_dead_letters_are_not_repeated_by_a_resumed_run(tmp_path: Path) -> None:
+    rows = [{"id": i, "v": [1.0, 2.0]} for i in range(60)]
+    for bad in (3, 25, 47):
+        rows[bad]["v"] = [1.0]
+    dead = tmp_path / "dead.jsonl"
+    document = file_job(tmp_path, rows, on_invalid={"action": "dead_letter", "path": str(dead)})
+    interrupt_after_pages(document, tmp_path, pages=3)
+    summary = run_job(document, tmp_path)
+    assert (summary.count_check, summary.written) == ("ok", 30 - 1), "page 4 on, minus id 47"
+    assert [json.loads(line)["id"] for line in dead.read_text().splitlines()] == [3, 25, 47]

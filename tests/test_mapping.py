@@ -24,6 +24,20 @@ def test_unsigned_integers_and_uuids_are_kept() -> None:
     assert point_id(upper) == (upper.lower(), None)
 
 
+@pytest.mark.parametrize(
+    "other_form",
+    [
+        "{550e8400-e29b-41d4-a716-446655440000}",
+        "urn:uuid:550e8400-e29b-41d4-a716-446655440000",
+        "550e8400e29b41d4a716446655440000",
+    ],
+)
+def test_only_the_hyphenated_uuid_form_is_kept(other_form: str) -> None:
+    qdrant_id, original = point_id(other_form)
+    assert qdrant_id != "550e8400-e29b-41d4-a716-446655440000", "distinct IDs stay distinct"
+    assert original == other_form
+
+
 def test_other_strings_become_stable_uuid5_with_the_original_kept() -> None:
     qdrant_id, original = point_id("doc-1")
     assert qdrant_id == str(uuid.uuid5(ID_NAMESPACE, "doc-1"))

@@ -166,8 +166,10 @@ def test_fingerprint_ignores_credentials_but_not_what_is_read(tmp_path: Path) ->
     filtered = spec.load(
         write(tmp_path, VALID + "filter: {must: [{key: a, match: {value: 1}}]}\n"), {}
     )
+    other_file = spec.load(write(tmp_path, VALID.replace("data.jsonl", "other.jsonl")), {})
     assert base.fingerprint() == moved.fingerprint()
     assert base.fingerprint() != filtered.fingerprint()
+    assert base.fingerprint() != other_file.fingerprint(), "another file is other data"
 
 
 def test_job_files_expands_directories_in_name_order(tmp_path: Path) -> None:

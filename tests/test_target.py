@@ -44,6 +44,13 @@ class Recorder:
         self.client = client
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.fail_upserts = fail_upserts
+        self.hnsw_m: int | None = None  # what a server would now report; local mode keeps none
+
+    def get_collection(self, name: str) -> models.CollectionInfo:
+        info = self.client.get_collection(name)
+        if self.hnsw_m is not None:
+            info.config.hnsw_config.m = self.hnsw_m
+        return info
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self.client, name)
@@ -52,6 +59,8 @@ class Recorder:
 
         def record(*args: Any, **kwargs: Any) -> Any:
             self.calls.append((name, {"args": args, **kwargs}))
+            if name == "update_collection":
+                self.hnsw_m = kwargs["hnsw_config"].m
             if name == "upsert" and self.fail_upserts and args and args[0] != "_migration_offsets":
                 raise ValueError("disk full")
             return method(*args, **kwargs)
@@ -215,4 +224,29 @@ def test_bulk_load_restores_indexing_even_when_the_job_fails(tmp_path: Path) -> 
         engine.apply(resolved)
     updates = [c["hnsw_config"].m for n, c in recorder.calls if n == "update_collection"]
     assert updates == [0, 16]
+    resolved.close()
+
+
+def test_a_bulk_load_killed_before_restoring_is_restored_on_the_next_run(tmp_path: Path) -> None:
+    job = file_job(tmp_path, bulk_load=True, path=str(tmp_path / "target"))
+    resolved = engine.resolve(job)
+    recorder = as_server(resolved.target)
+    engine.apply(resolved)
+    recorder.hnsw_m = 0  # as if killed after the last page, before m came back
+    resolved.close()
+
+    resolved = engine.resolve(job)
+    recorder = as_server(resolved.target)
+    recorder.hnsw_m = 0
+    assert engine.apply(resolved).status == "already done"
+    assert [c["hnsw_config"].m for n, c in recorder.calls if n == "update_collection"] == [16]
+    resolved.close()
+
+
+def test_a_bulk_load_started_on_m_0_restores_the_default_not_0(tmp_path: Path) -> None:
+    resolved = engine.resolve(file_job(tmp_path, bulk_load=True))
+    recorder = as_server(resolved.target)
+    recorder.hnsw_m = 0  # left behind by a run whose checkpoints were reset
+    engine.apply(resolved)
+    assert [c["hnsw_config"].m for n, c in recorder.calls if n == "update_collection"] == [0, 16]
     resolved.close()

@@ -36,7 +36,6 @@ class JobState:
     partitions: list[Partition]
     target_count_before: int
     hnsw_m_before: int | None = None
-    started_at: float = field(default_factory=time.time)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -161,11 +160,18 @@ class FileStore:
 
     def _read(self) -> dict[str, Any]:
         try:
-            return json.loads(self.path.read_text())
+            data = json.loads(self.path.read_text())
         except FileNotFoundError:
             return {"jobs": {}}
         except (OSError, ValueError) as exc:
             raise QmigrateError(f"checkpoint file {self.path} is unreadable: {exc}") from None
+        jobs = data.get("jobs") if isinstance(data, dict) else None
+        if not isinstance(jobs, dict) or not all(
+            isinstance(entry, dict) and isinstance(entry.get("partitions"), dict)
+            for entry in jobs.values()
+        ):
+            raise QmigrateError(f"checkpoint file {self.path} is not a qmigrate checkpoint file")
+        return data
 
     def _write(self, data: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ import sys
 
 from qmigrate import __version__
 from qmigrate.commands import COMMANDS
-from qmigrate.errors import EXIT_INVALID, QmigrateError
+from qmigrate.errors import EXIT_INVALID, EXIT_RUNTIME, QmigrateError
 
 DESCRIPTION = """\
 Move vector data into Qdrant from declarative job files.
@@ -48,3 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_INVALID
+    except Exception as exc:
+        # Whatever a client library raised that no layer turned into a message: still one
+        # line, never a traceback (its text may be long, so it is cut).
+        from qmigrate.retry import describe
+
+        print(f"qmigrate: error: unexpected failure: {describe(exc)}", file=sys.stderr)
+        return EXIT_RUNTIME

@@ -9,10 +9,11 @@ from __future__ import annotations
 import contextlib
 import json
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,13 +23,12 @@ from qmigrate.checkpoint import CheckpointStore, FileStore, JobState, PartitionS
 from qmigrate.errors import QmigrateError
 from qmigrate.mapping import ClientFilter, InvalidRecord, Mapper
 from qmigrate.progress import Progress
-from qmigrate.qdrant_connection import explain
 from qmigrate.records import Page, Partition, Record, SourceInfo
-from qmigrate.retry import Backoff, is_transient
+from qmigrate.retry import Backoff, describe, is_transient
 from qmigrate.sources import create_source
 from qmigrate.sources.base import Source
 from qmigrate.spec import Job
-from qmigrate.target import Layout, QdrantTarget, target_layout
+from qmigrate.target import DEFAULT_HNSW_M, Layout, QdrantTarget, target_layout
 
 PREFETCH_PAGES = 2
 
@@ -86,7 +86,7 @@ def checkpoint_store(job: Job) -> Iterator[CheckpointStore]:
         return
     target = QdrantTarget(job.target)
     try:
-        yield TargetStore(target.connection)
+        yield open_store(job, target)
     finally:
         target.close()
 
@@ -178,7 +178,7 @@ class Summary:
         return self.written / self.elapsed if self.elapsed > 0 else 0.0
 
     def to_json(self) -> dict[str, Any]:
-        data = {k: v for k, v in self.__dict__.items()}
+        data = dict(self.__dict__)
         data["rate"] = round(self.rate, 1)
         data["elapsed"] = round(self.elapsed, 3)
         return data
@@ -206,6 +206,8 @@ def start_state(resolved: Resolved) -> tuple[JobState, dict[str, PartitionState]
                 "resume it with restart: resume, or run `qmigrate reset`"
             )
         return state, resolved.partition_states
+    if job.on_invalid == "dead_letter":
+        job.dead_letter_path.unlink(missing_ok=True)  # a fresh run writes its own
     state = JobState(
         fingerprint=job.fingerprint(),
         partitions=resolved.source.partitions(job.parallelism),
@@ -222,6 +224,7 @@ def apply(resolved: Resolved, progress_stream: Any = None) -> Summary:
     started = time.monotonic()
     check_target(resolved)
     if resolved.finished and job.restart != "restart":
+        _give_indexing_back(resolved, resolved.state)  # a run killed before it could
         return _summary(
             resolved, resolved.state, resolved.partition_states, Counters(), started, "already done"
         )
@@ -232,17 +235,47 @@ def apply(resolved: Resolved, progress_stream: Any = None) -> Summary:
     state, partition_states = start_state(resolved)
     if job.target.bulk_load:
         if state.hnsw_m_before is None:
-            state.hnsw_m_before = target.hnsw_m()
+            state.hnsw_m_before = _indexing_m(resolved)
             resolved.store.save_job(job.name, state)
         target.set_hnsw_m(0)
     counters = Counters()
     try:
         _run_partitions(resolved, state, partition_states, counters, progress_stream)
-    finally:
-        if job.target.bulk_load and state.hnsw_m_before is not None:
-            target.set_hnsw_m(state.hnsw_m_before)
+    except BaseException:
+        _give_indexing_back(resolved, state, quiet=True)
+        raise
+    _give_indexing_back(resolved, state)
     partition_states = resolved.store.load_partitions(job.name)
     return _summary(resolved, state, partition_states, counters, started, "done")
+
+
+def _indexing_m(resolved: Resolved) -> int:
+    """The HNSW m a bulk load must give back; m=0 now means an earlier load never did."""
+    m = resolved.target.hnsw_m()
+    if m == 0:
+        m = resolved.info.collection_settings.get("hnsw_config", {}).get("m") or DEFAULT_HNSW_M
+    return m
+
+
+def _give_indexing_back(resolved: Resolved, state: JobState | None, quiet: bool = False) -> None:
+    """Restore the m a bulk load switched off, whenever it is still off: after the load, after
+    a failure, and on the next run after a kill (even with bulk_load since turned off)."""
+    if state is None or not state.hnsw_m_before:
+        return
+    try:
+        if resolved.target.hnsw_m() == 0:
+            resolved.target.set_hnsw_m(state.hnsw_m_before)
+    except Exception as exc:
+        if not quiet:
+            raise QmigrateError(
+                f"job '{resolved.job.name}': restoring HNSW indexing (m={state.hnsw_m_before}) "
+                f"failed: {describe(exc)}; the next apply tries again"
+            ) from None
+        print(
+            f"qmigrate: warning: could not restore HNSW indexing (m={state.hnsw_m_before}): "
+            f"{describe(exc)}; the next apply tries again",
+            file=sys.stderr,
+        )
 
 
 def _summary(
@@ -321,13 +354,10 @@ def _run_partitions(
                 for p in pending
             ]
             try:
-                finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
-                for future in finished:
-                    future.result()
+                for future in as_completed(futures):
+                    future.result()  # the first failure stops the other partitions
             finally:
                 stop.set()
-            for future in futures:
-                future.result()
 
 
 class PartitionWorker:
@@ -346,26 +376,36 @@ class PartitionWorker:
         self.dead_letter_lock = threading.Lock()
 
     def run(self, partition: Partition, state: PartitionState) -> None:
-        read_backoff = Backoff(stop=self.stop)
-        failures = 0
-        while not self.stop.is_set():
-            try:
-                for page in prefetch(self.source.read(partition, state.cursor), self.stop):
-                    self._move(page, state)
-                    failures = 0
-                break
-            except Exception as exc:
-                failures += 1
-                if not is_transient(exc) or not read_backoff.wait(failures, exc):
-                    raise self._fatal(exc, "reading from the source") from exc
-                self.counters.add(retries=1)
+        for page in self._pages(partition, state):
+            self._move(page, state)
         if not self.stop.is_set():
             state.done = True
             self._save(state)
 
+    def _pages(self, partition: Partition, state: PartitionState) -> Iterator[Page]:
+        """The partition's pages from its saved cursor; a transient read failure backs off
+        and re-opens the source at the last saved cursor. Only reading is retried here."""
+        backoff = Backoff(stop=self.stop)
+        failures = 0
+        while True:
+            pages = prefetch(self.source.read(partition, state.cursor), self.stop)
+            try:
+                for page in pages:
+                    failures = 0
+                    yield page
+                return
+            except Exception as exc:
+                failures += 1
+                if not is_transient(exc) or not backoff.wait(failures, exc):
+                    raise self._fatal(exc, "reading from the source") from exc
+                self.counters.add(retries=1)
+            finally:
+                pages.close()
+
     def _move(self, page: Page, state: PartitionState) -> None:
         points = []
-        filtered = invalid = 0
+        rejected: list[tuple[Record, str]] = []
+        filtered = 0
         for record in page.records:
             if self.filter is not None and not self.filter.matches(record):
                 filtered += 1
@@ -373,60 +413,63 @@ class PartitionWorker:
             try:
                 points.append(self.mapper.to_point(record))
             except InvalidRecord as exc:
-                invalid += 1
-                self._reject(record, str(exc))
+                rejected.append((record, self._rejection(record, str(exc))))
         batch = self.job.batch_size
         for start in range(0, len(points), batch):
             chunk = points[start : start + batch]
-            try:
-                Backoff(stop=self.stop).call(
-                    lambda chunk=chunk: self.target.upsert(chunk),
-                    on_retry=lambda _exc: self.counters.add(retries=1),
-                )
-            except Exception as exc:
-                raise self._fatal(exc, "writing to the target") from exc
+            self._retrying(lambda chunk=chunk: self.target.upsert(chunk), "writing to the target")
+        # Dead letters go out with the checkpoint, so a replayed page does not repeat them.
+        self._dead_letter([line for _, line in rejected])
         state.cursor = page.cursor
         state.points += len(points)
         state.filtered += filtered
-        state.invalid += invalid
+        state.invalid += len(rejected)
         self._save(state)
         read = len(page.records)
-        self.counters.add(read=read, written=len(points), filtered=filtered, invalid=invalid)
+        self.counters.add(read=read, written=len(points), filtered=filtered, invalid=len(rejected))
         if self.progress is not None:
             self.progress.advance(read)
 
     def _save(self, state: PartitionState) -> None:
         state.updated_at = time.time()
-        Backoff(stop=self.stop).call(
-            lambda: self.store.save_partition(self.job.name, state),
-            on_retry=lambda _exc: self.counters.add(retries=1),
+        self._retrying(
+            lambda: self.store.save_partition(self.job.name, state), "saving the checkpoint"
         )
 
-    def _reject(self, record: Record, reason: str) -> None:
+    def _retrying(self, call: Callable[[], Any], doing: str) -> None:
+        try:
+            Backoff(stop=self.stop).call(call, on_retry=lambda _exc: self.counters.add(retries=1))
+        except Exception as exc:
+            raise self._fatal(exc, doing) from exc
+
+    def _rejection(self, record: Record, reason: str) -> str:
+        """The dead-letter line for a record, or the error that stops the job."""
         if self.job.on_invalid != "dead_letter":
             raise QmigrateError(
                 f"record {record.id!r} cannot be migrated: {reason} "
                 "(set on_invalid.action: dead_letter to set such records aside)"
             )
-        line = json.dumps(
-            {
-                "id": record.id,
-                "error": reason,
-                "payload": record.payload,
-                "vectors": record.vectors,
-            },
-            default=_jsonable,
-        )
+        fields = {
+            "id": record.id,
+            "error": reason,
+            "payload": record.payload,
+            "vectors": record.vectors,
+        }
+        return json.dumps(fields, default=_jsonable)
+
+    def _dead_letter(self, lines: list[str]) -> None:
+        if not lines:
+            return
         path = self.job.dead_letter_path
         with self.dead_letter_lock:
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("a") as handle:
-                handle.write(line + "\n")
+                handle.write("".join(line + "\n" for line in lines))
 
     def _fatal(self, exc: Exception, doing: str) -> Exception:
         if isinstance(exc, QmigrateError):
             return exc
-        return QmigrateError(f"job '{self.job.name}': {doing} failed: {explain(exc)}")
+        return QmigrateError(f"job '{self.job.name}': {doing} failed: {describe(exc)}")
 
 
 def _jsonable(value: Any) -> Any:

@@ -32,9 +32,14 @@ def point_id(raw: Any) -> tuple[int | str, str | None]:
         raise InvalidRecord(f"id {raw} is outside the unsigned 64-bit range")
     if isinstance(raw, str) and raw:
         try:
-            return str(uuid.UUID(raw)), None
+            canonical = str(uuid.UUID(raw))
         except ValueError:
-            return str(uuid.uuid5(ID_NAMESPACE, raw)), raw
+            canonical = None
+        # Only the hyphenated form is kept: "{...}", "urn:uuid:..." or bare hex would make
+        # distinct source IDs one point.
+        if canonical == raw.lower():
+            return canonical, None
+        return str(uuid.uuid5(ID_NAMESPACE, raw)), raw
     raise InvalidRecord(f"id {raw!r} is neither an unsigned integer nor a non-empty string")
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from qdrant_client import QdrantClient
 
 from qmigrate.errors import QmigrateError
-from qmigrate.retry import grpc_code, http_status
+from qmigrate.retry import describe
 
 
 @dataclass
@@ -65,23 +65,5 @@ def connect(
     try:
         client.get_collections()
     except Exception as exc:
-        raise QmigrateError(f"{role} Qdrant at {url}: {explain(exc)}") from None
+        raise QmigrateError(f"{role} Qdrant at {url}: {describe(exc)}") from None
     return connection
-
-
-def explain(exc: BaseException) -> str:
-    """A one-line cause for a failed Qdrant call."""
-    status = http_status(exc)
-    code = grpc_code(exc)
-    if status in (401, 403) or code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
-        return "the server rejected the API key (unauthorized)"
-    if status is not None:
-        content = getattr(exc, "content", None)
-        if isinstance(content, bytes):
-            detail = content.decode(errors="replace")[:300]
-        else:
-            detail = str(getattr(exc, "message", "") or "")[:300]
-        return f"HTTP {status} {detail}".strip()
-    if code == "UNAVAILABLE" or type(exc).__name__ in ("ResponseHandlingException", "ConnectError"):
-        return "cannot connect (is the server running and the URL right?)"
-    return f"{type(exc).__name__}: {exc}".splitlines()[0]

@@ -11,6 +11,8 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
+from qmigrate.errors import QmigrateError
+
 T = TypeVar("T")
 
 TRANSIENT_HTTP = {408, 425, 429, 500, 502, 503, 504}
@@ -55,6 +57,8 @@ def grpc_code(exc: BaseException) -> str | None:
 
 def is_transient(exc: BaseException) -> bool:
     """Worth another try: timeouts, throttling, 5xx, dropped connections."""
+    if isinstance(exc, QmigrateError):
+        return False  # already a verdict, e.g. retries that ran out further down
     if isinstance(exc, (ConnectionError, TimeoutError)):
         return True
     status = http_status(exc)
@@ -116,3 +120,23 @@ class Backoff:
                 if not is_transient(exc) or not self.wait(attempt, exc):
                     raise
                 on_retry(exc)
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line cause for a failed call, whichever client made it."""
+    status = http_status(exc)
+    code = grpc_code(exc)
+    if status in (401, 403) or code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+        return "the server rejected the API key (unauthorized)"
+    if status is not None:
+        content = getattr(exc, "content", None)
+        if isinstance(content, bytes):
+            detail = content.decode(errors="replace")
+        else:
+            detail = str(getattr(exc, "message", "") or "")
+        first_line = (detail.strip().splitlines() or [""])[0][:300]
+        return f"HTTP {status} {first_line}".strip()
+    if code == "UNAVAILABLE" or type(exc).__name__ in ("ResponseHandlingException", "ConnectError"):
+        return "cannot connect (is the server running and the URL right?)"
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:300] if lines else ''}".rstrip(": ")

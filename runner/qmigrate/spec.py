@@ -140,11 +140,8 @@ class Job:
         Credentials and connection details are left out, so rotating a key or moving the
         server does not invalidate checkpoints.
         """
+        # Where the data lives (url, path, host) stays in: a new place may hold other data.
         connection_keys = {
-            "url",
-            "path",
-            "host",
-            "port",
             "timeout",
             "prefer_grpc",
             "controller_host",

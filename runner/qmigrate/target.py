@@ -8,8 +8,9 @@ from typing import Any
 from qdrant_client import models
 
 from qmigrate.errors import QmigrateError
-from qmigrate.qdrant_connection import QdrantConnection, connect, explain
+from qmigrate.qdrant_connection import QdrantConnection, connect
 from qmigrate.records import DISTANCES, SourceInfo, VectorField
+from qmigrate.retry import describe
 from qmigrate.spec import MappingSpec, TargetSpec
 
 Layout = dict[str, VectorField]
@@ -200,13 +201,12 @@ class QdrantTarget:
         return arguments
 
     def create(self, layout: Layout, info: SourceInfo) -> None:
-        arguments = self.create_arguments(layout, info)
         with self.connection.lock:
             try:
-                self.client.create_collection(**arguments)
+                self.client.create_collection(**self.create_arguments(layout, info))
             except Exception as exc:
                 raise QmigrateError(
-                    f"target: creating collection '{self.collection}' failed: {explain(exc)}"
+                    f"target: creating collection '{self.collection}' failed: {describe(exc)}"
                 ) from None
 
     def missing_payload_indexes(self, wanted: dict[str, str]) -> dict[str, str]:
