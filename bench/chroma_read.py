@@ -15,54 +15,22 @@ and prints each as a median over --runs, with its ratio to the raw read.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import chromadb
 from chromadb.config import Settings
+from harness import median_rate, timed_apply
 
-from qmigrate import engine, spec
+from tests.servers.chroma import running_chroma
 
 BATCH = 256
-
-
-def start_server(root: Path, port: int) -> subprocess.Popen[bytes]:
-    chroma = str(Path(sys.executable).with_name("chroma"))
-    command = [chroma, "run", "--path", str(root / "chroma"), "--host", "127.0.0.1"]
-    process = subprocess.Popen(
-        [*command, "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1):
-                return process
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("chroma run did not start")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def load(url: str, points: int, dim: int) -> None:
@@ -119,21 +87,7 @@ def qmigrate_apply(url: str, target: str, root: Path, parallelism: int) -> float
         "parallelism": parallelism,
         "checkpoint": {"store": "file", "path": str(root / "checkpoint.json")},
     }
-    job_file = root / "bench.yaml"
-    job_file.write_text(json.dumps(document))
-    started = time.perf_counter()
-    resolved = engine.resolve(spec.load(job_file, {}))
-    try:
-        summary = engine.apply(resolved, progress_stream=open("/dev/null", "w"))  # noqa: SIM115
-    finally:
-        resolved.close()
-    elapsed = time.perf_counter() - started
-    assert summary.count_check == "ok", summary.count_check
-    return elapsed
-
-
-def median_rate(points: int, runs: int, measure: Callable[[], float]) -> float:
-    return statistics.median(points / measure() for _ in range(runs))
+    return timed_apply(document, root)
 
 
 def main() -> None:
@@ -145,41 +99,39 @@ def main() -> None:
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="qmigrate-bench-"))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = start_server(root, port)
     try:
-        print(f"loading chroma: {args.points:,} x {args.dim} ...", file=sys.stderr)
-        started = time.perf_counter()
-        load(url, args.points, args.dim)
-        print(f"loaded in {time.perf_counter() - started:.0f}s", file=sys.stderr)
-
-        def apply_once(parallelism: int) -> float:
-            shutil.rmtree(root / "target", ignore_errors=True)
-            (root / "checkpoint.json").unlink(missing_ok=True)
-            target = ":memory:" if args.target == "memory" else str(root / "target")
-            return qmigrate_apply(url, target, root, parallelism)
-
-        rates = {
-            "raw read": median_rate(args.points, args.runs, lambda: raw_read(url, args.points, 1)),
-            "raw read x2": median_rate(
-                args.points, args.runs, lambda: raw_read(url, args.points, 2)
-            ),
-            "qmigrate p=1": median_rate(args.points, args.runs, lambda: apply_once(1)),
-            "qmigrate p=2": median_rate(args.points, args.runs, lambda: apply_once(2)),
-        }
-        print(
-            f"\n{args.points:,} records x {args.dim}, batch {BATCH}, target {args.target}, "
-            f"median of {args.runs}\n"
-        )
-        print("| what | points/s | this / raw read |")
-        print("|---|---:|---:|")
-        for name, rate in rates.items():
-            print(f"| {name} | {rate:,.0f} | {rate / rates['raw read']:.2f} |")
+        with running_chroma(root) as server:
+            measure(server.url, root, args)
     finally:
-        server.terminate()
-        server.wait(10)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def measure(url: str, root: Path, args: argparse.Namespace) -> None:
+    print(f"loading chroma: {args.points:,} x {args.dim} ...", file=sys.stderr)
+    started = time.perf_counter()
+    load(url, args.points, args.dim)
+    print(f"loaded in {time.perf_counter() - started:.0f}s", file=sys.stderr)
+
+    def apply_once(parallelism: int) -> float:
+        shutil.rmtree(root / "target", ignore_errors=True)
+        (root / "checkpoint.json").unlink(missing_ok=True)
+        target = ":memory:" if args.target == "memory" else str(root / "target")
+        return qmigrate_apply(url, target, root, parallelism)
+
+    rates = {
+        "raw read": median_rate(args.points, args.runs, lambda: raw_read(url, args.points, 1)),
+        "raw read x2": median_rate(args.points, args.runs, lambda: raw_read(url, args.points, 2)),
+        "qmigrate p=1": median_rate(args.points, args.runs, lambda: apply_once(1)),
+        "qmigrate p=2": median_rate(args.points, args.runs, lambda: apply_once(2)),
+    }
+    print(
+        f"\n{args.points:,} records x {args.dim}, batch {BATCH}, target {args.target}, "
+        f"median of {args.runs}\n"
+    )
+    print("| what | points/s | this / raw read |")
+    print("|---|---:|---:|")
+    for name, rate in rates.items():
+        print(f"| {name} | {rate:,.0f} | {rate / rates['raw read']:.2f} |")
 
 
 if __name__ == "__main__":

@@ -13,23 +13,18 @@ runs `apply` through the engine into an in-memory Qdrant target with parallelism
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import random
 import statistics
-import sys
 import tempfile
-import time
 import uuid
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # the fake lives with the tests
+from harness import timed_apply
 
-from qmigrate import engine, spec  # noqa: E402
-from tests.servers.pinecone_fake import PineconeFake  # noqa: E402
+from tests.servers.pinecone_fake import PineconeFake
 
 BATCH = 100  # Pinecone lists at most 100 IDs a page
 
@@ -81,18 +76,7 @@ def apply_once(url: str, api_key: str, root: Path, parallelism: int) -> float:
         "batch_size": BATCH,
         "parallelism": parallelism,
     }
-    job_file = root / "bench.yaml"
-    job_file.write_text(json.dumps(document))
-    started = time.perf_counter()
-    resolved = engine.resolve(spec.load(job_file, {}))
-    try:
-        with open("/dev/null", "w") as quiet:
-            summary = engine.apply(resolved, progress_stream=quiet)
-    finally:
-        resolved.close()
-    elapsed = time.perf_counter() - started
-    assert summary.count_check == "ok", summary.count_check
-    return elapsed
+    return timed_apply(document, root)
 
 
 def main() -> None:

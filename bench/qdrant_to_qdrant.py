@@ -15,19 +15,16 @@ and prints each as a median over --runs, with qmigrate's ratio to the raw ones.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import shutil
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
+from harness import median_rate, timed_apply
 from qdrant_client import QdrantClient, models
-
-from qmigrate import engine, spec
 
 BATCH = 256
 
@@ -125,21 +122,7 @@ def qmigrate_apply(source: Path, kind: str, root: Path, parallelism: int) -> flo
         "batch_size": BATCH,
         "parallelism": parallelism,
     }
-    job_file = root / "bench.yaml"
-    job_file.write_text(json.dumps(document))
-    started = time.perf_counter()
-    resolved = engine.resolve(spec.load(job_file, {}))
-    try:
-        summary = engine.apply(resolved, progress_stream=open("/dev/null", "w"))  # noqa: SIM115
-    finally:
-        resolved.close()
-    elapsed = time.perf_counter() - started
-    assert summary.count_check == "ok", summary.count_check
-    return elapsed
-
-
-def median_rate(points: int, runs: int, measure: Callable[[], float]) -> float:
-    return statistics.median(points / measure() for _ in range(runs))
+    return timed_apply(document, root)
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -121,14 +122,22 @@ class _RejectingQdrant(BaseHTTPRequestHandler):
         pass
 
 
+@contextlib.contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A stand-in HTTP server on a free port, for answers no real server here gives."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture
 def rejecting_qdrant() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _RejectingQdrant)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(_RejectingQdrant) as url:
+        yield url
 
 
 def test_wrong_api_key_is_named_and_never_printed(
@@ -298,16 +307,10 @@ class _BrokenQdrant(BaseHTTPRequestHandler):
 def test_unexpected_server_answers_are_one_line_not_a_traceback(
     tmp_path: Path, write_job: Callable, cli: Cli
 ) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _BrokenQdrant)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
+    with serving(_BrokenQdrant) as url:
         write_job(file_job(tmp_path, target={"url": url, "collection": "x"}))
         for command in ("plan", "apply"):
             assert_one_line_error(cli(command, "job.yaml"), 1, "unexpected failure: HTTP 418")
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_a_foreign_checkpoint_file_is_a_clear_error(

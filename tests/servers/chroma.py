@@ -75,11 +75,9 @@ def _answers(url: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaServer]:
-    """`chroma run` on a free port with its data in a temporary directory."""
-    pytest.importorskip("chromadb")
-    directory = tmp_path_factory.mktemp("chroma")
+@contextlib.contextmanager
+def running_chroma(directory: Path) -> Iterator[ChromaServer]:
+    """`chroma run` on a free port with its data in `directory`, stopped by PID at the end."""
     server = ChromaServer(free_port())
     command = [_chroma_binary(), "run", "--path", str(directory / "data"), "--host", "127.0.0.1"]
     with server_process(
@@ -87,6 +85,13 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaSe
         ready=lambda: _answers(server.url),
         log=directory / "chroma.log",
     ):
+        yield server
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaServer]:
+    pytest.importorskip("chromadb")
+    with running_chroma(tmp_path_factory.mktemp("chroma")) as server:
         yield server
 
 
