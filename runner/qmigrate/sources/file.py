@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from qmigrate.errors import QmigrateError
+from qmigrate.line_ranges import lines_in_range
 from qmigrate.records import DISTANCES, Page, Partition, Record, SourceInfo, VectorField
 
 SAMPLE_ROWS = 100
@@ -136,28 +137,16 @@ class Source:
     # --- JSONL ----------------------------------------------------------------------
 
     def _read_jsonl(self, file: Path, start: int, end: int, cursor: Any) -> Iterator[Page]:
-        """Lines that *start* in [start, end): a line crossing `end` belongs to this range."""
-        with file.open("rb") as handle:
-            position = cursor if cursor is not None else start
-            handle.seek(position)
-            if cursor is None and start > 0:
-                # The line under `start` belongs to the range before: skip to the next one.
-                handle.seek(start - 1)
-                position = start - 1 + len(handle.readline())
-            records: list[Record] = []
-            while position < end:
-                line = handle.readline()
-                if not line:
-                    break
-                number_at = position
-                position += len(line)
-                if line.strip():
-                    records.append(self._record(_json_line(line, file, number_at)))
-                if len(records) >= self.batch_size:
-                    yield Page(records, position)
-                    records = []
-            if records:
+        records: list[Record] = []
+        position = cursor
+        for line, position in lines_in_range(file, start, end, cursor):
+            if line.strip():
+                records.append(self._record(_json_line(line, file, position - len(line))))
+            if len(records) >= self.batch_size:
                 yield Page(records, position)
+                records = []
+        if records:
+            yield Page(records, position)
 
     # --- Parquet --------------------------------------------------------------------
 

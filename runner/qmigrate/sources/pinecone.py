@@ -47,6 +47,7 @@ from pinecone.models.indexes.deployment import PodDeployment
 from pinecone.models.indexes.schema import DenseVectorField, SparseVectorField
 
 from qmigrate.errors import QmigrateError
+from qmigrate.line_ranges import lines_in_range
 from qmigrate.records import Page, Partition, Record, SourceInfo, SparseVector, VectorField
 from qmigrate.retry import is_transient
 
@@ -394,27 +395,16 @@ class Source:
         """IDs on the lines that start in [start, end) of the ids file."""
         assert self.ids_file is not None
         start, end = byte_range
-        with self.ids_file.open("rb") as handle:
-            if offset is None and start > 0:
-                handle.seek(start - 1)
-                offset = start - 1 + len(handle.readline())  # that line belongs to the range before
-            else:
-                offset = start if offset is None else offset
-                handle.seek(offset)
-            batch: list[str] = []
-            while offset < end:
-                line = handle.readline()
-                if not line:
-                    break
-                offset += len(line)
-                vector_id = line.rstrip(b"\r\n").decode("ascii", errors="replace")
-                if vector_id:
-                    batch.append(vector_id)
-                if len(batch) == self.page_size:
-                    yield self._fetch(ns, batch), offset
-                    batch = []
-            if batch:
-                yield self._fetch(ns, batch), None
+        batch: list[str] = []
+        for line, position in lines_in_range(self.ids_file, start, end, offset):
+            vector_id = line.rstrip(b"\r\n").decode("ascii", errors="replace")
+            if vector_id:
+                batch.append(vector_id)
+            if len(batch) == self.page_size:
+                yield self._fetch(ns, batch), position
+                batch = []
+        if batch:
+            yield self._fetch(ns, batch), None
 
     def _meta(self, ns: str, _: Any, token: str | None) -> Iterator[tuple[list[Any], Any]]:
         while True:

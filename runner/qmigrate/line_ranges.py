@@ -1,0 +1,35 @@
+"""Splitting a text file into byte ranges, so big files are read in parallel and resumed.
+
+Shared by the sources that read line files (JSONL exports, Pinecone ID lists).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def lines_in_range(
+    path: Path, start: int, end: int, cursor: int | None
+) -> Iterator[tuple[bytes, int]]:
+    """Lines that *start* in [start, end), each with the byte offset right after it.
+
+    A line crossing `end` belongs to the range it starts in, so ranges that tile a file
+    yield every line exactly once. `cursor`, an offset yielded before, resumes after it.
+    """
+    with path.open("rb") as handle:
+        if cursor is not None:
+            position = cursor
+            handle.seek(position)
+        elif start > 0:
+            # The line under `start` belongs to the range before: skip to the next one.
+            handle.seek(start - 1)
+            position = start - 1 + len(handle.readline())
+        else:
+            position = 0
+        while position < end:
+            line = handle.readline()
+            if not line:
+                return
+            position += len(line)
+            yield line, position
