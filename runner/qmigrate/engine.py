@@ -98,25 +98,20 @@ def resolve(job: Job) -> Resolved:
             ClientFilter(job.filter)  # the whole filter, whatever part a source takes
         except ValueError as exc:
             raise QmigrateError(f"filter: not a valid Qdrant filter: {exc}") from None
-    source = create_source(job.source, job.batch_size)
-    try:
+    with contextlib.ExitStack() as opened:  # closes what was opened if anything fails
+        source = create_source(job.source, job.batch_size)
+        opened.callback(source.close)
         # push_down first, so describe() can report what the source will be asked for.
         residual = source.push_down(job.filter)
         info = source.describe()
         target = QdrantTarget(job.target)
-    except BaseException:
-        source.close()
-        raise
-    try:
+        opened.callback(target.close)
         layout = target_layout(info, job.mapping, job.target)
         collection = target.existing()
         store = open_store(job, target)
         state = store.load_job(job.name)
         partition_states = store.load_partitions(job.name) if state else {}
-    except BaseException:
-        source.close()
-        target.close()
-        raise
+        opened.pop_all()  # success: the caller closes them (Resolved.close)
     return Resolved(
         job, source, info, residual, target, layout, collection, store, state, partition_states
     )
