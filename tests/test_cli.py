@@ -111,15 +111,19 @@ class _RejectingQdrant(BaseHTTPRequestHandler):
     """Answers like a Qdrant server whose API key does not match (no Qdrant binary runs here)."""
 
     def do_GET(self) -> None:
-        body = b'{"status":{"error":"Invalid api-key"}}'
-        self.send_response(401 if self.headers.get("api-key") != "right" else 200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        status = 401 if self.headers.get("api-key") != "right" else 200
+        reply(self, status, b'{"status":{"error":"Invalid api-key"}}')
 
     def log_message(self, *args: Any) -> None:
         pass
+
+
+def reply(handler: BaseHTTPRequestHandler, status: int, body: bytes) -> None:
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
 
 
 @contextlib.contextmanager
@@ -294,11 +298,7 @@ class _BrokenQdrant(BaseHTTPRequestHandler):
             body, status = b'{"result":{"collections":[]},"status":"ok","time":0}', 200
         else:
             body, status = b"I'm a teapot\nsecond line", 418
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        reply(self, status, body)
 
     def log_message(self, *args: Any) -> None:
         pass
