@@ -225,7 +225,7 @@ def apply(resolved: Resolved, progress_stream: Any = None) -> Summary:
         )
     if resolved.collection is None:
         target.create(resolved.layout, resolved.info)
-    indexes = target.missing_payload_indexes(resolved.payload_indexes)
+    indexes = target.missing_payload_indexes(resolved.payload_indexes, resolved.collection)
     target.create_payload_indexes(indexes)
     state, partition_states = start_state(resolved)
     if job.target.bulk_load:
@@ -332,9 +332,8 @@ def _run_partitions(
     progress_stream: Any,
 ) -> None:
     job = resolved.job
-    pending = [
-        p for p in state.partitions if not partition_states.get(p.key, PartitionState(p.key)).done
-    ]
+    pending = [(p, partition_states.get(p.key) or PartitionState(p.key)) for p in state.partitions]
+    pending = [(p, s) for p, s in pending if not s.done]
     already = sum(s.points + s.filtered + s.invalid for s in partition_states.values())
     total = resolved.info.count if resolved.residual_filter == job.filter else None
     stop = threading.Event()
@@ -344,10 +343,7 @@ def _run_partitions(
         with ThreadPoolExecutor(
             max_workers=job.parallelism, thread_name_prefix="partition"
         ) as pool:
-            futures = [
-                pool.submit(worker.run, p, partition_states.get(p.key, PartitionState(p.key)))
-                for p in pending
-            ]
+            futures = [pool.submit(worker.run, p, s) for p, s in pending]
             try:
                 for future in as_completed(futures):
                     future.result()  # the first failure stops the other partitions

@@ -209,11 +209,13 @@ class QdrantTarget:
                     f"target: creating collection '{self.collection}' failed: {describe(exc)}"
                 ) from None
 
-    def missing_payload_indexes(self, wanted: dict[str, str]) -> dict[str, str]:
-        """Indexes still to create; none in local mode, which has no payload indexes."""
+    def missing_payload_indexes(
+        self, wanted: dict[str, str], info: models.CollectionInfo | None
+    ) -> dict[str, str]:
+        """Indexes `info` (None: a collection not there yet) lacks; none in local mode,
+        which has no payload indexes."""
         if self.connection.local:
             return {}
-        info = self.existing()
         have = set(info.payload_schema) if info is not None else set()
         return {k: v for k, v in wanted.items() if k not in have}
 

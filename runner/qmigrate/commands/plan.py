@@ -70,11 +70,7 @@ def build_plan(resolved: Resolved) -> dict[str, Any]:
                 ),
             )
         )
-    indexes = (
-        resolved.payload_indexes
-        if resolved.collection is None
-        else target.missing_payload_indexes(resolved.payload_indexes)
-    )
+    indexes = target.missing_payload_indexes(resolved.payload_indexes, resolved.collection)
     state = resolved.state
     states = resolved.partition_states
     if state is None:
