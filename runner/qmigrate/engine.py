@@ -332,8 +332,8 @@ def _run_partitions(
     progress_stream: Any,
 ) -> None:
     job = resolved.job
-    pending = [(p, partition_states.get(p.key) or PartitionState(p.key)) for p in state.partitions]
-    pending = [(p, s) for p, s in pending if not s.done]
+    states = {p.key: partition_states.get(p.key) or PartitionState(p.key) for p in state.partitions}
+    pending = [(p, states[p.key]) for p in state.partitions if not states[p.key].done]
     already = sum(s.points + s.filtered + s.invalid for s in partition_states.values())
     total = resolved.info.count if resolved.residual_filter == job.filter else None
     stop = threading.Event()
