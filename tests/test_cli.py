@@ -286,8 +286,17 @@ def test_failed_count_check_exits_1_with_the_summary(
     assert result.code == 1
     data = result.json()
     assert data["ok"] is False
-    assert "count check failed: target holds 20 points, the job wrote 21" in data["error"]
+    assert (
+        "count check failed: the source holds 1 records whose ID an earlier record"
+        in (data["error"])
+    )
     assert data["jobs"][0]["total_points"] == 21
+    with (tmp_path / "job.yaml").open("a") as handle:  # the way out: accept them
+        handle.write("on_duplicate: last_wins\n")
+    again = cli("apply", "--output", "json", "job.yaml")
+    assert again.code == 0, again.stderr
+    assert again.json()["jobs"][0]["status"] == "already done"
+    assert again.json()["jobs"][0]["duplicates"] == 1
 
 
 class _BrokenQdrant(BaseHTTPRequestHandler):

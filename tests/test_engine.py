@@ -111,7 +111,10 @@ def test_changing_parallelism_on_resume_keeps_the_stored_partitions(tmp_path: Pa
 def test_invalid_record_stops_the_job_by_default(tmp_path: Path) -> None:
     rows = [{"id": i, "v": [1.0, 2.0]} for i in range(30)]
     rows[17]["v"] = [1.0]
-    with pytest.raises(QmigrateError, match=r"record 17 cannot be migrated: vector 'v' has 1 dim"):
+    with pytest.raises(
+        QmigrateError,
+        match=r"record 17 \(.*rows.jsonl line 18\) cannot be migrated: vector 'v' has 1 dim",
+    ):
         run_job(file_job(tmp_path, rows), tmp_path)
 
 
@@ -236,3 +239,144 @@ def test_dead_letters_are_not_repeated_by_a_resumed_run(tmp_path: Path) -> None:
     summary = run_job(document, tmp_path)
     assert (summary.count_check, summary.written) == ("ok", 30 - 1), "page 4 on, minus id 47"
     assert [json.loads(line)["id"] for line in dead.read_text().splitlines()] == [3, 25, 47]
+
+
+# --- trust: duplicates, changed sources, refusals before writes ---------------------------
+
+
+def rows_of(ids: list[int]) -> list[dict[str, Any]]:
+    return [{"id": i, "v": [1.0, float(i)], "n": n} for n, i in enumerate(ids)]
+
+
+def test_duplicate_ids_in_one_page_stop_the_job_and_are_named(tmp_path: Path) -> None:
+    ids = list(range(30))
+    ids[13] = 11  # page 2 (rows 10-19) holds ID 11 twice
+    with pytest.raises(QmigrateError, match=r"record 11 \(.*line 12\) and record 11 \(.*line 14"):
+        run_job(file_job(tmp_path, rows_of(ids)), tmp_path)
+    assert sorted(read_collection(tmp_path / "target", "copy")) == list(range(10))
+
+
+def test_duplicate_ids_in_one_page_with_last_wins(tmp_path: Path) -> None:
+    ids = list(range(30))
+    ids[13] = 11
+    summary = run_job(file_job(tmp_path, rows_of(ids), on_duplicate="last_wins"), tmp_path)
+    assert (summary.written, summary.duplicates, summary.count_check) == (29, 1, "ok")
+    assert read_collection(tmp_path / "target", "copy")[11].payload == {"n": 13}
+
+
+def test_duplicates_across_pages_are_told_apart_from_loss(tmp_path: Path) -> None:
+    ids = list(range(40))
+    ids[25] = 3  # ID 3 again, two pages later
+    document = file_job(tmp_path, rows_of(ids))
+    with pytest.raises(engine.CountCheckFailed) as failed:
+        run_job(document, tmp_path)
+    message = failed.value.message
+    assert "1 records whose ID an earlier record already had (e.g. 3)" in message
+    assert "on_duplicate: last_wins" in message and "lacks" not in message
+    # The way out: accept the duplicates, without moving the data again.
+    summary = run_job({**document, "on_duplicate": "last_wins"}, tmp_path)
+    assert (summary.status, summary.count_check, summary.duplicates) == ("already done", "ok", 1)
+    assert summary.target_count == 39
+
+
+def test_points_missing_from_the_target_are_reported_as_loss(tmp_path: Path) -> None:
+    from qdrant_client import QdrantClient, models
+
+    document = file_job(tmp_path, rows_of(list(range(30))))
+    run_job(document, tmp_path)
+    client = QdrantClient(path=str(tmp_path / "target"))
+    client.delete("copy", models.PointIdsList(points=[7, 21]))
+    client.close()
+    with pytest.raises(engine.CountCheckFailed, match=r"lacks 2 points .*\(e\.g\. 7, 21\)"):
+        run_job(document, tmp_path)
+
+
+def test_a_changed_source_file_is_refused_on_resume(tmp_path: Path) -> None:
+    document = file_job(tmp_path, rows_of(list(range(60))))
+    interrupt_after_pages(document, tmp_path, pages=2)
+    data = tmp_path / "rows.jsonl"
+    lines = data.read_text().splitlines(keepends=True)
+    data.write_text("".join(lines[:5] + lines[6:]))  # one line deleted
+    with pytest.raises(
+        QmigrateError,
+        match=r"source file .*rows.jsonl changed since the checkpoints were written "
+        r"\(mtime/size\): use restart: restart",
+    ):
+        run_job(document, tmp_path)
+    summary = run_job({**document, "restart": "restart"}, tmp_path)
+    assert (summary.written, summary.count_check) == (59, "ok")
+
+
+def test_a_new_file_matching_the_glob_is_a_change(tmp_path: Path) -> None:
+    document = file_job(tmp_path, rows_of(list(range(20))))
+    document["source"]["path"] = str(tmp_path / "*.jsonl")
+    run_job(document, tmp_path)
+    (tmp_path / "zz.jsonl").write_text(json.dumps({"id": 99, "v": [1.0, 2.0]}) + "\n")
+    with pytest.raises(QmigrateError, match=r"source file .*zz.jsonl changed .*\(it is new\)"):
+        run_job(document, tmp_path)
+
+
+def test_a_refused_run_writes_nothing(tmp_path: Path) -> None:
+    from qdrant_client import QdrantClient
+
+    make_qdrant_collection(tmp_path / "source", count=40)
+    run_job(qdrant_job(tmp_path), tmp_path)
+    changed = qdrant_job(tmp_path, filter={"must": [{"key": "i", "match": {"value": 1}}]})
+    changed["target"] = {**changed["target"], "collection": "copy", "bulk_load": True}
+    client_before = read_collection(tmp_path / "target", "copy")
+    with pytest.raises(QmigrateError, match=r"changed since .* \(changed: filter\)"):
+        run_job(changed, tmp_path)
+    renamed = {**changed, "target": {**changed["target"], "collection": "other"}}
+    with pytest.raises(QmigrateError, match=r"\(changed: filter, target.collection\)"):
+        run_job(renamed, tmp_path)
+    client = QdrantClient(path=str(tmp_path / "target"))
+    try:
+        assert not client.collection_exists("other"), "no collection made by a refused run"
+        assert client.get_collection("copy").config.hnsw_config.m == 16, "m left alone"
+    finally:
+        client.close()
+    assert read_collection(tmp_path / "target", "copy") == client_before
+
+
+def test_a_file_checkpoint_is_tied_to_its_target(tmp_path: Path) -> None:
+    make_qdrant_collection(tmp_path / "source", count=40)
+    store = {"store": "file", "path": str(tmp_path / "cp.json")}
+    run_job(qdrant_job(tmp_path, "first", checkpoint=store), tmp_path)
+    with pytest.raises(
+        QmigrateError,
+        match=r"checkpoint file .*cp.json holds job 'engine' for collection 'copy' at "
+        r".*first, not 'copy' at .*second: give checkpoint.path another file",
+    ):
+        run_job(qdrant_job(tmp_path, "second", checkpoint=store), tmp_path)
+
+
+def test_restart_recreate_drops_points_the_source_no_longer_has(tmp_path: Path) -> None:
+    document = file_job(tmp_path, rows_of(list(range(30))))
+    run_job(document, tmp_path)
+    (tmp_path / "rows.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in rows_of(list(range(20))))
+    )
+    stale = run_job({**document, "restart": "restart"}, tmp_path)
+    assert stale.target_count == 30 and stale.count_check == "ok"
+    assert any("does not delete points the source no longer has" in n for n in stale.notes)
+    fresh = run_job({**document, "restart": "recreate"}, tmp_path)
+    assert (fresh.target_count, fresh.count_check) == (20, "ok")
+    assert sorted(read_collection(tmp_path / "target", "copy")) == list(range(20))
+
+
+def test_restart_recreate_never_drops_a_collection_the_job_did_not_create(
+    tmp_path: Path,
+) -> None:
+    from qdrant_client import QdrantClient, models
+
+    client = QdrantClient(path=str(tmp_path / "target"))
+    client.create_collection("copy", models.VectorParams(size=2, distance=models.Distance.COSINE))
+    client.upsert("copy", [models.PointStruct(id=1000, vector=[1.0, 0.0])])
+    client.close()
+    document = file_job(tmp_path, rows_of(list(range(10))), restart="recreate")
+    with pytest.raises(QmigrateError, match="drops only a collection this job created"):
+        run_job(document, tmp_path)
+    run_job({**document, "restart": "resume"}, tmp_path)
+    with pytest.raises(QmigrateError, match="drops only a collection this job created"):
+        run_job(document, tmp_path)
+    assert 1000 in read_collection(tmp_path / "target", "copy")

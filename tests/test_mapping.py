@@ -106,11 +106,31 @@ def test_sparse_and_multi_vectors_are_checked_and_converted() -> None:
         ({"multi": [[1.0, 2.0], [1.0]]}, "has 1 dimensions, expected 2"),
         ({"other": [1.0]}, "not described by the source"),
         ({}, "no vector"),
+        # Not finite in float32: Qdrant would store them and rank the point first, score NaN.
+        ({"dense": [1.0, float("inf"), 2.0]}, "not finite in float32"),
+        ({"dense": [1.0, float("-inf"), 2.0]}, "not finite in float32"),
+        ({"dense": [1.0, float("nan"), 2.0]}, "not finite in float32"),
+        ({"dense": [1.0, 1e39, 2.0]}, "not finite in float32"),
+        ({"dense": [1.0, -4e38, 2.0]}, "not finite in float32"),
+        ({"text": {"indices": [1], "values": [float("nan")]}}, "not finite in float32"),
+        ({"text": {"indices": [1], "values": ["x"]}}, "not a number"),
+        ({"multi": [[1.0, 2.0], [1.0, float("inf")]]}, "not finite in float32"),
+        # JSON booleans are not numbers here, although Python counts True as 1.
+        ({"dense": [True, False, True]}, "not a number"),
+        ({"dense": [1.0, True, 0.5]}, "not a number"),
+        ({"text": {"indices": [True], "values": [1.0]}}, "not an unsigned integer"),
+        ({"text": {"indices": [1], "values": [False]}}, "not a number"),
     ],
 )
 def test_records_that_cannot_be_mapped_say_why(vectors: dict, reason: str) -> None:
     with pytest.raises(InvalidRecord, match=reason):
         Mapper(MappingSpec(), LAYOUT).to_point(Record(1, vectors))
+
+
+def test_largest_float32_values_are_kept() -> None:
+    biggest = 3.4028234e38
+    point = Mapper(MappingSpec(), LAYOUT).to_point(Record(1, {"dense": [biggest, -biggest, 0]}))
+    assert point.vector["dense"] == [biggest, -biggest, 0]
 
 
 def test_client_filter_follows_qdrant_semantics() -> None:
@@ -157,3 +177,13 @@ def test_client_filter_should_and_min_should() -> None:
     )
     assert two.matches(Record(1, {}, {"a": 1, "c": 3}))
     assert not two.matches(Record(1, {}, {"a": 1}))
+
+
+def test_numpy_scalars_are_numbers_but_numpy_booleans_are_not() -> None:
+    import numpy as np
+
+    mapper = Mapper(MappingSpec(), LAYOUT)
+    values = [np.float32(0.5), np.float64(1.5), np.int64(2)]
+    assert mapper.to_point(Record(1, {"dense": values})).vector["dense"] == values
+    with pytest.raises(InvalidRecord, match="not a number"):
+        mapper.to_point(Record(1, {"dense": [np.bool_(True), 1.0, 2.0]}))

@@ -69,7 +69,10 @@ def test_every_error_is_reported_at_once(tmp_path: Path) -> None:
     errors = errors_of(tmp_path, text)
     assert len(errors) == 2
     assert "version: must be 1" in errors[0]
-    assert 'restart: must be one of "resume", "restart", "fail" (got "sometimes")' in errors[1]
+    assert (
+        'restart: must be one of "resume", "restart", "recreate", "fail" (got "sometimes")'
+        in errors[1]
+    )
 
 
 def test_source_part_is_checked_by_its_own_schema(tmp_path: Path) -> None:

@@ -36,6 +36,14 @@ class JobState:
     partitions: list[Partition]
     target_count_before: int
     hnsw_m_before: int | None = None
+    # What a refusal to resume names: per-part hashes of the job (Job.fingerprint_parts),
+    # what the source must still be for its cursors to hold (Source.resume_identity), and
+    # where the data went. None in checkpoints written before they were recorded.
+    fingerprint_parts: dict[str, str] | None = None
+    source_identity: dict[str, Any] | None = None
+    target: dict[str, str] | None = None
+    created_collection: bool = False  # `restart: recreate` drops only a collection it made
+    duplicates: int | None = None  # records sharing an ID with an earlier one, once counted
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -56,6 +64,7 @@ class PartitionState:
     points: int = 0  # written to the target, up to the cursor
     filtered: int = 0  # read but left out by the client-side filter
     invalid: int = 0  # read but not mappable (dead-lettered)
+    duplicates: int = 0  # read, but an ID repeated later in the same page won (last_wins)
     done: bool = False
     updated_at: float = field(default_factory=time.time)
 

@@ -47,6 +47,7 @@ class Resolved:
     store: CheckpointStore
     state: JobState | None
     partition_states: dict[str, PartitionState]
+    source_identity: dict[str, Any]
 
     def close(self) -> None:
         self.source.close()
@@ -84,15 +85,19 @@ def checkpoint_store(job: Job) -> Iterator[CheckpointStore]:
     if job.checkpoint_store == "file":
         yield FileStore(job.checkpoint_path)
         return
-    target = QdrantTarget(job.target)
+    target = QdrantTarget(job.target, read_only=True)
     try:
         yield open_store(job, target)
     finally:
         target.close()
 
 
-def resolve(job: Job) -> Resolved:
-    """Connect to both ends and check they fit; writes nothing."""
+def resolve(job: Job, read_only: bool = False) -> Resolved:
+    """Connect to both ends and check they fit; writes nothing.
+
+    `read_only` (plan) also creates nothing: a target directory that does not exist yet
+    is described as empty instead of being made.
+    """
     if job.filter is not None:
         try:
             ClientFilter(job.filter)  # the whole filter, whatever part a source takes
@@ -104,7 +109,8 @@ def resolve(job: Job) -> Resolved:
         # push_down first, so describe() can report what the source will be asked for.
         residual = source.push_down(job.filter)
         info = source.describe()
-        target = QdrantTarget(job.target)
+        identity = getattr(source, "resume_identity", dict)()
+        target = QdrantTarget(job.target, read_only=read_only)
         opened.callback(target.close)
         layout = target_layout(info, job.mapping, job.target)
         collection = target.existing()
@@ -113,25 +119,126 @@ def resolve(job: Job) -> Resolved:
         partition_states = store.load_partitions(job.name) if state else {}
         opened.pop_all()  # success: the caller closes them (Resolved.close)
     return Resolved(
-        job, source, info, residual, target, layout, collection, store, state, partition_states
+        job,
+        source,
+        info,
+        residual,
+        target,
+        layout,
+        collection,
+        store,
+        state,
+        partition_states,
+        identity,
     )
 
 
-def check_target(resolved: Resolved) -> None:
-    """Refuse, before any write, a target that cannot take the data."""
+def refusals(resolved: Resolved) -> list[str]:
+    """Every reason `apply` would stop before writing anything; `plan` reports the same."""
+    job, state = resolved.job, resolved.state
+    reasons = []
+    if job.restart == "recreate":
+        if not _may_recreate(resolved):
+            reasons.append(
+                f"restart: recreate drops only a collection this job created, and "
+                f"'{job.target.collection}' existed before it (or its checkpoints are gone): "
+                "delete the collection yourself, or use restart: restart"
+            )
+    else:
+        reasons += _target_problems(resolved)
+    if state is not None and job.restart in ("resume", "fail"):
+        conflicts = _resume_conflicts(resolved)
+        reasons += conflicts
+        if job.restart == "fail" and not conflicts and not resolved.finished:
+            reasons.append(
+                f"job '{job.name}' has an unfinished run and restart is fail: "
+                "resume it with restart: resume, or run `qmigrate reset`"
+            )
+    return reasons
+
+
+def _may_recreate(resolved: Resolved) -> bool:
+    state = resolved.state
+    if state is None:
+        return resolved.collection is None
+    return state.created_collection and _same_collection(state, resolved)
+
+
+def _same_collection(state: JobState, resolved: Resolved) -> bool:
+    return state.target is None or state.target["collection"] == resolved.job.target.collection
+
+
+def _target_problems(resolved: Resolved) -> list[str]:
     job = resolved.job
     if resolved.collection is None:
         if job.target.on_missing == "fail":
-            raise QmigrateError(
+            return [
                 f"target collection '{job.target.collection}' does not exist "
                 "(target.on_missing is fail)"
-            )
-        return
+            ]
+        return []
     problems = resolved.target.mismatches(resolved.collection, resolved.layout)
     if problems:
-        raise QmigrateError(
+        return [
             f"target collection '{job.target.collection}' is incompatible: " + "; ".join(problems)
+        ]
+    return []
+
+
+def _resume_conflicts(resolved: Resolved) -> list[str]:
+    """Why the saved checkpoints do not describe this job's data any more."""
+    job, state = resolved.job, resolved.state
+    assert state is not None
+    conflicts = []
+    if resolved.fingerprint_changed:
+        conflicts.append(
+            f"job '{job.name}' changed since its checkpoints were written "
+            f"({_what_changed(state, job)}): resuming could mix two different migrations. "
+            "Set restart: restart, or run `qmigrate reset`"
         )
+    for what, how in _identity_changes(state.source_identity, resolved.source_identity):
+        conflicts.append(
+            f"source {what} changed since the checkpoints were written ({how}): "
+            "use restart: restart"
+        )
+    here = resolved.target.identity
+    if job.checkpoint_store == "file" and state.target is not None and state.target != here:
+        conflicts.append(
+            f"checkpoint file {job.checkpoint_path} holds job '{job.name}' for collection "
+            f"'{state.target['collection']}' at {state.target['location']}, not "
+            f"'{here['collection']}' at {here['location']}: give checkpoint.path another "
+            "file, or set restart: restart"
+        )
+    return conflicts
+
+
+def _what_changed(state: JobState, job: Job) -> str:
+    if state.fingerprint_parts is None:  # checkpoints from before parts were recorded
+        return f"fingerprint {state.fingerprint} -> {job.fingerprint()}"
+    now = job.fingerprint_parts()
+    saved = state.fingerprint_parts
+    changed = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k))
+    return "changed: " + ", ".join(changed)
+
+
+def _identity_changes(saved: dict[str, Any] | None, now: dict[str, Any]) -> list[tuple[str, str]]:
+    if saved is None:
+        return []
+    changes = []
+    for what in sorted(saved.keys() | now.keys()):
+        before, after = saved.get(what), now.get(what)
+        if before == after:
+            continue
+        if before is None:
+            changes.append((what, "it is new"))
+        elif after is None:
+            changes.append((what, "it is gone"))
+        else:
+            fields = [
+                k for k in sorted(before.keys() | after.keys()) if before.get(k) != after.get(k)
+            ]
+            changes.append((what, "/".join(fields)))
+    return changes
 
 
 # --- apply ------------------------------------------------------------------------------
@@ -143,6 +250,7 @@ class Counters:
     written: int = 0
     filtered: int = 0
     invalid: int = 0
+    duplicates: int = 0
     retries: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -160,6 +268,7 @@ class Summary:
     written: int
     filtered: int
     invalid: int
+    duplicates: int  # records whose ID another record of the job also had
     retries: int
     elapsed: float
     partitions: int
@@ -167,6 +276,7 @@ class Summary:
     target_count: int
     count_check: str
     dead_letter: str | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -179,28 +289,29 @@ class Summary:
         return data
 
 
-def start_state(resolved: Resolved) -> tuple[JobState, dict[str, PartitionState]]:
-    """Apply the restart policy to what the checkpoints hold; save a new job state if needed."""
+RESTART_KEEPS_STALE_POINTS = (
+    "restart: restart writes every point again but does not delete points the source no "
+    "longer has; restart: recreate drops and rebuilds a collection this job created"
+)
+
+
+def start_state(resolved: Resolved, created: bool) -> tuple[JobState, dict[str, PartitionState]]:
+    """Apply the restart policy to what the checkpoints hold; save a new job state if needed.
+
+    Conflicts were refused before any write (`refusals`): what remains is resuming, or
+    starting over.
+    """
     job, store, state = resolved.job, resolved.store, resolved.state
-    hnsw_m_before = None
-    if state is not None and (job.restart == "restart" or resolved.fingerprint_changed):
-        if job.restart != "restart":
-            raise QmigrateError(
-                f"job '{job.name}' changed since its checkpoints were written "
-                f"(fingerprint {state.fingerprint} -> {job.fingerprint()}): resuming could mix "
-                "two different migrations. Set restart: restart, or run `qmigrate reset`."
-            )
-        # An interrupted bulk load left m=0 behind: remember the value from before it.
-        hnsw_m_before = state.hnsw_m_before
-        store.delete(job.name)
-        state = None
-    if state is not None:
-        if job.restart == "fail" and not resolved.finished:
-            raise QmigrateError(
-                f"job '{job.name}' has an unfinished run and restart is fail: "
-                "resume it with restart: resume, or run `qmigrate reset`"
-            )
+    if state is not None and job.restart in ("resume", "fail"):
         return state, resolved.partition_states
+    hnsw_m_before = None
+    created_before = False
+    if state is not None:
+        if job.restart == "restart":
+            # An interrupted bulk load left m=0 behind: remember the value from before it.
+            hnsw_m_before = state.hnsw_m_before
+            created_before = state.created_collection and _same_collection(state, resolved)
+        store.delete(job.name)
     if job.on_invalid == "dead_letter":
         job.dead_letter_path.unlink(missing_ok=True)  # a fresh run writes its own
     state = JobState(
@@ -208,6 +319,10 @@ def start_state(resolved: Resolved) -> tuple[JobState, dict[str, PartitionState]
         partitions=resolved.source.partitions(job.parallelism),
         target_count_before=resolved.target.count(),
         hnsw_m_before=hnsw_m_before,
+        fingerprint_parts=job.fingerprint_parts(),
+        source_identity=resolved.source_identity,
+        target=resolved.target.identity,
+        created_collection=created or created_before,
     )
     store.save_job(job.name, state)
     return state, {}
@@ -217,17 +332,24 @@ def apply(resolved: Resolved, progress_stream: Any = None) -> Summary:
     """Run one job to the end, or raise with its checkpoints intact."""
     job, target = resolved.job, resolved.target
     started = time.monotonic()
-    check_target(resolved)
-    if resolved.finished and job.restart != "restart":
+    reasons = refusals(resolved)
+    if reasons:
+        raise QmigrateError("; ".join(reasons))
+    # Nothing was written up to here: every refusal comes before the first write.
+    if resolved.finished and job.restart in ("resume", "fail"):
         _give_indexing_back(resolved, resolved.state)  # a run killed before it could
         return _summary(
             resolved, resolved.state, resolved.partition_states, Counters(), started, "already done"
         )
-    if resolved.collection is None:
+    if job.restart == "recreate" and resolved.collection is not None:
+        target.drop()
+        resolved.collection = None
+    created = resolved.collection is None
+    if created:
         target.create(resolved.layout, resolved.info)
     indexes = target.missing_payload_indexes(resolved.payload_indexes, resolved.collection)
     target.create_payload_indexes(indexes)
-    state, partition_states = start_state(resolved)
+    state, partition_states = start_state(resolved, created)
     if job.target.bulk_load:
         if state.hnsw_m_before is None:
             state.hnsw_m_before = _indexing_m(resolved)
@@ -281,39 +403,132 @@ def _summary(
     started: float,
     status: str,
 ) -> Summary:
+    job = resolved.job
     states = list(partition_states.values())
     total_points = sum(s.points for s in states)
-    total_read = total_points + sum(s.filtered + s.invalid for s in states)
+    page_duplicates = sum(s.duplicates for s in states)
+    total_read = total_points + sum(s.filtered + s.invalid + s.duplicates for s in states)
     target_count = resolved.target.count()
     before = state.target_count_before if state else 0
-    problems = []
-    if before == 0 and target_count != total_points:
-        problems.append(f"target holds {target_count:,} points, the job wrote {total_points:,}")
-    elif target_count < total_points:
-        problems.append(
-            f"target holds {target_count:,} points, fewer than the {total_points:,} written"
-        )
+    problems: list[str] = []
+    notes: list[str] = []
+    duplicates = page_duplicates
+    if state is not None:
+        known = state.duplicates["count"] if state.duplicates else page_duplicates
+        # Points this job made: what it upserted, less the IDs a later page repeated.
+        expected = total_points + page_duplicates - known
+        if target_count < expected:
+            problems += _explain_shortfall(resolved, state)
+            known = state.duplicates["count"] if state.duplicates else known
+            expected = total_points + page_duplicates - known
+        duplicates = known
+        if not problems and known and job.on_duplicate == "fail" and known > page_duplicates:
+            problems.append(_duplicates_message(state))
+        elif known:
+            notes.append(
+                f"{known:,} records had the ID of another record; the one written last won "
+                "(on_duplicate: last_wins)"
+            )
+        if not problems and before == 0 and target_count != expected:
+            problems.append(
+                f"target holds {target_count:,} points, the job wrote {expected:,} distinct ones"
+            )
+    if job.restart in ("restart", "recreate") and before > 0:
+        notes.append(RESTART_KEEPS_STALE_POINTS)
     count = resolved.info.count
-    if resolved.job.filter is None and count is not None and total_read != count:
+    if job.filter is None and count is not None and total_read != count:
         problems.append(f"source holds {count:,} records, the job read {total_read:,}")
     summary = Summary(
-        job=resolved.job.name,
+        job=job.name,
         status=status,
         read=counters.read,
         written=counters.written,
         filtered=counters.filtered,
         invalid=counters.invalid,
+        duplicates=duplicates,
         retries=counters.retries,
         elapsed=time.monotonic() - started,
         partitions=len(state.partitions) if state else 0,
         total_points=total_points,
         target_count=target_count,
         count_check="ok" if not problems else "; ".join(problems),
-        dead_letter=str(resolved.job.dead_letter_path) if counters.invalid else None,
+        dead_letter=str(job.dead_letter_path) if counters.invalid else None,
+        notes=notes,
     )
     if problems:
         raise CountCheckFailed(summary)
     return summary
+
+
+EXAMPLES = 5  # record IDs a message names at most
+
+
+def _explain_shortfall(resolved: Resolved, state: JobState) -> list[str]:
+    """The target holds fewer points than the job wrote: read the source once more, and tell
+    records that share an ID (duplicates) from points missing in the target (loss).
+
+    Holds every point ID in memory for the length of the check; it runs only when the
+    counts disagree.
+    """
+    print(
+        f"qmigrate: job '{resolved.job.name}': the target holds fewer points than were written; "
+        "reading the source again to tell duplicate IDs from lost points",
+        file=sys.stderr,
+    )
+    mapper = Mapper(resolved.job.mapping, resolved.layout)
+    residual = ClientFilter(resolved.residual_filter) if resolved.residual_filter else None
+    seen: set[Any] = set()
+    duplicates: list[Any] = []
+    missing: list[Any] = []
+    duplicate_count = missing_count = 0
+    for partition in state.partitions:
+        for page in resolved.source.read(partition, None):
+            fresh: dict[Any, Any] = {}
+            for record in page.records:
+                if residual is not None and not residual.matches(record):
+                    continue
+                try:
+                    point = mapper.to_point(record)
+                except InvalidRecord:
+                    continue
+                if point.id in seen or point.id in fresh:
+                    duplicate_count += 1
+                    if len(duplicates) < EXAMPLES:
+                        duplicates.append(record.id)
+                else:
+                    fresh[point.id] = record.id
+            present = resolved.target.existing_ids(list(fresh))
+            for point_id, record_id in fresh.items():
+                if point_id not in present:
+                    missing_count += 1
+                    if len(missing) < EXAMPLES:
+                        missing.append(record_id)
+            seen.update(fresh)
+    if missing_count:
+        return [
+            f"the target lacks {missing_count:,} points of records this job wrote "
+            f"(e.g. {_examples(missing)}): they were deleted from the target, or lost. "
+            "Apply again with restart: restart to write every record again"
+        ]
+    examples = [d if isinstance(d, (int, str)) else str(d) for d in duplicates]  # JSON
+    state.duplicates = {"count": duplicate_count, "examples": examples}
+    resolved.store.save_job(resolved.job.name, state)
+    return []
+
+
+def _duplicates_message(state: JobState) -> str:
+    assert state.duplicates is not None
+    count, examples = state.duplicates["count"], state.duplicates["examples"]
+    return (
+        f"the source holds {count:,} records whose ID an earlier record already had "
+        f"(e.g. {_examples(examples)}); the target kept one point per ID, the one written last. "
+        "Set on_duplicate: last_wins to accept that, or remove the duplicates from the source "
+        "and apply with restart: restart"
+    )
+
+
+def _examples(ids: list[Any]) -> str:
+    return ", ".join(repr(i) for i in ids)
 
 
 class CountCheckFailed(QmigrateError):
@@ -394,30 +609,49 @@ class PartitionWorker:
                 pages.close()
 
     def _move(self, page: Page, state: PartitionState) -> None:
-        points = []
+        points: dict[Any, tuple[Record, models.PointStruct]] = {}
         rejected: list[tuple[Record, str]] = []
-        filtered = 0
+        filtered = duplicates = 0
         for record in page.records:
             if self.filter is not None and not self.filter.matches(record):
                 filtered += 1
                 continue
             try:
-                points.append(self.mapper.to_point(record))
+                point = self.mapper.to_point(record)
             except InvalidRecord as exc:
                 rejected.append((record, self._rejection(record, str(exc))))
+                continue
+            earlier = points.pop(point.id, None)  # re-inserted: the last one read wins
+            if earlier is not None:
+                if self.job.on_duplicate == "fail":
+                    raise QmigrateError(
+                        f"job '{self.job.name}': {describe_record(earlier[0])} and "
+                        f"{describe_record(record)} have one ID (on_duplicate is fail): "
+                        "remove one from the source, or set on_duplicate: last_wins"
+                    )
+                duplicates += 1
+            points[point.id] = (record, point)
         batch = self.job.batch_size
-        for start in range(0, len(points), batch):
-            chunk = points[start : start + batch]
+        written = [point for _, point in points.values()]
+        for start in range(0, len(written), batch):
+            chunk = written[start : start + batch]
             self._retrying(lambda chunk=chunk: self.target.upsert(chunk), "writing to the target")
         # Dead letters go out with the checkpoint, so a replayed page does not repeat them.
         self._dead_letter([line for _, line in rejected])
         state.cursor = page.cursor
-        state.points += len(points)
+        state.points += len(written)
         state.filtered += filtered
         state.invalid += len(rejected)
+        state.duplicates += duplicates
         self._save(state)
         read = len(page.records)
-        self.counters.add(read=read, written=len(points), filtered=filtered, invalid=len(rejected))
+        self.counters.add(
+            read=read,
+            written=len(written),
+            filtered=filtered,
+            invalid=len(rejected),
+            duplicates=duplicates,
+        )
         if self.progress is not None:
             self.progress.advance(read)
 
@@ -437,7 +671,7 @@ class PartitionWorker:
         """The dead-letter line for a record, or the error that stops the job."""
         if self.job.on_invalid != "dead_letter":
             raise QmigrateError(
-                f"record {record.id!r} cannot be migrated: {reason} "
+                f"{describe_record(record)} cannot be migrated: {reason} "
                 "(set on_invalid.action: dead_letter to set such records aside)"
             )
         fields = {
@@ -461,6 +695,14 @@ class PartitionWorker:
         if isinstance(exc, QmigrateError):
             return exc
         return QmigrateError(f"job '{self.job.name}': {doing} failed: {describe(exc)}")
+
+
+def describe_record(record: Record) -> str:
+    """How a message names a record: its ID, and where it came from when the source says."""
+    if record.id is None:
+        return f"the record at {record.origin}" if record.origin else "a record without an ID"
+    where = f" ({record.origin})" if record.origin else ""
+    return f"record {record.id!r}{where}"
 
 
 def _jsonable(value: Any) -> Any:

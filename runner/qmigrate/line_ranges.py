@@ -33,3 +33,10 @@ def lines_in_range(
                 return
             position += len(line)
             yield line, position
+
+
+def file_identity(file: Path) -> dict[str, int]:
+    """What tells that a file changed without reading it: size and modification time.
+    Byte-offset cursors mean nothing in a changed file."""
+    status = file.stat()
+    return {"size": status.st_size, "mtime": status.st_mtime_ns}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import uuid
 from typing import Any
 
@@ -24,6 +26,8 @@ class InvalidRecord(Exception):
 
 def point_id(raw: Any) -> tuple[int | str, str | None]:
     """(Qdrant point id, original string when it had to be hashed)."""
+    if raw is None:
+        raise InvalidRecord("it has no ID")
     if isinstance(raw, bool):
         raise InvalidRecord(f"id {raw!r} is a boolean")
     if isinstance(raw, int):
@@ -97,6 +101,23 @@ class Mapper:
         return dict(payload)
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+NUMBER_TYPES = {float, int}  # exactly: bool is an int subclass, and JSON true is no number
+
+
+def _numbers(what: str, values: list[Any]) -> None:
+    """Every value a number that float32 holds finitely; Qdrant stores float32, and an
+    infinity or NaN there ranks the point first with score NaN."""
+    if not set(map(type, values)) <= NUMBER_TYPES and not all(
+        isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values
+    ):  # the slow check only for other number types (numpy scalars)
+        raise InvalidRecord(f"{what} holds a value that is not a number")
+    if values and not (min(values) >= -FLOAT32_MAX and max(values) <= FLOAT32_MAX):
+        raise InvalidRecord(f"{what} holds a value that is not finite in float32")
+    if not math.isfinite(sum(values)):  # NaN passes the comparisons above
+        raise InvalidRecord(f"{what} holds a value that is not finite in float32")
+
+
 def _dense(name: str, value: Any, size: int | None) -> list[float]:
     if not isinstance(value, list):
         tolist = getattr(value, "tolist", None)
@@ -105,10 +126,7 @@ def _dense(name: str, value: Any, size: int | None) -> list[float]:
         value = tolist()
     if len(value) != size:
         raise InvalidRecord(f"vector '{name}' has {len(value)} dimensions, expected {size}")
-    try:
-        sum(value)  # cheap check, in C, that every element is a number
-    except TypeError:
-        raise InvalidRecord(f"vector '{name}' holds a value that is not a number") from None
+    _numbers(f"vector '{name}'", value)
     return value
 
 
@@ -126,6 +144,7 @@ def _sparse(name: str, value: Any) -> models.SparseVector:
         )
     if any(not isinstance(i, int) or isinstance(i, bool) or i < 0 for i in indices):
         raise InvalidRecord(f"sparse vector '{name}' has an index that is not an unsigned integer")
+    _numbers(f"sparse vector '{name}'", values)
     return models.SparseVector.model_construct(indices=indices, values=values)
 
 

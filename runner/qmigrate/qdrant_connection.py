@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -40,12 +41,22 @@ def connect(
     prefer_grpc: bool,
     timeout: float,
     role: str,
+    create: bool = True,
 ) -> QdrantConnection:
-    """Open and check a connection; unreachable servers and bad keys fail here, by name."""
+    """Open and check a connection; unreachable servers and bad keys fail here, by name.
+
+    Without `create`, a local directory that does not exist is not made: an empty
+    in-memory stand-in describes it (no collections, no checkpoints).
+    """
     if path == ":memory:":
         client = QdrantClient(location=":memory:")
         return QdrantConnection(client, where=path, local=True, lock=threading.RLock())
     if path:
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise QmigrateError(f"{role} path {path} is a file, not a Qdrant directory")
+        if not create and not os.path.exists(path):
+            client = QdrantClient(location=":memory:")
+            return QdrantConnection(client, where=path, local=True, lock=threading.RLock())
         try:
             client = QdrantClient(path=path)
         except RuntimeError as exc:

@@ -25,6 +25,8 @@ class Record:
     id: Any
     vectors: dict[str, Vector]
     payload: dict[str, Any] = field(default_factory=dict)
+    # Where the record came from (a file and line...), for messages: str() is shown.
+    origin: Any = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

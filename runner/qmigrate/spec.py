@@ -132,15 +132,19 @@ class Job:
     checkpoint_path: Path
     on_invalid: str
     dead_letter_path: Path
+    on_duplicate: str
     document: dict[str, Any]
 
-    def fingerprint(self) -> str:
-        """Hash of what decides which points are written and how: a change refuses resume.
+    def fingerprint_parts(self) -> dict[str, str]:
+        """A short hash per part of the job that decides which points are written and how:
+        `source.<key>`, `target.collection`, `mapping.<key>`, `filter`. Stored with the
+        checkpoints, so a refusal can say what changed without storing any value.
 
         Credentials and connection details are left out, so rotating a key or moving the
-        server does not invalidate checkpoints.
+        server does not invalidate checkpoints. Where the data lives (url, path, host) stays
+        in: a new place may hold other data. Paths count as absolute, real paths, so the
+        directory a job is applied from does not matter.
         """
-        # Where the data lives (url, path, host) stays in: a new place may hold other data.
         connection_keys = {
             "timeout",
             "prefer_grpc",
@@ -149,19 +153,28 @@ class Job:
             "username",
             "token_header",
         }
-        source = {
-            k: v
-            for k, v in self.source.items()
-            if not is_secret_key(k) and k not in connection_keys
+        parts: dict[str, Any] = {
+            f"source.{key}": os.path.realpath(value) if key in SOURCE_PATH_KEYS else value
+            for key, value in self.source.items()
+            if not is_secret_key(key) and key not in connection_keys
         }
-        material = {
-            "source": source,
-            "collection": self.target.collection,
-            "mapping": self.document.get("mapping", {}),
-            "filter": self.filter,
-        }
-        encoded = json.dumps(material, sort_keys=True, default=str).encode()
-        return hashlib.sha256(encoded).hexdigest()[:16]
+        parts["target.collection"] = self.target.collection
+        for key, value in self.document.get("mapping", {}).items():
+            parts[f"mapping.{key}"] = value
+        parts["filter"] = self.filter
+        return {key: _short_hash(value) for key, value in sorted(parts.items())}
+
+    def fingerprint(self) -> str:
+        """Hash of the whole job as far as it decides what is written: a change refuses resume."""
+        return _short_hash(self.fingerprint_parts())
+
+
+SOURCE_PATH_KEYS = ("path", "ids_file")  # source keys that name a local file or directory
+
+
+def _short_hash(value: Any) -> str:
+    encoded = json.dumps(value, sort_keys=True, default=str).encode()
+    return hashlib.sha256(encoded).hexdigest()[:16]
 
 
 def _job_from_document(document: dict[str, Any], file: Path) -> Job:
@@ -193,6 +206,7 @@ def _job_from_document(document: dict[str, Any], file: Path) -> Job:
         checkpoint_path=Path(checkpoint.get("path", f".qmigrate/{name}.checkpoint.json")),
         on_invalid=on_invalid.get("action", "fail"),
         dead_letter_path=Path(on_invalid.get("path", f"{name}.dead-letter.jsonl")),
+        on_duplicate=document.get("on_duplicate", "fail"),
         document=document,
     )
 
@@ -357,6 +371,8 @@ def _explain(error: jsonschema.ValidationError) -> Iterator[tuple[list[Any], str
         yield from _explain_alternatives(error, path)
     elif validator == "not" and secret:
         yield path, "not allowed here"
+    elif validator == "not" and "const" in error.validator_value:
+        yield path, f"must not be {json.dumps(error.validator_value['const'])} (a reserved name)"
     else:
         message = error.message
         if secret:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from typing import Any
 
@@ -108,7 +109,7 @@ def _sparse_params(field: VectorField) -> models.SparseVectorParams:
 class QdrantTarget:
     """The collection the job writes into; calls go through the connection's lock."""
 
-    def __init__(self, spec: TargetSpec) -> None:
+    def __init__(self, spec: TargetSpec, read_only: bool = False) -> None:
         self.spec = spec
         self.collection = spec.collection
         self.connection: QdrantConnection = connect(
@@ -118,8 +119,17 @@ class QdrantTarget:
             prefer_grpc=spec.prefer_grpc,
             timeout=spec.timeout,
             role="target",
+            create=not read_only,
         )
         self.client = self.connection.client
+
+    @property
+    def identity(self) -> dict[str, str]:
+        """Where the points go, as checkpoints record it: a real path or the server URL."""
+        where = self.connection.where
+        if self.spec.path and where != ":memory:":
+            where = os.path.realpath(where)
+        return {"location": where, "collection": self.collection}
 
     def close(self) -> None:
         self.connection.close()
@@ -240,6 +250,20 @@ class QdrantTarget:
         """m=0 defers building the HNSW graph (bulk load); a positive m builds it again."""
         with self.connection.lock:
             self.client.update_collection(self.collection, hnsw_config=models.HnswConfigDiff(m=m))
+
+    def drop(self) -> None:
+        with self.connection.lock:
+            self.client.delete_collection(self.collection)
+
+    def existing_ids(self, ids: list[Any]) -> set[Any]:
+        """Which of these point IDs the collection holds."""
+        if not ids:
+            return set()
+        with self.connection.lock:
+            found = self.client.retrieve(
+                self.collection, ids, with_payload=False, with_vectors=False
+            )
+        return {point.id for point in found}
 
     def upsert(self, points: list[models.PointStruct]) -> None:
         with self.connection.lock:

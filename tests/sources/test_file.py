@@ -104,9 +104,35 @@ def test_no_matching_file_is_a_clear_error(tmp_path: Path) -> None:
         Source({**CONFIG, "path": str(tmp_path / "*.jsonl")}, 10).describe()
 
 
-def test_a_broken_line_names_its_file_and_offset(tmp_path: Path) -> None:
+def test_a_broken_line_names_its_file_and_line(tmp_path: Path) -> None:
     path = tmp_path / "bad.jsonl"
-    path.write_text('{"id": 1, "emb": [1, 2]}\n{"id": 2, oops}\n')
+    path.write_text('{"id": 1, "emb": [1, 2]}\n\n{"id": 2, oops}\n')
     source = Source({**CONFIG, "path": str(path)}, 10)
-    with pytest.raises(QmigrateError, match=r"bad.jsonl at byte 25: not a JSON line"):
+    with pytest.raises(QmigrateError, match=r"bad.jsonl line 3: not a JSON line"):
+        read_all(source, 1)
+
+
+def test_deep_nesting_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "deep.jsonl"
+    path.write_text('{"id": 1, "emb": [1, 2], "x": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    source = Source({**CONFIG, "path": str(path)}, 10)
+    with pytest.raises(QmigrateError, match=r"deep.jsonl line 1: the JSON is nested too deeply"):
+        read_all(source, 1)
+
+
+def test_text_that_is_not_utf8_names_its_parquet_column(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "bad.parquet"
+    table = pa.table(
+        {
+            "id": [1, 2],
+            "emb": [[1.0, 2.0], [3.0, 4.0]],
+            "title": pa.array([b"ok", b"\xff\xfe"], pa.binary()).cast(pa.string(), safe=False),
+        }
+    )
+    pq.write_table(table, path)
+    source = Source({**CONFIG, "path": str(path)}, 10)
+    with pytest.raises(QmigrateError, match=r"bad.parquet row group 0: column 'title' holds text"):
         read_all(source, 1)

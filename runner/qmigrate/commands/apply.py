@@ -57,6 +57,9 @@ def render_text(summary: Summary) -> str:
         f"  count check: {summary.count_check} (target holds {summary.target_count:,} points; "
         f"the job wrote {summary.total_points:,} over all runs)",
     ]
+    if summary.duplicates:
+        lines.append(f"  duplicate IDs: {summary.duplicates:,}")
+    lines += [f"  note: {note}" for note in summary.notes]
     if summary.retries:
         lines.append(f"  retried {summary.retries:,} transient failures")
     if summary.dead_letter:

@@ -33,14 +33,22 @@ def run(args: argparse.Namespace) -> int:
     plans: list[dict[str, Any]] = []
     try:
         for job in load_jobs(args):
-            resolved = engine.resolve(job)
+            resolved = engine.resolve(job, read_only=True)
             try:
                 plans.append(build_plan(resolved))
             finally:
                 resolved.close()
     except QmigrateError as exc:
         return fail_json(args, {"plans": plans}, exc)
-    emit(args, {"ok": True, "plans": plans}, "\n\n".join(render_text(p) for p in plans))
+    refused = [reason for p in plans for reason in p["refusals"]]
+    text = "\n\n".join(render_text(p) for p in plans)
+    if refused:
+        # The plan is still shown: what apply would stop at is part of it.
+        error = QmigrateError("apply would refuse: " + "; ".join(refused))
+        if args.output == "text":
+            print(text)
+        return fail_json(args, {"plans": plans}, error)
+    emit(args, {"ok": True, "plans": plans}, text)
     return 0
 
 
@@ -49,6 +57,8 @@ def _vector(field: VectorField) -> dict[str, Any]:
 
 
 def build_plan(resolved: Resolved) -> dict[str, Any]:
+    from qmigrate import engine
+
     job, info, target = resolved.job, resolved.info, resolved.target
     problems: list[str] = []
     if resolved.collection is not None:
@@ -57,6 +67,8 @@ def build_plan(resolved: Resolved) -> dict[str, Any]:
         action = "create" if job.target.on_missing == "create" else "fail: missing"
     else:
         action = "incompatible" if problems else "use existing"
+        if job.restart == "recreate":
+            action = "drop and recreate"
     create = None
     if resolved.collection is None:
         arguments = target.create_arguments(resolved.layout, info)
@@ -78,14 +90,13 @@ def build_plan(resolved: Resolved) -> dict[str, Any]:
         partitions = resolved.source.partitions(job.parallelism)
     else:
         done = sum(1 for p in state.partitions if states.get(p.key) and states[p.key].done)
+        starts_over = job.restart in ("restart", "recreate")
         if resolved.fingerprint_changed:
             label = (
-                "changed job ("
-                + ("will restart" if job.restart == "restart" else "apply will refuse")
-                + ")"
+                "changed job (" + ("will start over" if starts_over else "apply will refuse") + ")"
             )
         elif resolved.finished:
-            label = "done (apply is a no-op)" if job.restart != "restart" else "done (will restart)"
+            label = "done (will start over)" if starts_over else "done (apply is a no-op)"
         else:
             label = f"in progress ({done}/{len(state.partitions)} partitions done)"
         checkpoint = {"state": label, "points": sum(s.points for s in states.values())}
@@ -122,6 +133,8 @@ def build_plan(resolved: Resolved) -> dict[str, Any]:
         "batch_size": job.batch_size,
         "parallelism": job.parallelism,
         "restart": job.restart,
+        "notes": [engine.RESTART_KEEPS_STALE_POINTS] if job.restart == "restart" else [],
+        "refusals": engine.refusals(resolved),
     }
 
 
@@ -182,4 +195,6 @@ def render_text(plan: dict[str, Any]) -> str:
         f"  partitions: {len(plan['partitions'])}, parallelism {plan['parallelism']}, "
         f"batch size {plan['batch_size']}, restart: {plan['restart']}"
     )
+    lines += [f"  note: {note}" for note in plan["notes"]]
+    lines += [f"  apply would refuse: {reason}" for reason in plan["refusals"]]
     return "\n".join(lines)

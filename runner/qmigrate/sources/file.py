@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from qmigrate.errors import QmigrateError
-from qmigrate.line_ranges import lines_in_range
+from qmigrate.line_ranges import file_identity, lines_in_range
 from qmigrate.records import DISTANCES, Page, Partition, Record, SourceInfo, VectorField
 
 SAMPLE_ROWS = 100
@@ -97,6 +97,11 @@ class Source:
             size = len(first[0]) if kind == "multi" else len(first)
         return VectorField(name=name, kind=kind, size=size, distance=DISTANCES[config["distance"]])
 
+    def resume_identity(self) -> dict[str, Any]:
+        """Size and modification time of every matched file: cursors are byte offsets and
+        row positions, which mean nothing in a file that changed."""
+        return {f"file {file}": file_identity(file) for file in self._files()}
+
     def push_down(self, filter: dict[str, Any] | None) -> dict[str, Any] | None:
         return filter  # files have no query engine: the engine filters every row
 
@@ -141,7 +146,9 @@ class Source:
         position = cursor
         for line, position in lines_in_range(file, start, end, cursor):
             if line.strip():
-                records.append(self._record(_json_line(line, file, position - len(line))))
+                offset = position - len(line)
+                origin = LineOrigin(file, offset)
+                records.append(self._record(_json_line(line, origin), origin))
             if len(records) >= self.batch_size:
                 yield Page(records, position)
                 records = []
@@ -158,28 +165,62 @@ class Source:
             rows = table.num_rows
             offset = skip if index == group else 0
             while offset < rows:
-                rows_slice = table.slice(offset, self.batch_size).to_pylist()
+                rows_slice = _rows(table.slice(offset, self.batch_size), file, index)
+                records = [
+                    self._record(row, f"{file} row group {index}, row {offset + n}")
+                    for n, row in enumerate(rows_slice)
+                ]
                 offset += len(rows_slice)
                 next_cursor = [index, offset] if offset < rows else [index + 1, 0]
-                yield Page([self._record(row) for row in rows_slice], next_cursor)
+                yield Page(records, next_cursor)
 
     # --- rows -----------------------------------------------------------------------
 
-    def _record(self, row: dict[str, Any]) -> Record:
+    def _record(self, row: dict[str, Any], origin: Any = None) -> Record:
         row = dict(row)
         record_id = row.pop(self.id_field, None)
         vectors = {name: row.pop(name, None) for name in self.vector_config}
-        return Record(id=record_id, vectors=vectors, payload=row)
+        return Record(id=record_id, vectors=vectors, payload=row, origin=origin)
 
 
-def _json_line(line: bytes, file: Path, offset: int) -> dict[str, Any]:
+class LineOrigin:
+    """A JSONL record's place, named by line number, counted only when a message needs it."""
+
+    def __init__(self, file: Path, offset: int) -> None:
+        self.file = file
+        self.offset = offset
+
+    def __str__(self) -> str:
+        with self.file.open("rb") as handle:
+            line = handle.read(self.offset).count(b"\n") + 1
+        return f"{self.file} line {line}"
+
+
+def _json_line(line: bytes, origin: LineOrigin) -> dict[str, Any]:
     try:
         value = json.loads(line)
     except ValueError as exc:
-        raise QmigrateError(f"{file} at byte {offset}: not a JSON line ({exc})") from None
+        raise QmigrateError(f"{origin}: not a JSON line ({exc})") from None
+    except RecursionError:
+        raise QmigrateError(f"{origin}: the JSON is nested too deeply to read") from None
     if not isinstance(value, dict):
-        raise QmigrateError(f"{file} at byte {offset}: a line must be a JSON object")
+        raise QmigrateError(f"{origin}: a line must be a JSON object")
     return value
+
+
+def _rows(table: Any, file: Path, group: int) -> list[dict[str, Any]]:
+    try:
+        return table.to_pylist()
+    except UnicodeDecodeError:
+        for name in table.column_names:  # find the column to name
+            try:
+                table.column(name).to_pylist()
+            except UnicodeDecodeError as exc:
+                raise QmigrateError(
+                    f"{file} row group {group}: column '{name}' holds text that is not UTF-8 "
+                    f"({exc.reason} at byte {exc.start})"
+                ) from None
+        raise
 
 
 def _count_lines(file: Path) -> int:

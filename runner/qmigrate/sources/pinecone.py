@@ -47,7 +47,7 @@ from pinecone.models.indexes.deployment import PodDeployment
 from pinecone.models.indexes.schema import DenseVectorField, SparseVectorField
 
 from qmigrate.errors import QmigrateError
-from qmigrate.line_ranges import lines_in_range
+from qmigrate.line_ranges import file_identity, lines_in_range
 from qmigrate.records import Page, Partition, Record, SourceInfo, SparseVector, VectorField
 from qmigrate.retry import is_transient
 
@@ -243,6 +243,12 @@ class Source:
             return self.ids_file.stat().st_size
         except OSError as exc:
             raise QmigrateError(f"source.ids_file: {self.ids_file}: {exc.strerror}") from None
+
+    def resume_identity(self) -> dict[str, Any]:
+        """An ids_file is read by byte offsets: a changed file invalidates its cursors."""
+        if self.ids_file is None:
+            return {}
+        return {f"ids_file {self.ids_file}": file_identity(self.ids_file)}
 
     def _scoped(self) -> bool:
         return self.namespace_field is not None or len(self.counts) > 1
