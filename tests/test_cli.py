@@ -66,11 +66,12 @@ def test_validate_reports_each_file(tmp_path: Path, write_job: Callable, cli: Cl
     write_job(file_job(tmp_path, parallelism=0), "b.yaml")
     result = cli("validate", ".")
     assert result.code == 2
-    assert "a.yaml: ok" in result.stdout
-    assert "b.yaml:" in result.stdout and "parallelism:" in result.stdout
+    assert result.stdout.strip() == "a.yaml: ok", "errors go to stderr"
+    assert result.stderr.startswith("qmigrate: error: b.yaml:")
+    assert "parallelism:" in result.stderr
     data = cli("validate", "--output", "json", ".").json()
-    assert data["valid"] is False
-    assert [f["valid"] for f in data["files"]] == [True, False]
+    assert data["ok"] is False and data["error"] == "1 of 2 job files are invalid"
+    assert [f["ok"] for f in data["files"]] == [True, False]
 
 
 @pytest.mark.parametrize(
@@ -199,7 +200,9 @@ def test_render_masks_secrets(tmp_path: Path, write_job: Callable, cli: Cli) -> 
     assert "hunter2" not in result.stdout
     assert "api_key: '***'" in result.stdout
     assert (
-        cli("render", "--output", "json", "job.yaml", "--var", "KEY=x").json()["target"]["api_key"]
+        cli("render", "--output", "json", "job.yaml", "--var", "KEY=x").json()["job"]["target"][
+            "api_key"
+        ]
         == "***"
     )
 
@@ -212,7 +215,7 @@ def test_var_and_env_file_feed_the_template(tmp_path: Path, write_job: Callable,
     result = cli(
         "render", "job.yaml", "--env-file", "vars.env", "--var", "B=from-var", "--output", "json"
     )
-    assert result.json()["target"]["collection"] == "from-file-from-var"
+    assert result.json()["job"]["target"]["collection"] == "from-file-from-var"
 
 
 def test_schema_prints_json_schema() -> None:
@@ -328,3 +331,169 @@ def test_a_foreign_checkpoint_file_is_a_clear_error(
     write_job(file_job(tmp_path, checkpoint={"store": "file", "path": "state.json"}))
     (tmp_path / "state.json").write_text("{}")
     assert_one_line_error(cli("status", "job.yaml"), 1, "is not a qmigrate checkpoint file")
+
+
+# --- trust: what a new, then a hostile, user tried ----------------------------------------
+
+
+def test_non_finite_vector_values_are_invalid_records(
+    tmp_path: Path, write_job: Callable, cli: Cli
+) -> None:
+    lines = [json.dumps({"id": i, "embedding": [float(i), 1.0, 0.5]}) for i in range(20)]
+    for row, bad in zip(
+        (2, 5, 8, 11, 14), ("Infinity", "-Infinity", "NaN", "1e39", "true"), strict=True
+    ):
+        lines[row] = f'{{"id": {row}, "embedding": [1.0, {bad}, 0.5]}}'
+    write_job(file_job(tmp_path, on_invalid={"action": "dead_letter", "path": "dead.jsonl"}))
+    (tmp_path / "data.jsonl").write_text("\n".join(lines) + "\n")  # in place of file_job's
+    result = cli("apply", "--output", "json", "job.yaml")
+    assert result.code == 0, result.stderr
+    assert "Warning" not in result.stderr, "no numpy warning reaches the user"
+    summary = result.json()["jobs"][0]
+    assert (summary["written"], summary["invalid"], summary["count_check"]) == (15, 5, "ok")
+    letters = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    assert [d["id"] for d in letters] == [2, 5, 8, 11, 14]
+    assert all("not finite in float32" in d["error"] for d in letters[:4])
+    assert "not a number" in letters[4]["error"]
+
+
+def test_a_record_without_an_id_is_named_by_file_and_line(
+    tmp_path: Path, write_job: Callable, cli: Cli
+) -> None:
+    write_job(file_job(tmp_path))
+    with (tmp_path / "data.jsonl").open("a") as handle:
+        handle.write(json.dumps({"identifier": 99, "embedding": [1.0, 1.0, 1.0]}) + "\n")
+    assert_one_line_error(
+        cli("apply", "job.yaml"),
+        1,
+        "the record at data.jsonl line 21 cannot be migrated: it has no ID",
+    )
+
+
+def test_secrets_never_appear_in_any_output(tmp_path: Path, write_job: Callable, cli: Cli) -> None:
+    secret = "S3cret-Sentinel-Value"
+    port = free_port()
+    chroma = {
+        "type": "chroma",
+        "url": f"http://admin:{secret}@127.0.0.1:{port}",
+        "collection": "docs",
+    }
+    write_job(file_job(tmp_path, source=chroma), "url.yaml")
+    # The same secret as an API key, and by mistake as a (non-secret) URL too.
+    target = {"url": "{{ env.KEY }}", "api_key": "{{ env.KEY }}", "collection": "x"}
+    write_job(file_job(tmp_path, target=target), "echo.yaml")
+    env = {"KEY": secret}
+    for command in ("validate", "render", "plan", "apply", "status"):
+        for file in ("url.yaml", "echo.yaml"):
+            for output in ("text", "json"):
+                result = cli(command, file, "--output", output, env=env)
+                both = result.stdout + result.stderr
+                assert secret not in both, (command, file, output, both)
+    assert "admin:***@127.0.0.1" in cli("plan", "url.yaml").stderr
+    assert "url: http://admin:***@127.0.0.1" in cli("render", "url.yaml").stdout
+    echoed = cli("validate", "echo.yaml", env=env)
+    assert echoed.code == 2 and "target.url: '***' does not match" in echoed.stderr
+
+
+def test_sigterm_stops_like_ctrl_c_and_resumes_exactly(tmp_path: Path, write_job: Callable) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import checkpoint_points, read_collection
+
+    rows = [{"id": i, "embedding": [float(i), 1.0, 0.5], "n": i} for i in range(6000)]
+    job = file_job(tmp_path, batch_size=20, checkpoint={"store": "file", "path": "cp.json"})
+    job_file = write_job(job)
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))  # ours
+    process = subprocess.Popen(
+        [sys.executable, "-m", "qmigrate", "apply", str(job_file)],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while checkpoint_points(tmp_path / "cp.json") < 200 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert process.poll() is None, "still running when the signal is sent"
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == (
+        "qmigrate: terminated; progress up to the last checkpoint is kept"
+    )
+    written = checkpoint_points(tmp_path / "cp.json")
+    assert 200 <= written < 6000, "stopped mid-run"
+    again = run_cli("apply", "--output", "json", str(job_file), cwd=tmp_path)
+    assert again.code == 0, again.stderr
+    assert again.json()["jobs"][0]["count_check"] == "ok"
+    points = read_collection(tmp_path / "qdrant_data", "points")
+    assert sorted(points) == list(range(6000))
+    assert all(points[i].payload == {"n": i} for i in range(0, 6000, 97))
+
+
+def test_a_target_path_that_is_a_file_is_one_line(
+    tmp_path: Path, write_job: Callable, cli: Cli
+) -> None:
+    (tmp_path / "qdrant_data").write_text("not a directory")
+    write_job(file_job(tmp_path))
+    assert_one_line_error(cli("apply", "job.yaml"), 1, "target path qdrant_data is a file")
+
+
+def test_deep_nesting_in_a_job_file_is_one_line(tmp_path: Path, cli: Cli) -> None:
+    deep = "[" * 2000 + "]" * 2000
+    (tmp_path / "job.yaml").write_text(f"version: 1\nname: deep\nsource: {deep}\n")
+    result = cli("validate", "job.yaml")
+    assert result.code == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("qmigrate: error: job.yaml")
+
+
+def test_plan_is_read_only_and_exits_1_when_apply_would_refuse(
+    tmp_path: Path, write_job: Callable, cli: Cli
+) -> None:
+    write_job(file_job(tmp_path))
+    planned = cli("plan", "job.yaml")
+    assert planned.code == 0, planned.stderr
+    assert not (tmp_path / "qdrant_data").exists(), "plan creates nothing"
+    assert cli("apply", "job.yaml").code == 0
+    write_job(file_job(tmp_path, filter={"must": [{"key": "color", "match": {"value": "red"}}]}))
+    refused = cli("plan", "--output", "json", "job.yaml")
+    assert refused.code == 1
+    data = refused.json()
+    assert data["ok"] is False and "(changed: filter)" in data["error"]
+    assert "changed: filter" in data["plans"][0]["refusals"][0]
+    text = cli("plan", "job.yaml")
+    assert text.code == 1 and "apply would refuse: job 'cli-job' changed" in text.stdout
+
+
+def test_a_directory_is_validated_whole_before_any_job_runs(
+    tmp_path: Path, write_job: Callable, cli: Cli
+) -> None:
+    (tmp_path / "jobs").mkdir()
+    write_job(file_job(tmp_path), "jobs/a.yaml")
+    write_job(file_job(tmp_path, batch_size=0), "jobs/b.yml")
+    result = cli("apply", "jobs")
+    assert result.code == 2
+    assert "b.yml" in result.stderr and "batch_size" in result.stderr
+    assert not (tmp_path / "qdrant_data").exists(), "a.yaml did not run"
+
+
+def test_the_checkpoint_collection_is_no_target(
+    tmp_path: Path, write_job: Callable, cli: Cli
+) -> None:
+    write_job(file_job(tmp_path, target={"path": "q", "collection": "_migration_offsets"}))
+    assert_one_line_error(
+        cli("validate", "job.yaml"),
+        2,
+        'target.collection: must not be "_migration_offsets"',
+    )
+
+
+def test_every_error_line_carries_the_prefix(tmp_path: Path, cli: Cli) -> None:
+    (tmp_path / "job.yaml").write_text("version: 2\nname: 5\n")
+    result = cli("apply", "job.yaml")
+    lines = result.stderr.strip().splitlines()
+    assert result.code == 2 and len(lines) >= 3
+    assert all(line.startswith("qmigrate: error: ") for line in lines), lines

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from qmigrate import spec
-from tests.conftest import REPO
+from tests.conftest import REPO, run_cli
 
 JOBS = sorted((REPO / "jobs").glob("*.yaml"))
 
@@ -20,5 +22,38 @@ def test_there_are_example_jobs() -> None:
 @pytest.mark.parametrize("path", JOBS, ids=[p.name for p in JOBS])
 def test_example_job_validates(path: Path) -> None:
     names = set(re.findall(r"env\.([A-Za-z_][A-Za-z0-9_]*)", path.read_text()))
-    job = spec.load(path, {name: f"dummy-{name.lower()}" for name in names})
+    env = {n: f"https://{n.lower()}.example" if "URL" in n else f"dummy-{n.lower()}" for n in names}
+    job = spec.load(path, env)
     assert job.name
+
+
+def readme_jobs() -> list[str]:
+    """The README's complete job examples (YAML blocks that start with `version: 1`)."""
+    blocks = re.findall(r"```yaml\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    return [b for b in blocks if b.lstrip().startswith("version: 1")]
+
+
+def test_unrendered_jobs_pass_check_jsonschema_against_the_published_schema(
+    tmp_path: Path,
+) -> None:
+    """What editors and CI linters see: job files before templating, `qmigrate schema`."""
+    schema = tmp_path / "job.schema.json"
+    schema.write_text(run_cli("schema").stdout)
+    examples = []
+    for number, text in enumerate(readme_jobs()):
+        examples.append(tmp_path / f"readme-{number}.yaml")
+        examples[-1].write_text(text)
+    assert len(examples) >= 2, "the README shows complete jobs"
+    checker = Path(sys.executable).with_name("check-jsonschema")
+    result = subprocess.run(
+        [str(checker), "--schemafile", str(schema), *map(str, JOBS + examples)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(examples[0].read_text().replace("batch_size: 256", "batch_size: many"))
+    result = subprocess.run(
+        [str(checker), "--schemafile", str(schema), str(broken)], capture_output=True, text=True
+    )
+    assert result.returncode == 1, "a wrong literal is still caught"

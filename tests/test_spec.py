@@ -8,6 +8,7 @@ import pytest
 
 from qmigrate import spec
 from qmigrate.errors import EXIT_INVALID, QmigrateError
+from qmigrate.redaction import mask_secrets
 
 VALID = """\
 version: 1
@@ -144,7 +145,7 @@ def test_secret_values_never_appear_in_schema_errors(tmp_path: Path) -> None:
 
 
 def test_mask_secrets_masks_keys_but_not_header_names() -> None:
-    masked = spec.mask_secrets(
+    masked = mask_secrets(
         {"api_key": "s3cret", "nested": {"password": "pw", "token_header": "X-Token"}, "empty": ""}
     )
     assert masked == {
@@ -156,10 +157,18 @@ def test_mask_secrets_masks_keys_but_not_header_names() -> None:
 
 def test_env_file_parsing(tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
-    env_file.write_text("# comment\nexport A=1\nB='two'\n\nC=\"three\"\n")
-    assert spec.read_env_file(str(env_file)) == {"A": "1", "B": "two", "C": "three"}
-    env_file.write_text("no equals sign\n")
-    with pytest.raises(QmigrateError, match=r"\.env:1: expected KEY=VALUE"):
+    env_file.write_text(
+        "# comment\nexport A=1\nB='two'\n\nC=\"three\"  # quoted\nD=four # a comment\nE=${A}5\n"
+    )
+    assert spec.read_env_file(str(env_file)) == {
+        "A": "1",
+        "B": "two",
+        "C": "three",
+        "D": "four",
+        "E": "15",
+    }
+    env_file.write_text("A=1\n\nno equals sign\n")
+    with pytest.raises(QmigrateError, match=r"\.env:3: expected KEY=VALUE"):
         spec.read_env_file(str(env_file))
 
 
@@ -190,3 +199,19 @@ def test_schema_bundle_inlines_every_source() -> None:
     assert refs and all(r.startswith("#/$defs/source_") for r in refs)
     for ref in refs:
         assert ref.removeprefix("#/$defs/") in bundle["$defs"]
+
+
+def test_fingerprint_does_not_depend_on_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    (jobs / "job.yaml").write_text(
+        VALID.replace("path: data.jsonl", 'path: "{{ job_dir }}/data.jsonl"')
+    )
+    monkeypatch.chdir(tmp_path)
+    from_root = spec.load(Path("jobs/job.yaml"), {})
+    monkeypatch.chdir(jobs)
+    from_jobs = spec.load(Path("job.yaml"), {})
+    assert from_root.source["path"] != from_jobs.source["path"], "the paths as written differ"
+    assert from_root.fingerprint() == from_jobs.fingerprint()

@@ -5,6 +5,7 @@ Shared by the sources that read line files (JSONL exports, Pinecone ID lists).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,8 +36,9 @@ def lines_in_range(
             yield line, position
 
 
-def file_identity(file: Path) -> dict[str, int]:
-    """What tells that a file changed without reading it: size and modification time.
-    Byte-offset cursors mean nothing in a changed file."""
+def file_identity(file: Path) -> dict[str, dict[str, int]]:
+    """{"file <real path>": size and modification time}: what tells that a file changed
+    without reading it (byte-offset cursors mean nothing in a changed file), the same from
+    any working directory."""
     status = file.stat()
-    return {"size": status.st_size, "mtime": status.st_mtime_ns}
+    return {f"file {os.path.realpath(file)}": {"size": status.st_size, "mtime": status.st_mtime_ns}}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import io
 import json
 import os
 import re
@@ -17,33 +18,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import dotenv
+import dotenv.parser
 import jinja2
 import jsonschema
 import referencing
 import yaml
 
 from qmigrate.errors import invalid
-
-SECRET_KEY_PARTS = ("api_key", "password", "token", "secret")
-MASK = "***"
-
-
-def is_secret_key(key: str) -> bool:
-    """Keys whose values never reach output (`token_header` names a header, not a secret)."""
-    return any(part in key for part in SECRET_KEY_PARTS) and not key.endswith("_header")
-
-
-def mask_secrets(value: Any) -> Any:
-    """A copy of `value` with every secret-looking key's value replaced by ***."""
-    if isinstance(value, Mapping):
-        return {
-            k: (MASK if is_secret_key(str(k)) and v not in (None, "") else mask_secrets(v))
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [mask_secrets(v) for v in value]
-    return value
-
+from qmigrate.redaction import is_secret_key, remember_secrets
 
 # --- schema -----------------------------------------------------------------------------
 
@@ -81,7 +64,51 @@ def job_schema_bundle() -> dict[str, Any]:
         name = ref.split("/")[-1].removesuffix(".schema.json")
         defs[f"source_{name}"] = {k: v for k, v in source_schema.items() if k != "$schema"}
         branch["then"] = {"$ref": f"#/$defs/source_{name}"}
-    return bundle
+    defs["template"] = TEMPLATE_SCHEMA
+    return _accept_templates(bundle)
+
+
+# The published schema is read by editors and check-jsonschema on job files *before* they
+# are rendered, so wherever a value stands a template expression is accepted too; qmigrate
+# checks the rendered value against the strict schema.
+TEMPLATE_SCHEMA = {
+    "type": "string",
+    "pattern": r"\{\{.*\}\}|\{%.*%\}",
+    "description": 'A Jinja2 expression, e.g. "{{ env.QDRANT_URL }}"; checked once rendered.',
+}
+SCALAR_TYPES = {"string", "integer", "number", "boolean", "null"}
+ANNOTATIONS = ("title", "description", "default", "examples")
+SUBSCHEMA_MAPS = ("properties", "$defs", "dependentSchemas")
+SUBSCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "prefixItems")
+SUBSCHEMAS = ("then", "else", "items", "additionalProperties")  # not `if`, not `not`
+
+
+def _accept_templates(schema: Any) -> Any:
+    """`schema` with each value-level subschema also accepting a template expression."""
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    for key in SUBSCHEMA_MAPS:
+        if key in out:
+            out[key] = {
+                name: sub if name == "template" else _accept_templates(sub)
+                for name, sub in out[key].items()
+            }
+    for key in SUBSCHEMA_LISTS:
+        if key in out:
+            out[key] = [_accept_templates(sub) for sub in out[key]]
+    for key in SUBSCHEMAS:
+        if key in out:
+            out[key] = _accept_templates(out[key])
+    types = out.get("type")
+    types = set(types) if isinstance(types, list) else {types} if types else set()
+    is_value = (types and types <= SCALAR_TYPES) or (
+        not types and ("enum" in out or "const" in out)
+    )
+    if not is_value:
+        return out
+    annotations = {k: out.pop(k) for k in ANNOTATIONS if k in out}
+    return {**annotations, "anyOf": [out, {"$ref": "#/$defs/template"}]}
 
 
 # --- typed job --------------------------------------------------------------------------
@@ -134,6 +161,8 @@ class Job:
     dead_letter_path: Path
     on_duplicate: str
     document: dict[str, Any]
+    # The source's local paths as absolute, real paths, resolved when the job is loaded.
+    source_paths: dict[str, str] = field(default_factory=dict)
 
     def fingerprint_parts(self) -> dict[str, str]:
         """A short hash per part of the job that decides which points are written and how:
@@ -154,7 +183,7 @@ class Job:
             "token_header",
         }
         parts: dict[str, Any] = {
-            f"source.{key}": os.path.realpath(value) if key in SOURCE_PATH_KEYS else value
+            f"source.{key}": self.source_paths.get(key, value)
             for key, value in self.source.items()
             if not is_secret_key(key) and key not in connection_keys
         }
@@ -207,6 +236,11 @@ def _job_from_document(document: dict[str, Any], file: Path) -> Job:
         on_invalid=on_invalid.get("action", "fail"),
         dead_letter_path=Path(on_invalid.get("path", f"{name}.dead-letter.jsonl")),
         on_duplicate=document.get("on_duplicate", "fail"),
+        source_paths={
+            key: os.path.realpath(document["source"][key])
+            for key in SOURCE_PATH_KEYS
+            if isinstance(document["source"].get(key), str)
+        },
         document=document,
     )
 
@@ -232,21 +266,18 @@ def job_files(paths: Iterable[str]) -> list[Path]:
 
 
 def read_env_file(path: str) -> dict[str, str]:
-    """KEY=VALUE lines; blank lines and # comments are skipped, quotes are stripped."""
-    values: dict[str, str] = {}
+    """A .env file, read by python-dotenv's parser (quotes, `export`, # comments, ${VAR});
+    a line it cannot parse is an error that names it. A bare KEY sets nothing."""
     try:
-        lines = Path(path).read_text().splitlines()
+        text = Path(path).read_text()
     except OSError as exc:
         raise invalid(f"--env-file {path}: {exc.strerror}") from None
-    for number, line in enumerate(lines, 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, sep, value = line.removeprefix("export ").partition("=")
-        if not sep or not key.strip():
-            raise invalid(f"{path}:{number}: expected KEY=VALUE")
-        values[key.strip()] = value.strip().strip("'\"")
-    return values
+    for binding in dotenv.parser.parse_stream(io.StringIO(text)):
+        if binding.error:
+            line = binding.original.line + binding.original.string[:-1].count("\n")
+            raise invalid(f"{path}:{line}: expected KEY=VALUE")
+    values = dotenv.dotenv_values(stream=io.StringIO(text))
+    return {key: value for key, value in values.items() if value is not None}
 
 
 _UNDEFINED_PATTERNS = (
@@ -312,6 +343,9 @@ def parse(file: Path, text: str) -> tuple[Any, yaml.Node | None]:
         where = f"{file}:{mark.line + 1}" if mark else str(file)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise invalid(f"{where}: malformed YAML: {problem}") from None
+    except RecursionError:
+        raise invalid(f"{file}: malformed YAML: nested too deeply") from None
+    remember_secrets(data)  # before any message could quote one
     return data, node
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+import yaml
 from pinecone import Pinecone
 from pinecone._internal import http_client
 from qdrant_client import models
@@ -299,6 +300,15 @@ def test_a_wrong_key_is_one_clear_line(
     assert not (store / "qdrant").exists()
 
 
+def test_a_wrong_controller_host_is_one_clear_line(
+    pinecone_fake: PineconeFake, store: Path, qm: Cli, write_job: Callable[..., Path]
+) -> None:
+    index = pinecone_fake.create_index("docs", dimension=4)
+    wrong = job(pinecone_fake, store, {"index": "docs", "controller_host": index.host})
+    line = one_line_error(qm("plan", str(write_job(wrong))))
+    assert f"pinecone control plane {index.host} (is controller_host right?): HTTP 404" in line
+
+
 def test_a_pod_index_asks_for_ids_file_and_ids_file_works(
     pinecone_fake: PineconeFake,
     tmp_path: Path,
@@ -383,8 +393,10 @@ def test_the_headline_job_validates_with_any_environment(cli: Cli) -> None:
     file = REPO / "jobs" / "pinecone-to-cloud.yaml"
     names = set(re.findall(r"env\.([A-Z_][A-Z0-9_]*)", file.read_text()))
     assert {"PINECONE_API_KEY", "QDRANT_URL", "QDRANT_API_KEY"} <= names
-    local = cli("validate", str(file), env=dict.fromkeys(names, "dummy"))
-    assert local.code == 0, local.stderr
+    anything = cli(
+        "validate", str(file), env={**dict.fromkeys(names, "x"), "QDRANT_URL": "http://q"}
+    )
+    assert anything.code == 0, anything.stderr
     cloud = {
         "PINECONE_API_KEY": "k",
         "QDRANT_URL": "https://x.cloud.qdrant.io",
@@ -400,12 +412,14 @@ def test_the_headline_job_runs_against_the_fake(
     index = pinecone_fake.create_index("products", dimension=8, metric="dotproduct", sparse=True)
     index.upsert(vectors(150, seed=13))
     index.upsert(vectors(60, seed=14), namespace="tenant-a")
-    env = {
-        "PINECONE_API_KEY": pinecone_fake.api_key,
-        "PINECONE_CONTROLLER_HOST": pinecone_fake.url,
-        "QMIGRATE_TARGET_PATH": str(store / "qdrant"),
-    }
-    result = cli("apply", str(REPO / "jobs" / "pinecone-to-cloud.yaml"), env=env)
+    env = {"PINECONE_API_KEY": pinecone_fake.api_key, "PINECONE_CONTROLLER_HOST": pinecone_fake.url}
+    # The job as published, its target moved to a local directory (no Qdrant server here).
+    document = yaml.safe_load((REPO / "jobs" / "pinecone-to-cloud.yaml").read_text())
+    document["target"] = {**document["target"], "path": str(store / "qdrant")}
+    del document["target"]["url"], document["target"]["api_key"]
+    local = store / "pinecone-to-local.yaml"
+    local.write_text(yaml.safe_dump(document))
+    result = cli("apply", str(local), env=env)
     assert result.code == 0, result.stderr
     expected = expected_points(index, scoped=True, sparse="sparse_values")
     assert_target_equals(store / "qdrant", "products", expected)

@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 from qmigrate import spec
@@ -62,10 +61,19 @@ def template_env(args: argparse.Namespace) -> dict[str, str]:
     return env
 
 
-def load_jobs(args: argparse.Namespace) -> Iterator[spec.Job]:
+def load_jobs(args: argparse.Namespace) -> list[spec.Job]:
+    """Every job of the arguments, all validated before the first one runs: a broken file
+    late in a directory stops the command before anything moved."""
     env = template_env(args)
+    jobs, errors = [], []
     for file in spec.job_files(args.jobs):
-        yield spec.load(file, env)
+        try:
+            jobs.append(spec.load(file, env))
+        except QmigrateError as exc:
+            errors.append(exc.message)
+    if errors:
+        raise invalid("\n".join(errors))
+    return jobs
 
 
 def emit(args: argparse.Namespace, data: Any, text: str) -> None:
@@ -75,9 +83,15 @@ def emit(args: argparse.Namespace, data: Any, text: str) -> None:
         print(text)
 
 
+def print_error(message: str) -> None:
+    """Every line of an error carries the prefix, so CI logs can be grepped for it."""
+    for line in message.splitlines() or [""]:
+        print(f"qmigrate: error: {line}", file=sys.stderr)
+
+
 def fail_json(args: argparse.Namespace, data: dict[str, Any], exc: QmigrateError) -> int:
     """With --output json, a failure is still one JSON document on stdout (and a line on stderr)."""
     if args.output == "json":
         print(json.dumps({**data, "ok": False, "error": exc.message}, indent=2, default=str))
-    print(f"qmigrate: error: {exc.message}", file=sys.stderr)
+    print_error(exc.message)
     return exc.exit_code

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from qmigrate.commands.common import add_job_options, emit, fail_json, load_jobs
 from qmigrate.errors import QmigrateError
 from qmigrate.records import VectorField
-from qmigrate.spec import mask_secrets
+from qmigrate.redaction import mask_secrets
 
 if TYPE_CHECKING:  # the engine imports qdrant-client: slow, and only needed to run
     from qmigrate.engine import Resolved

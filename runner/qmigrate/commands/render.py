@@ -9,7 +9,9 @@ from pathlib import Path
 import yaml
 
 from qmigrate import spec
-from qmigrate.commands.common import add_job_options, template_env
+from qmigrate.commands.common import add_job_options, fail_json, template_env
+from qmigrate.errors import QmigrateError
+from qmigrate.redaction import mask_secrets
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -25,11 +27,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     file = Path(args.jobs[0])
-    text = spec.render(file, template_env(args))
-    document, _ = spec.parse(file, text)
-    masked = spec.mask_secrets(document)
+    try:
+        text = spec.render(file, template_env(args))
+        document, _ = spec.parse(file, text)
+    except QmigrateError as exc:
+        return fail_json(args, {}, exc)
+    masked = mask_secrets(document)
     if args.output == "json":
-        print(json.dumps(masked, indent=2, default=str))
+        print(json.dumps({"ok": True, "job": masked}, indent=2, default=str))
     else:
         print(yaml.safe_dump(masked, sort_keys=False, allow_unicode=True).rstrip())
     return 0

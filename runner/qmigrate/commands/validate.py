@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from qmigrate import spec
-from qmigrate.commands.common import add_job_options, template_env
+from qmigrate.commands.common import add_job_options, print_error, template_env
 from qmigrate.errors import EXIT_INVALID, EXIT_OK, QmigrateError
 
 
@@ -27,16 +28,18 @@ def run(args: argparse.Namespace) -> int:
     for file in spec.job_files(args.jobs):
         try:
             spec.load(file, env)
-            results.append({"file": str(file), "valid": True, "errors": []})
+            results.append({"file": str(file), "ok": True, "errors": []})
         except QmigrateError as exc:
-            results.append({"file": str(file), "valid": False, "errors": exc.message.splitlines()})
-    valid = all(r["valid"] for r in results)
+            results.append({"file": str(file), "ok": False, "errors": exc.message.splitlines()})
+    invalid_files = [r["file"] for r in results if not r["ok"]]
     if args.output == "json":
-        print(json.dumps({"valid": valid, "files": results}, indent=2))
-    else:
-        for result in results:
-            if result["valid"]:
-                print(f"{result['file']}: ok")
-            for error in result["errors"]:
-                print(error)
-    return EXIT_OK if valid else EXIT_INVALID
+        document: dict[str, Any] = {"ok": not invalid_files, "files": results}
+        if invalid_files:
+            document["error"] = f"{len(invalid_files)} of {len(results)} job files are invalid"
+        print(json.dumps(document, indent=2))
+    for result in results:
+        if result["ok"] and args.output == "text":
+            print(f"{result['file']}: ok")
+        for error in result["errors"]:
+            print_error(error)
+    return EXIT_INVALID if invalid_files else EXIT_OK

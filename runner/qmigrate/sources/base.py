@@ -40,3 +40,8 @@ class Source(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
+
+    # Optional: `resume_identity() -> dict[str, dict]`, what must be unchanged for saved
+    # cursors to still point at the same records (the file source: each file's size and
+    # mtime). Saved with the first checkpoint; a difference refuses to resume, naming the
+    # key. Sources whose cursors stay valid under change (keyset, checked offsets) omit it.

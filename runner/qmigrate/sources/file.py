@@ -100,7 +100,7 @@ class Source:
     def resume_identity(self) -> dict[str, Any]:
         """Size and modification time of every matched file: cursors are byte offsets and
         row positions, which mean nothing in a file that changed."""
-        return {f"file {file}": file_identity(file) for file in self._files()}
+        return {key: value for file in self._files() for key, value in file_identity(file).items()}
 
     def push_down(self, filter: dict[str, Any] | None) -> dict[str, Any] | None:
         return filter  # files have no query engine: the engine filters every row

@@ -144,7 +144,12 @@ class Source:
             try:
                 self._model = self._call(self.client.indexes.describe, name=name)
             except NotFoundError:
-                names = [i.name for i in self._checked(where, self.client.indexes.list)]
+                # The listing pages lazily: iterate inside the check. A 404 here means the
+                # host is no control plane at all.
+                names = self._checked(
+                    f"{where} (is controller_host right?)",
+                    lambda: [i.name for i in self.client.indexes.list()],
+                )
                 raise QmigrateError(
                     f"pinecone index '{name}' does not exist at {self.client.config.host} "
                     f"(the project has: {', '.join(sorted(names)) or 'no indexes'})"
@@ -248,7 +253,7 @@ class Source:
         """An ids_file is read by byte offsets: a changed file invalidates its cursors."""
         if self.ids_file is None:
             return {}
-        return {f"ids_file {self.ids_file}": file_identity(self.ids_file)}
+        return file_identity(self.ids_file)
 
     def _scoped(self) -> bool:
         return self.namespace_field is not None or len(self.counts) > 1
