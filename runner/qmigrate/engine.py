@@ -20,6 +20,7 @@ from typing import Any
 from qdrant_client import models
 
 from qmigrate.checkpoint import CheckpointStore, FileStore, JobState, PartitionState, TargetStore
+from qmigrate.counts import count_check
 from qmigrate.errors import QmigrateError
 from qmigrate.mapping import ClientFilter, InvalidRecord, Mapper
 from qmigrate.progress import Progress
@@ -289,12 +290,6 @@ class Summary:
         return data
 
 
-RESTART_KEEPS_STALE_POINTS = (
-    "restart: restart writes every point again but does not delete points the source no "
-    "longer has; restart: recreate drops and rebuilds a collection this job created"
-)
-
-
 def start_state(resolved: Resolved, created: bool) -> tuple[JobState, dict[str, PartitionState]]:
     """Apply the restart policy to what the checkpoints hold; save a new job state if needed.
 
@@ -404,40 +399,7 @@ def _summary(
     status: str,
 ) -> Summary:
     job = resolved.job
-    states = list(partition_states.values())
-    total_points = sum(s.points for s in states)
-    page_duplicates = sum(s.duplicates for s in states)
-    total_read = total_points + sum(s.filtered + s.invalid + s.duplicates for s in states)
-    target_count = resolved.target.count()
-    before = state.target_count_before if state else 0
-    problems: list[str] = []
-    notes: list[str] = []
-    duplicates = page_duplicates
-    if state is not None:
-        known = state.duplicates["count"] if state.duplicates else page_duplicates
-        # Points this job made: what it upserted, less the IDs a later page repeated.
-        expected = total_points + page_duplicates - known
-        if target_count < expected:
-            problems += _explain_shortfall(resolved, state)
-            known = state.duplicates["count"] if state.duplicates else known
-            expected = total_points + page_duplicates - known
-        duplicates = known
-        if not problems and known and job.on_duplicate == "fail" and known > page_duplicates:
-            problems.append(_duplicates_message(state))
-        elif known:
-            notes.append(
-                f"{known:,} records had the ID of another record; the one written last won "
-                "(on_duplicate: last_wins)"
-            )
-        if not problems and before == 0 and target_count != expected:
-            problems.append(
-                f"target holds {target_count:,} points, the job wrote {expected:,} distinct ones"
-            )
-    if job.restart in ("restart", "recreate") and before > 0:
-        notes.append(RESTART_KEEPS_STALE_POINTS)
-    count = resolved.info.count
-    if job.filter is None and count is not None and total_read != count:
-        problems.append(f"source holds {count:,} records, the job read {total_read:,}")
+    counts = count_check(resolved, state, partition_states)
     summary = Summary(
         job=job.name,
         status=status,
@@ -445,90 +407,19 @@ def _summary(
         written=counters.written,
         filtered=counters.filtered,
         invalid=counters.invalid,
-        duplicates=duplicates,
+        duplicates=counts.duplicates,
         retries=counters.retries,
         elapsed=time.monotonic() - started,
         partitions=len(state.partitions) if state else 0,
-        total_points=total_points,
-        target_count=target_count,
-        count_check="ok" if not problems else "; ".join(problems),
+        total_points=counts.total_points,
+        target_count=counts.target_count,
+        count_check="ok" if not counts.problems else "; ".join(counts.problems),
         dead_letter=str(job.dead_letter_path) if counters.invalid else None,
-        notes=notes,
+        notes=counts.notes,
     )
-    if problems:
+    if counts.problems:
         raise CountCheckFailed(summary)
     return summary
-
-
-EXAMPLES = 5  # record IDs a message names at most
-
-
-def _explain_shortfall(resolved: Resolved, state: JobState) -> list[str]:
-    """The target holds fewer points than the job wrote: read the source once more, and tell
-    records that share an ID (duplicates) from points missing in the target (loss).
-
-    Holds every point ID in memory for the length of the check; it runs only when the
-    counts disagree.
-    """
-    print(
-        f"qmigrate: job '{resolved.job.name}': the target holds fewer points than were written; "
-        "reading the source again to tell duplicate IDs from lost points",
-        file=sys.stderr,
-    )
-    mapper = Mapper(resolved.job.mapping, resolved.layout)
-    residual = ClientFilter(resolved.residual_filter) if resolved.residual_filter else None
-    seen: set[Any] = set()
-    duplicates: list[Any] = []
-    missing: list[Any] = []
-    duplicate_count = missing_count = 0
-    for partition in state.partitions:
-        for page in resolved.source.read(partition, None):
-            fresh: dict[Any, Any] = {}
-            for record in page.records:
-                if residual is not None and not residual.matches(record):
-                    continue
-                try:
-                    point = mapper.to_point(record)
-                except InvalidRecord:
-                    continue
-                if point.id in seen or point.id in fresh:
-                    duplicate_count += 1
-                    if len(duplicates) < EXAMPLES:
-                        duplicates.append(record.id)
-                else:
-                    fresh[point.id] = record.id
-            present = resolved.target.existing_ids(list(fresh))
-            for point_id, record_id in fresh.items():
-                if point_id not in present:
-                    missing_count += 1
-                    if len(missing) < EXAMPLES:
-                        missing.append(record_id)
-            seen.update(fresh)
-    if missing_count:
-        return [
-            f"the target lacks {missing_count:,} points of records this job wrote "
-            f"(e.g. {_examples(missing)}): they were deleted from the target, or lost. "
-            "Apply again with restart: restart to write every record again"
-        ]
-    examples = [d if isinstance(d, (int, str)) else str(d) for d in duplicates]  # JSON
-    state.duplicates = {"count": duplicate_count, "examples": examples}
-    resolved.store.save_job(resolved.job.name, state)
-    return []
-
-
-def _duplicates_message(state: JobState) -> str:
-    assert state.duplicates is not None
-    count, examples = state.duplicates["count"], state.duplicates["examples"]
-    return (
-        f"the source holds {count:,} records whose ID an earlier record already had "
-        f"(e.g. {_examples(examples)}); the target kept one point per ID, the one written last. "
-        "Set on_duplicate: last_wins to accept that, or remove the duplicates from the source "
-        "and apply with restart: restart"
-    )
-
-
-def _examples(ids: list[Any]) -> str:
-    return ", ".join(repr(i) for i in ids)
 
 
 class CountCheckFailed(QmigrateError):

@@ -58,6 +58,7 @@ def _vector(field: VectorField) -> dict[str, Any]:
 
 def build_plan(resolved: Resolved) -> dict[str, Any]:
     from qmigrate import engine
+    from qmigrate.counts import RESTART_KEEPS_STALE_POINTS
 
     job, info, target = resolved.job, resolved.info, resolved.target
     problems: list[str] = []
@@ -133,7 +134,7 @@ def build_plan(resolved: Resolved) -> dict[str, Any]:
         "batch_size": job.batch_size,
         "parallelism": job.parallelism,
         "restart": job.restart,
-        "notes": [engine.RESTART_KEEPS_STALE_POINTS] if job.restart == "restart" else [],
+        "notes": [RESTART_KEEPS_STALE_POINTS] if job.restart == "restart" else [],
         "refusals": engine.refusals(resolved),
     }
 
