@@ -3,6 +3,7 @@
 EXIT_OK = 0
 EXIT_RUNTIME = 1
 EXIT_INVALID = 2
+EXIT_CHECK_FAILED = 3  # verify: the data does not match
 
 
 class QmigrateError(Exception):

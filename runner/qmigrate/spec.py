@@ -160,6 +160,7 @@ class Job:
     on_invalid: str
     dead_letter_path: Path
     on_duplicate: str
+    verify: dict[str, Any]
     document: dict[str, Any]
     # The source's local paths as absolute, real paths, resolved when the job is loaded.
     source_paths: dict[str, str] = field(default_factory=dict)
@@ -236,6 +237,7 @@ def _job_from_document(document: dict[str, Any], file: Path) -> Job:
         on_invalid=on_invalid.get("action", "fail"),
         dead_letter_path=Path(on_invalid.get("path", f"{name}.dead-letter.jsonl")),
         on_duplicate=document.get("on_duplicate", "fail"),
+        verify=document.get("verify", {}),
         source_paths={
             key: os.path.realpath(document["source"][key])
             for key in SOURCE_PATH_KEYS

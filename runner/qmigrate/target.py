@@ -265,6 +265,26 @@ class QdrantTarget:
             )
         return {point.id for point in found}
 
+    def retrieve(self, ids: list[Any]) -> dict[Any, models.Record]:
+        """These points with vectors and payload, by ID (absent ones left out)."""
+        with self.connection.lock:
+            found = self.client.retrieve(self.collection, ids, with_payload=True, with_vectors=True)
+        return {point.id: point for point in found}
+
+    def search(self, vector_name: str, vector: list[float], k: int, exact: bool) -> list[Any]:
+        """IDs of the k nearest points; `exact` bypasses the index."""
+        with self.connection.lock:
+            response = self.client.query_points(
+                self.collection,
+                query=vector,
+                using=vector_name or None,
+                limit=k,
+                with_payload=False,
+                # Local mode always searches exactly, and warns about search_params.
+                search_params=None if self.connection.local else models.SearchParams(exact=exact),
+            )
+        return [point.id for point in response.points]
+
     def upsert(self, points: list[models.PointStruct]) -> None:
         with self.connection.lock:
             self.client.upsert(self.collection, points=points, wait=True)

@@ -1,5 +1,5 @@
 """Subcommands, one module each; every module has `add_parser(subparsers)` and `run(args)`."""
 
-from qmigrate.commands import apply, plan, render, reset, schema, status, validate
+from qmigrate.commands import apply, plan, render, reset, schema, status, validate, verify
 
-COMMANDS = [validate, render, plan, apply, status, reset, schema]
+COMMANDS = [validate, render, plan, apply, verify, status, reset, schema]

@@ -6,10 +6,12 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from qmigrate.commands.common import add_job_options, emit, fail_json, load_jobs
-from qmigrate.errors import QmigrateError
+from qmigrate.commands.verify import add_verify_options, overrides, verify_job, write_report
+from qmigrate.errors import EXIT_CHECK_FAILED, QmigrateError
 
 if TYPE_CHECKING:  # the engine imports qdrant-client: slow, and only needed to run
     from qmigrate.engine import Summary
+    from qmigrate.verify import Report
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -21,32 +23,47 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "order; the first failure stops the rest.",
     )
     add_job_options(parser)
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="run verify on each job right after it succeeds (exit 3 if a check fails)",
+    )
+    add_verify_options(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from qmigrate import engine
+    from qmigrate.verify import render_text as render_report
 
     summaries: list[dict[str, Any]] = []
     texts: list[str] = []
+    reports: list[Report] = []
     try:
+        overrides(args)  # a bad option fails before any data moves
         for job in load_jobs(args):
             resolved = engine.resolve(job)
             try:
                 summary = engine.apply(resolved)
+                summaries.append(summary.to_json())
+                texts.append(render_text(summary))
+                if args.verify:
+                    reports.append(verify_job(resolved, args))
+                    summaries[-1]["verify"] = reports[-1].to_json()
+                    texts.append(render_report(reports[-1]))
             except engine.CountCheckFailed as exc:
                 summaries.append(exc.summary.to_json())
                 raise
             finally:
                 resolved.close()
-            summaries.append(summary.to_json())
-            texts.append(render_text(summary))
     except QmigrateError as exc:
         if args.output == "text" and texts:
             print("\n".join(texts))
         return fail_json(args, {"jobs": summaries}, exc)
-    emit(args, {"ok": True, "jobs": summaries}, "\n".join(texts))
-    return 0
+    write_report(args, reports)
+    ok = all(r.ok for r in reports)
+    emit(args, {"ok": ok, "jobs": summaries}, "\n".join(texts))
+    return 0 if ok else EXIT_CHECK_FAILED
 
 
 def render_text(summary: Summary) -> str:

@@ -122,6 +122,20 @@ class Source:
         self.filter = models.Filter.model_validate(filter) if filter else None
         return None
 
+    def search(self, vector_name: str, vector: list[float], k: int) -> list[Any]:
+        """IDs of the k nearest points the job reads (its filter applies), by exact search."""
+        with self.connection.lock:
+            response = self.connection.client.query_points(
+                self.collection,
+                query=vector,
+                using=vector_name or None,
+                limit=k,
+                query_filter=self.filter,
+                with_payload=False,
+                search_params=None if self.connection.local else models.SearchParams(exact=True),
+            )
+        return [point.id for point in response.points]
+
     # --- partitions -----------------------------------------------------------------
 
     def _first_from(self, offset: int | str | None) -> int | str | None:
