@@ -21,12 +21,15 @@ from tests.conftest import CliResult, make_qdrant_collection, run_cli
 Damage = Callable[[QdrantClient, str], None]
 
 
-def qdrant_migration(tmp_path: Path, **extra: Any) -> Path:
-    make_qdrant_collection(tmp_path / "source", count=300)
+COUNT = 300  # records per source; a third of them have category "shoes"
+
+
+def migrate(tmp_path: Path, source: dict[str, Any], **extra: Any) -> Path:
+    """Apply a job from `source` into a local target; returns the job file."""
     job = {
         "version": 1,
-        "name": "verify-qdrant",
-        "source": {"type": "qdrant", "path": str(tmp_path / "source"), "collection": "docs"},
+        "name": f"verify-{source['type']}",
+        "source": source,
         "target": {"path": str(tmp_path / "target"), "collection": "copy"},
         "batch_size": 64,
         **extra,
@@ -36,6 +39,64 @@ def qdrant_migration(tmp_path: Path, **extra: Any) -> Path:
     applied = run_cli("apply", str(path))
     assert applied.code == 0, applied.stderr
     return path
+
+
+def qdrant_migration(tmp_path: Path, request: pytest.FixtureRequest, **extra: Any) -> Path:
+    make_qdrant_collection(tmp_path / "source", count=COUNT)
+    source = {"type": "qdrant", "path": str(tmp_path / "source"), "collection": "docs"}
+    return migrate(tmp_path, source, **extra)
+
+
+def vector_rows(seed: int = 0) -> list[tuple[str, list[float], dict[str, Any]]]:
+    rng = random.Random(seed)
+    categories = ["shoes", "hats", "bags"]
+    return [
+        (
+            f"doc-{i}",
+            [rng.uniform(-1, 1) for _ in range(8)],
+            {"category": categories[i % 3], "i": i},
+        )
+        for i in range(COUNT)
+    ]
+
+
+def chroma_migration(tmp_path: Path, request: pytest.FixtureRequest, **extra: Any) -> Path:
+    server = request.getfixturevalue("chroma_server")
+    name = f"verify-{tmp_path.name[-20:]}".replace("_", "-")
+    collection = server.client().create_collection(
+        name, embedding_function=None, metadata={"hnsw:space": "cosine"}
+    )
+    rows = vector_rows()
+    collection.add(
+        ids=[r[0] for r in rows], embeddings=[r[1] for r in rows], metadatas=[r[2] for r in rows]
+    )
+    mapping = {"vectors": {"": "dense"}, **extra.pop("mapping", {})}
+    source = {"type": "chroma", "url": server.url, "collection": name}
+    return migrate(tmp_path, source, mapping=mapping, **extra)
+
+
+def pinecone_migration(tmp_path: Path, request: pytest.FixtureRequest, **extra: Any) -> Path:
+    fake = request.getfixturevalue("pinecone_fake")
+    index = fake.create_index(f"verify-{len(fake.indexes)}", dimension=8, metric="euclidean")
+    index.upsert([{"id": i, "values": v, "metadata": m} for i, v, m in vector_rows()])
+    mapping = {"vectors": {"values": "dense"}, **extra.pop("mapping", {})}
+    source = {
+        "type": "pinecone",
+        "api_key": fake.api_key,
+        "controller_host": fake.url,
+        "index": index.name,
+    }
+    return migrate(tmp_path, source, mapping=mapping, **extra)
+
+
+Migration = Callable[..., Path]
+# A source joins verify's tests with a function that migrates its data (dense vector
+# "dense", payload "category" with a third "shoes") into a local target.
+MIGRATIONS: dict[str, Migration] = {
+    "qdrant": qdrant_migration,
+    "chroma": chroma_migration,
+    "pinecone": pinecone_migration,
+}
 
 
 def verify(job: Path, *options: str, target: Path | None = None) -> CliResult:
@@ -64,6 +125,15 @@ def damaged(job: Path, damage: Damage) -> Path:
     finally:
         client.close()
     return copy
+
+
+def assert_caught(job: Path, damage: Damage, named: str) -> None:
+    """`verify --sample all` on a damaged copy: exit 3, one point different, named."""
+    result = verify(job, "--sample", "all", target=damaged(job, damage))
+    assert result.code == 3, result.stdout + result.stderr
+    sample = checks(result)["sample"]
+    assert sample["status"] == "fail" and sample["figures"]["different"] == 1
+    assert any(named in difference for difference in sample["differences"]), sample
 
 
 def first_ids(client: QdrantClient, collection: str, n: int) -> list[Any]:
@@ -107,8 +177,13 @@ def replace_forty_percent(client: QdrantClient, collection: str) -> None:
     client.update_vectors(collection, vectors)
 
 
-def test_a_clean_migration_passes(tmp_path: Path) -> None:
-    job = qdrant_migration(tmp_path)
+@pytest.fixture(params=list(MIGRATIONS))
+def migration(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..., Path]:
+    return lambda **extra: MIGRATIONS[request.param](tmp_path, request, **extra)
+
+
+def test_a_clean_migration_passes(migration: Migration) -> None:
+    job = migration()
     result = verify(job, "--sample", "all")
     assert result.code == 0, result.stdout + result.stderr
     assert "Warning" not in result.stderr
@@ -119,9 +194,9 @@ def test_a_clean_migration_passes(tmp_path: Path) -> None:
         "search": "pass",
         "health": "pass",
     }
-    assert found["sample"]["figures"] == {"compared": 300, "different": 0}
+    assert found["sample"]["figures"] == {"compared": COUNT, "different": 0}
     assert found["search"]["figures"]["mean_overlap_exact"] == 1.0
-    assert found["counts"]["figures"]["source_selected"] == 300
+    assert found["counts"]["figures"]["source_selected"] == COUNT
 
 
 @pytest.mark.parametrize(
@@ -130,23 +205,25 @@ def test_a_clean_migration_passes(tmp_path: Path) -> None:
         (delete_point, "missing in the target"),
         (alter_vector, "vector 'dense': ["),
         (drop_payload_field, "payload 'category' missing in the target"),
-        (truncate_sparse, "vector 'text': sparse indices differ"),
     ],
-    ids=["deleted-point", "altered-vector", "dropped-payload", "truncated-sparse"],
+    ids=["deleted-point", "altered-vector", "dropped-payload"],
 )
-def test_each_damage_is_caught_and_named(tmp_path: Path, damage: Damage, named: str) -> None:
-    job = qdrant_migration(tmp_path)
-    result = verify(job, "--sample", "all", target=damaged(job, damage))
-    assert result.code == 3, result.stdout + result.stderr
-    sample = checks(result)["sample"]
-    assert sample["status"] == "fail" and sample["figures"]["different"] == 1
-    assert any(named in difference for difference in sample["differences"]), sample
+def test_each_damage_is_caught_and_named(migration: Migration, damage: Damage, named: str) -> None:
+    job = migration()
+    assert_caught(job, damage, named)
+
+
+def test_a_truncated_sparse_vector_is_caught(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    job = qdrant_migration(tmp_path, request)
+    assert_caught(job, truncate_sparse, "vector 'text': sparse indices differ")
 
 
 def test_random_vectors_are_caught_by_search_agreement_at_default_sampling(
-    tmp_path: Path,
+    migration: Migration,
 ) -> None:
-    job = qdrant_migration(tmp_path)
+    job = migration()
     result = verify(job, target=damaged(job, replace_forty_percent))
     assert result.code == 3
     search = checks(result)["search"]
@@ -155,30 +232,34 @@ def test_random_vectors_are_caught_by_search_agreement_at_default_sampling(
     assert "the data differs" in search["differences"][0]
 
 
-def test_a_filtered_job_verifies_against_its_subset(tmp_path: Path) -> None:
+def test_a_filtered_job_verifies_against_its_subset(migration: Migration) -> None:
     shoes = {"must": [{"key": "category", "match": {"value": "shoes"}}]}
-    job = qdrant_migration(tmp_path, filter=shoes)
+    job = migration(filter=shoes)
     result = verify(job, "--sample", "all")
     assert result.code == 0, result.stdout + result.stderr
     found = checks(result)
-    assert found["counts"]["figures"]["source_selected"] == 100
-    assert found["sample"]["figures"]["compared"] == 100
+    assert found["counts"]["figures"]["source_selected"] == COUNT // 3
+    assert found["sample"]["figures"]["compared"] == COUNT // 3
     assert found["search"]["status"] == "pass"
 
 
-def test_a_mapping_with_renames_verifies_through_the_mapping(tmp_path: Path) -> None:
+def test_a_mapping_with_renames_verifies_through_the_mapping(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     mapping = {
         "vectors": {"dense": "main"},
         "payload": {"rename": {"category": "kind"}, "exclude": ["tags"], "set": {"origin": "x"}},
     }
-    job = qdrant_migration(tmp_path, mapping=mapping)
+    job = qdrant_migration(tmp_path, request, mapping=mapping)
     result = verify(job)
     assert result.code == 0, result.stdout + result.stderr
     assert checks(result)["search"]["figures"]["mean_overlap"] == 1.0
 
 
-def test_the_markdown_report_and_text_output(tmp_path: Path) -> None:
-    job = qdrant_migration(tmp_path)
+def test_the_markdown_report_and_text_output(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    job = qdrant_migration(tmp_path, request)
     report = tmp_path / "report.md"
     result = run_cli("verify", str(job), "--report", str(report), "--queries", "5")
     assert result.code == 0, result.stderr
@@ -188,8 +269,8 @@ def test_the_markdown_report_and_text_output(tmp_path: Path) -> None:
     assert "| sample | ✅ pass |" in text
 
 
-def test_apply_verify_and_bad_options(tmp_path: Path) -> None:
-    job = qdrant_migration(tmp_path)
+def test_apply_verify_and_bad_options(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    job = qdrant_migration(tmp_path, request)
     again = run_cli("apply", str(job), "--verify", "--output", "json")
     assert again.code == 0, again.stderr
     assert again.json()["jobs"][0]["verify"]["ok"] is True
@@ -197,8 +278,8 @@ def test_apply_verify_and_bad_options(tmp_path: Path) -> None:
     assert bad.code == 2 and "--sample some: expected a positive number or all" in bad.stderr
 
 
-def test_verify_writes_nothing(tmp_path: Path) -> None:
-    job = qdrant_migration(tmp_path)
+def test_verify_writes_nothing(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    job = qdrant_migration(tmp_path, request)
     target = Path(yaml.safe_load(job.read_text())["target"]["path"])
     before = {p: p.stat().st_mtime_ns for p in target.rglob("*") if p.is_file()}
     assert verify(job).code == 0

@@ -8,7 +8,8 @@ No Pinecone emulator installs here, so this fakes the REST surface qmigrate uses
 - data plane, one port per index as every index has its own host: GET /vectors/list
   (IDs in bytewise order, `prefix`, `limit` default and maximum 100, an opaque stateless
   `paginationToken` like the real base64 `skip_past`), GET /vectors/fetch, POST
-  /vectors/fetch_by_metadata (Pinecone filter operators), POST /describe_index_stats.
+  /vectors/fetch_by_metadata (Pinecone filter operators), POST /describe_index_stats,
+  POST /query (exact top-k, for verify's search agreement).
 
 Like the real service it rejects a wrong `Api-Key` with 401, and a pod-based index answers
 list and fetch_by_metadata with an error (404 here; the status of the real one is not
@@ -232,6 +233,28 @@ class FakeIndex:
             out["pagination"] = {"next": _token(next(reversed(page)))}
         return out
 
+    def query(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Exact top-k over the dense values, most similar first; euclidean scores are
+        squared distances, smaller being closer, as Pinecone reports them."""
+        query = body.get("vector")
+        if not query or len(query) != self.dimension:
+            raise data_plane_error(400, f"vector must have {self.dimension} dimensions")
+        namespace = _namespace(body.get("namespace"))
+        flt = body.get("filter")
+        scored = []
+        for vector_id, record in self.namespaces.get(namespace, {}).items():
+            values = record.get("values")
+            if not values or (flt and not matches(flt, record.get("metadata", {}))):
+                continue
+            scored.append((_score(self.metric, query, values), vector_id))
+        scored.sort(reverse=self.metric != "euclidean")
+        top = scored[: int(body.get("topK", 10))]
+        return {
+            "matches": [{"id": i, "score": score} for score, i in top],
+            "namespace": body.get("namespace", ""),
+            "usage": {"readUnits": 1},
+        }
+
     def stats(self, body: dict[str, Any]) -> dict[str, Any]:
         if body.get("filter"):
             raise data_plane_error(400, "describe_index_stats does not accept a filter")
@@ -246,6 +269,16 @@ class FakeIndex:
         if self.dimension is not None:
             out["dimension"] = self.dimension
         return out
+
+
+def _score(metric: str, query: list[float], values: list[float]) -> float:
+    dot = sum(a * b for a, b in zip(query, values, strict=True))
+    if metric == "dotproduct":
+        return dot
+    if metric == "euclidean":
+        return sum((a - b) ** 2 for a, b in zip(query, values, strict=True))
+    norms = (sum(a * a for a in query) * sum(b * b for b in values)) ** 0.5
+    return dot / norms if norms else 0.0
 
 
 def _limit(raw: Any, default: int, maximum: int) -> int:
@@ -433,6 +466,7 @@ class PineconeFake:
             ("GET", "/vectors/fetch"): lambda: index.fetch(query),
             ("POST", "/vectors/fetch_by_metadata"): lambda: index.fetch_by_metadata(body),
             ("POST", "/describe_index_stats"): lambda: index.stats(body),
+            ("POST", "/query"): lambda: index.query(body),
         }
         route = routes.get((method, path))
         if route is None:

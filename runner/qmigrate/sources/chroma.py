@@ -204,6 +204,16 @@ class Source:
         self.where, residual = split_filter(filter, self.document_field)
         return residual
 
+    def search(self, vector_name: str, vector: list[float], k: int) -> list[Any]:
+        """IDs of the k nearest records the job reads (its pushed-down `where` applies)."""
+        collection = self.collection
+        result = _request(
+            lambda: collection.query(
+                query_embeddings=[vector], n_results=k, where=self.where, include=[]
+            )
+        )
+        return list(result["ids"][0])
+
     def partitions(self, n: int) -> list[Partition]:
         """Equal offset ranges over what the pushed-down filter selects now, each with the ID
         just before its start, so a read that begins after the collection changed notices."""

@@ -96,6 +96,7 @@ class Source:
         self.label = f"index '{self.index_name}'" if self.index_name else f"host {config['host']}"
         self.counts: dict[str, int] = {}  # namespaces to read -> vector count
         self.metadata_filter: dict[str, Any] | None = None
+        self.distance: str | None = None
         self._client: Pinecone | None = None
         self._index: Any = None
         self._model: Any = None
@@ -183,6 +184,7 @@ class Source:
                 "indexes only: give the IDs in a file, one per line, as source.ids_file"
             )
         vectors = _vector_fields(model, stats, self.label)
+        self.distance = vectors[0].distance  # how search scores merge across namespaces
         self.counts = self._namespaces(stats)
         sample = self._sample()
         payload_fields = {k for v in sample for k in (v.metadata or {})}
@@ -266,6 +268,28 @@ class Source:
             return filter
         self.metadata_filter, residual = translate_filter(filter)
         return residual
+
+    # --- search (verify) -------------------------------------------------------------
+
+    def search(self, vector_name: str, vector: list[float], k: int) -> list[Any]:
+        """Record IDs of the k nearest vectors over the namespaces read, with the pushed-down
+        metadata filter; scores merge across namespaces (euclidean: smaller is closer)."""
+        matches: list[tuple[float, str]] = []
+        for ns in self.counts:
+            response = self._read_call(
+                self.index.query,
+                vector=vector,
+                top_k=k,
+                namespace=_wire(ns),
+                filter=self.metadata_filter,
+            )
+            scoped = self._scoped()
+            matches += [
+                (m.score, f"{quote(ns, safe='')}/{m.id}" if scoped else m.id)
+                for m in response.matches
+            ]
+        matches.sort(key=lambda match: match[0], reverse=self.distance != "Euclid")
+        return [record_id for _, record_id in matches[:k]]
 
     # --- partitions -----------------------------------------------------------------
 
