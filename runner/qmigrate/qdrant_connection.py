@@ -40,6 +40,7 @@ def connect(
     api_key: str | None,
     prefer_grpc: bool,
     timeout: float,
+    grpc_port: int = 6334,
     role: str,
     create: bool = True,
 ) -> QdrantConnection:
@@ -70,7 +71,11 @@ def connect(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Api key is used with an insecure connection")
         client = QdrantClient(
-            url=url, api_key=api_key or None, prefer_grpc=prefer_grpc, timeout=int(timeout)
+            url=url,
+            api_key=api_key or None,
+            prefer_grpc=prefer_grpc,
+            grpc_port=grpc_port,
+            timeout=int(timeout),
         )
     connection = QdrantConnection(client, where=str(url), local=False)
     try:

@@ -121,6 +121,7 @@ class TargetSpec:
     url: str | None = None
     api_key: str | None = None
     prefer_grpc: bool = False
+    grpc_port: int = 6334
     timeout: float = 60
     on_missing: str = "create"
     vectors: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -117,6 +117,7 @@ class QdrantTarget:
             url=spec.url,
             api_key=spec.api_key,
             prefer_grpc=spec.prefer_grpc,
+            grpc_port=spec.grpc_port,
             timeout=spec.timeout,
             role="target",
             create=not read_only,
