@@ -6,8 +6,10 @@ import os
 from dataclasses import replace
 from typing import Any
 
+from qdrant_client import grpc as pb
 from qdrant_client import models
 
+from qmigrate import wire
 from qmigrate.errors import QmigrateError
 from qmigrate.qdrant_connection import QdrantConnection, connect
 from qmigrate.records import DISTANCES, SourceInfo, VectorField
@@ -123,6 +125,10 @@ class QdrantTarget:
             create=not read_only,
         )
         self.client = self.connection.client
+        if self.connection.local:
+            self._write = self._write_models
+        else:
+            self._write = self._write_grpc if spec.prefer_grpc else self._write_rest
 
     @property
     def identity(self) -> dict[str, str]:
@@ -287,8 +293,31 @@ class QdrantTarget:
         return [point.id for point in response.points]
 
     def upsert(self, points: list[models.PointStruct]) -> None:
+        """Write and wait for the server's acknowledgement."""
+        self._write(points)
+
+    def _write_models(self, points: list[models.PointStruct]) -> None:
+        """Local mode takes the models themselves."""
         with self.connection.lock:
             self.client.upsert(self.collection, points=points, wait=True)
+
+    def _write_grpc(self, points: list[models.PointStruct]) -> None:
+        """A server: the request is encoded straight from the points (`wire`)."""
+        request = pb.UpsertPoints(
+            collection_name=self.collection, wait=True, points=wire.grpc_points(points)
+        )
+        self.client.grpc_points.Upsert(request, timeout=self.spec.timeout)
+
+    def _write_rest(self, points: list[models.PointStruct]) -> None:
+        self.client.http.client.request(
+            type_=dict,  # the acknowledgement, parsed as plain JSON
+            method="PUT",
+            url="/collections/{collection_name}/points",
+            path_params={"collection_name": self.collection},
+            params={"wait": "true"},
+            headers={"Content-Type": "application/json"},
+            content=wire.rest_upsert_body(points),
+        )
 
     def count(self) -> int:
         with self.connection.lock:

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from qmigrate.errors import QmigrateError
 from qmigrate.line_ranges import file_identity, lines_in_range
 from qmigrate.records import DISTANCES, Page, Partition, Record, SourceInfo, VectorField
@@ -198,7 +200,12 @@ class LineOrigin:
 
 def _json_line(line: bytes, origin: LineOrigin) -> dict[str, Any]:
     try:
-        value = json.loads(line)
+        value = orjson.loads(line)  # several times faster than json; strict JSON only
+    except orjson.JSONDecodeError:
+        value = None
+    try:
+        if value is None:  # NaN, Infinity or integers past 64 bits: the mapper judges them
+            value = json.loads(line)
     except ValueError as exc:
         raise QmigrateError(f"{origin}: not a JSON line ({exc})") from None
     except RecursionError:
