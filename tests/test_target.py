@@ -7,6 +7,7 @@ requests are checked by recording what the target asks the (real, local-mode) cl
 from __future__ import annotations
 
 import json
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -250,3 +251,65 @@ def test_a_bulk_load_started_on_m_0_restores_the_default_not_0(tmp_path: Path) -
     engine.apply(resolved)
     assert [c["hnsw_config"].m for n, c in recorder.calls if n == "update_collection"] == [0, 16]
     resolved.close()
+
+
+class _UpsertRecorder(BaseHTTPRequestHandler):
+    """A stand-in Qdrant REST endpoint (transport test): answers the connection check and
+    records the size and points of every upsert."""
+
+    protocol_version = "HTTP/1.1"
+    upserts: list[tuple[int, int]] = []
+
+    def _reply(self, result: Any) -> None:
+        body = json.dumps(
+            {"result": result, "status": "ok", "time": 0} if self.path != "/" else result
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        if self.path == "/":
+            self._reply({"title": "stand-in", "version": qdrant_client_version()})
+        else:
+            self._reply({"collections": []})
+
+    def do_PUT(self) -> None:
+        raw = self.rfile.read(int(self.headers["Content-Length"]))
+        self.upserts.append((len(raw), len(json.loads(raw)["points"])))
+        self._reply({"operation_id": 0, "status": "completed"})
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def qdrant_client_version() -> str:
+    from importlib.metadata import version
+
+    return version("qdrant-client")
+
+
+def test_a_batch_too_large_for_one_request_is_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    monkeypatch.setattr("qmigrate.target.MAX_REQUEST_BYTES", 1_000_000)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _UpsertRecorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        target = QdrantTarget(TargetSpec(collection="wide", url=url))
+        points = [
+            models.PointStruct.model_construct(id=i, vector=[0.123456] * 3072, payload={"i": i})
+            for i in range(64)
+        ]
+        target.upsert(points)  # about 2.7 MB as JSON
+        target.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    sizes = [size for size, _ in _UpsertRecorder.upserts]
+    assert len(sizes) > 1 and max(sizes) <= 1_000_000, sizes
+    assert sum(count for _, count in _UpsertRecorder.upserts) == 64

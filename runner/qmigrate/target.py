@@ -20,6 +20,8 @@ Layout = dict[str, VectorField]
 """Target vector name -> what it holds; "" is the unnamed dense vector."""
 
 DEFAULT_HNSW_M = 16
+# Qdrant refuses requests over 32 MiB by default; batches are split well below that.
+MAX_REQUEST_BYTES = 16 * 1024 * 1024
 
 
 def target_layout(info: SourceInfo, mapping: MappingSpec, spec: TargetSpec) -> Layout:
@@ -306,9 +308,16 @@ class QdrantTarget:
         request = pb.UpsertPoints(
             collection_name=self.collection, wait=True, points=wire.grpc_points(points)
         )
+        if request.ByteSize() > MAX_REQUEST_BYTES and len(points) > 1:
+            self._write_halves(points, self._write_grpc)
+            return
         self.client.grpc_points.Upsert(request, timeout=self.spec.timeout)
 
     def _write_rest(self, points: list[models.PointStruct]) -> None:
+        body = wire.rest_upsert_body(points)
+        if len(body) > MAX_REQUEST_BYTES and len(points) > 1:
+            self._write_halves(points, self._write_rest)
+            return
         self.client.http.client.request(
             type_=dict,  # the acknowledgement, parsed as plain JSON
             method="PUT",
@@ -316,8 +325,15 @@ class QdrantTarget:
             path_params={"collection_name": self.collection},
             params={"wait": "true"},
             headers={"Content-Type": "application/json"},
-            content=wire.rest_upsert_body(points),
+            content=body,
         )
+
+    @staticmethod
+    def _write_halves(points: list[models.PointStruct], write: Any) -> None:
+        """A batch too large for one request (wide vectors, big payloads) goes in halves."""
+        middle = len(points) // 2
+        write(points[:middle])
+        write(points[middle:])
 
     def count(self) -> int:
         with self.connection.lock:
