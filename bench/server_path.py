@@ -49,15 +49,21 @@ PLAIN = textwrap.dedent(
 )
 
 
-def run_child(command: list[str]) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of the child) of one process."""
+def run_child_usage(command: list[str]) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds, peak RSS in KiB) of one child process, from the kernel."""
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{command[:4]} failed: {process.stderr.read().decode()[-2000:]}")
-    return wall, usage.ru_utime + usage.ru_stime
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss
+
+
+def run_child(command: list[str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the child) of one process."""
+    wall, cpu, _ = run_child_usage(command)
+    return wall, cpu
 
 
 def main() -> None:

@@ -473,23 +473,27 @@ class PartitionWorker:
         self.dead_letter_lock = threading.Lock()
 
     def run(self, partition: Partition, state: PartitionState) -> None:
-        for page in self._pages(partition, state):
-            self._move(page, state)
+        """Read, then map one page while the page before it is written (`PageWriter`)."""
+        with PageWriter(lambda page: self._write(page, state), self.stop) as writer:
+            for page in self._pages(partition, state):
+                writer.put(self._prepare(page))
         if not self.stop.is_set():
             state.done = True
             self._save(state)
 
     def _pages(self, partition: Partition, state: PartitionState) -> Iterator[Page]:
         """The partition's pages from its saved cursor; a transient read failure backs off
-        and re-opens the source at the last saved cursor. Only reading is retried here."""
+        and re-opens the source after the last page handed on. Only reading is retried here."""
         backoff = Backoff(stop=self.stop)
         failures = 0
+        cursor = state.cursor
         while True:
-            pages = prefetch(self.source.read(partition, state.cursor), self.stop)
+            pages = prefetch(self.source.read(partition, cursor), self.stop)
             try:
                 for page in pages:
                     failures = 0
                     yield page
+                    cursor = page.cursor
                 return
             except Exception as exc:
                 failures += 1
@@ -499,9 +503,10 @@ class PartitionWorker:
             finally:
                 pages.close()
 
-    def _move(self, page: Page, state: PartitionState) -> None:
+    def _prepare(self, page: Page) -> PreparedPage:
+        """Filter and map a page; invalid records and duplicate IDs are decided here."""
         points: dict[Any, tuple[Record, models.PointStruct]] = {}
-        rejected: list[tuple[Record, str]] = []
+        rejected: list[str] = []
         filtered = duplicates = 0
         for record in page.records:
             if self.filter is not None and not self.filter.matches(record):
@@ -510,7 +515,7 @@ class PartitionWorker:
             try:
                 point = self.mapper.to_point(record)
             except InvalidRecord as exc:
-                rejected.append((record, self._rejection(record, str(exc))))
+                rejected.append(self._rejection(record, str(exc)))
                 continue
             earlier = points.pop(point.id, None)  # re-inserted: the last one read wins
             if earlier is not None:
@@ -522,29 +527,39 @@ class PartitionWorker:
                     )
                 duplicates += 1
             points[point.id] = (record, point)
-        batch = self.job.batch_size
-        written = [point for _, point in points.values()]
-        for start in range(0, len(written), batch):
-            chunk = written[start : start + batch]
-            self._retrying(lambda chunk=chunk: self.target.upsert(chunk), "writing to the target")
-        # Dead letters go out with the checkpoint, so a replayed page does not repeat them.
-        self._dead_letter([line for _, line in rejected])
-        state.cursor = page.cursor
-        state.points += len(written)
-        state.filtered += filtered
-        state.invalid += len(rejected)
-        state.duplicates += duplicates
-        self._save(state)
-        read = len(page.records)
-        self.counters.add(
-            read=read,
-            written=len(written),
+        return PreparedPage(
+            points=[point for _, point in points.values()],
+            dead_letters=rejected,
+            cursor=page.cursor,
+            read=len(page.records),
             filtered=filtered,
-            invalid=len(rejected),
             duplicates=duplicates,
         )
+
+    def _write(self, page: PreparedPage, state: PartitionState) -> None:
+        """Write a page, then save the cursor after it: pages arrive in order, so a saved
+        cursor always means every point before it was acknowledged."""
+        batch = self.job.batch_size
+        for start in range(0, len(page.points), batch):
+            chunk = page.points[start : start + batch]
+            self._retrying(lambda chunk=chunk: self.target.upsert(chunk), "writing to the target")
+        # Dead letters go out with the checkpoint, so a replayed page does not repeat them.
+        self._dead_letter(page.dead_letters)
+        state.cursor = page.cursor
+        state.points += len(page.points)
+        state.filtered += page.filtered
+        state.invalid += len(page.dead_letters)
+        state.duplicates += page.duplicates
+        self._save(state)
+        self.counters.add(
+            read=page.read,
+            written=len(page.points),
+            filtered=page.filtered,
+            invalid=len(page.dead_letters),
+            duplicates=page.duplicates,
+        )
         if self.progress is not None:
-            self.progress.advance(read)
+            self.progress.advance(page.read)
 
     def _save(self, state: PartitionState) -> None:
         state.updated_at = time.time()
@@ -603,6 +618,70 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "__dict__"):
         return value.__dict__
     return str(value)
+
+
+@dataclass
+class PreparedPage:
+    """A page filtered and mapped, waiting to be written."""
+
+    points: list[models.PointStruct]
+    dead_letters: list[str]
+    cursor: Any
+    read: int
+    filtered: int
+    duplicates: int
+
+
+class PageWriter:
+    """Writes prepared pages in order on a thread of its own, one page behind the reader:
+    mapping the next page overlaps the network wait of the last one.
+
+    The first error stops it; `put` and the end of the block raise it.
+    """
+
+    def __init__(self, write: Callable[[PreparedPage], None], stop: threading.Event) -> None:
+        self.write = write
+        self.stop = stop
+        self.pages: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="writer", daemon=True)
+
+    def __enter__(self) -> PageWriter:
+        self.thread.start()
+        return self
+
+    def put(self, page: PreparedPage) -> None:
+        while True:
+            if self.error is not None:
+                raise self.error
+            try:
+                self.pages.put(page, timeout=0.1)
+                return
+            except queue.Full:
+                if self.stop.is_set() or not self.thread.is_alive():
+                    return
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
+        while self.thread.is_alive():
+            try:
+                self.pages.put(_DONE, timeout=0.1)
+                break
+            except queue.Full:
+                continue
+        self.thread.join()
+        if kind is None and self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        while True:
+            page = self.pages.get()
+            if page is _DONE or self.stop.is_set():
+                return
+            try:
+                self.write(page)
+            except BaseException as exc:
+                self.error = exc
+                return
 
 
 _DONE = object()
