@@ -6,7 +6,8 @@ checkpoint store make (collections: list, exists, get, create, update, delete, p
 indexes; points: upsert, count, retrieve, scroll, delete, query) and, for data
 collections, keeps only the IDs of the points it accepts. The checkpoint collection
 (`_migration_offsets`) is kept whole, in a qdrant-client local-mode instance, so resume
-works. It is a measuring instrument: never use it to check correctness.
+works. Its REST side is the tests' stand-in (`tests/servers/qdrant_rest.py`) with data
+points reduced to IDs. It is a measuring instrument: never use it to check correctness.
 
     python bench/sink.py --rest-port 6333 --grpc-port 6334
 """
@@ -14,201 +15,19 @@ works. It is a measuring instrument: never use it to check correctness.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
-import threading
+import sys
 from concurrent import futures
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import grpc
-import orjson
-from qdrant_client import QdrantClient, models
 from qdrant_client import grpc as pb
+from qdrant_client import models
 from qdrant_client.conversions.conversion import GrpcToRest, RestToGrpc
 
-FULL_COLLECTIONS = {"_migration_offsets"}  # kept whole; data collections keep IDs only
-VERSION = importlib.metadata.version("qdrant-client")  # no version warning
-
-
-class Sink:
-    """The server's state: collection configs and checkpoint points in local mode, IDs of
-    data points in sets."""
-
-    def __init__(self) -> None:
-        self.local = QdrantClient(location=":memory:")
-        self.ids: dict[str, set[Any]] = {}
-        self.lock = threading.Lock()
-        self.accepted = 0  # points upserted into data collections, duplicates included
-
-    def full(self, name: str) -> bool:
-        return name in FULL_COLLECTIONS
-
-    def exists(self, name: str) -> bool:
-        with self.lock:
-            return self.local.collection_exists(name)
-
-    def info(self, name: str) -> models.CollectionInfo:
-        with self.lock:
-            info = self.local.get_collection(name)
-            if not self.full(name):
-                count = len(self.ids.get(name, ()))
-                info.points_count = info.indexed_vectors_count = count
-        return info
-
-    def create(self, name: str, body: dict[str, Any]) -> None:
-        request = models.CreateCollection.model_validate(body)
-        with self.lock:
-            self.local.create_collection(
-                name,
-                vectors_config=request.vectors,
-                sparse_vectors_config=request.sparse_vectors,
-                hnsw_config=request.hnsw_config,
-            )
-            self.ids[name] = set()
-
-    def update(self, name: str, body: dict[str, Any]) -> None:
-        request = models.UpdateCollection.model_validate(body)
-        with self.lock:
-            self.local.update_collection(name, hnsw_config=request.hnsw_config)
-
-    def delete(self, name: str) -> None:
-        with self.lock:
-            self.local.delete_collection(name)
-            self.ids.pop(name, None)
-
-    def upsert_ids(self, name: str, ids: list[Any]) -> None:
-        with self.lock:
-            self.ids.setdefault(name, set()).update(ids)
-            self.accepted += len(ids)
-
-    def count(self, name: str) -> int:
-        with self.lock:
-            if self.full(name):
-                return self.local.count(name, exact=True).count
-            return len(self.ids.get(name, ()))
-
-    def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        """A local-mode call on a checkpoint collection."""
-        with self.lock:
-            return getattr(self.local, method)(*args, **kwargs)
-
-
-# --- REST -------------------------------------------------------------------------------
-
-
-def _dump(value: Any) -> Any:
-    if isinstance(value, list):
-        return [_dump(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _dump(v) for k, v in value.items()}
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json", exclude_none=True)
-    return value
-
-
-class RestHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    sink: Sink
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def _reply(self, result: Any, status: int = 200) -> None:
-        body = orjson.dumps({"result": _dump(result), "status": "ok", "time": 0.0})
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _handle(self) -> None:
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        url = urlsplit(self.path)
-        parts = [p for p in url.path.split("/") if p]
-        query = parse_qs(url.query)
-        if not parts:  # the version check reads the root, which is not wrapped in `result`
-            body = orjson.dumps({"title": "qmigrate benchmark sink", "version": VERSION})
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-            return
-        try:
-            result = self._route(self.command, parts, raw, query)
-        except KeyError as exc:
-            self._reply({"error": f"Not found: {exc}"}, 404)
-            return
-        except (ValueError, TypeError) as exc:
-            self._reply({"error": str(exc)}, 400)
-            return
-        self._reply(result)
-
-    do_GET = do_PUT = do_POST = do_PATCH = do_DELETE = _handle
-
-    def _route(self, method: str, parts: list[str], raw: bytes, query: dict) -> Any:
-        sink = self.sink
-        if not parts:
-            return {
-                "title": "qdrant - vector search engine (qmigrate benchmark sink)",
-                "version": VERSION,
-            }
-        if parts == ["collections"]:
-            with sink.lock:
-                return sink.local.get_collections()
-        name = parts[1]
-        rest = parts[2:]
-        body = orjson.loads(raw) if raw else {}
-        if not rest:
-            if method == "GET":
-                if not sink.exists(name):
-                    raise KeyError(name)
-                return sink.info(name)
-            if method == "PUT":
-                sink.create(name, body)
-            elif method == "PATCH":
-                sink.update(name, body)
-            elif method == "DELETE":
-                sink.delete(name)
-            return True
-        if rest == ["exists"]:
-            return {"exists": sink.exists(name)}
-        if rest == ["index"]:
-            return {"operation_id": 0, "status": "completed"}
-        if rest == ["points"] and method == "PUT":
-            if sink.full(name):
-                points = models.PointsList.model_validate(body).points
-                sink.call("upsert", name, points)
-            else:
-                sink.upsert_ids(name, [p["id"] for p in body["points"]])
-            return {"operation_id": 0, "status": "completed"}
-        if rest == ["points", "count"]:
-            return {"count": sink.count(name)}
-        if rest == ["points"] and method == "POST":
-            if not sink.full(name):
-                with sink.lock:
-                    present = sink.ids.get(name, set())
-                    return [{"id": i, "payload": {}} for i in body["ids"] if i in present]
-            return sink.call("retrieve", name, body["ids"], with_payload=True)
-        if rest == ["points", "scroll"]:
-            request = models.ScrollRequest.model_validate(body)
-            points, offset = sink.call(
-                "scroll",
-                name,
-                scroll_filter=request.filter,
-                limit=request.limit or 10,
-                offset=request.offset,
-                with_payload=True,
-            )
-            return {"points": points, "next_page_offset": offset}
-        if rest == ["points", "delete"]:
-            selector = models.FilterSelector.model_validate(body)
-            sink.call("delete", name, points_selector=selector)
-            return {"operation_id": 0, "status": "completed"}
-        raise KeyError("/".join(parts))
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.servers.qdrant_rest import VERSION, Store, _dump, serve_rest  # noqa: E402
 
 # --- gRPC -------------------------------------------------------------------------------
 
@@ -218,7 +37,7 @@ def _completed() -> pb.UpdateResult:
 
 
 class Collections(pb.CollectionsServicer):
-    def __init__(self, sink: Sink) -> None:
+    def __init__(self, sink: Store) -> None:
         self.sink = sink
 
     def List(self, request: Any, context: Any) -> Any:
@@ -261,12 +80,12 @@ class Collections(pb.CollectionsServicer):
 
 
 class Points(pb.PointsServicer):
-    def __init__(self, sink: Sink) -> None:
+    def __init__(self, sink: Store) -> None:
         self.sink = sink
 
     def Upsert(self, request: Any, context: Any) -> Any:
         name = request.collection_name
-        if self.sink.full(name):
+        if self.sink.keeps(name):
             points = [GrpcToRest.convert_point_struct(p) for p in request.points]
             self.sink.call("upsert", name, points)
         else:
@@ -284,7 +103,7 @@ class Points(pb.PointsServicer):
     def Get(self, request: Any, context: Any) -> Any:
         name = request.collection_name
         ids = [GrpcToRest.convert_point_id(i) for i in request.ids]
-        if self.sink.full(name):
+        if self.sink.keeps(name):
             found = self.sink.call("retrieve", name, ids, with_payload=True)
             return pb.GetResponse(result=[RestToGrpc.convert_record(r) for r in found])
         with self.sink.lock:
@@ -319,13 +138,10 @@ class Health(pb.QdrantServicer):
         return pb.HealthCheckReply(title="qmigrate benchmark sink", version=VERSION)
 
 
-def serve(rest_port: int, grpc_port: int) -> tuple[ThreadingHTTPServer, grpc.Server, Sink]:
+def serve(rest_port: int, grpc_port: int) -> tuple[Any, grpc.Server, Store]:
     """Start both servers; the caller stops them (`shutdown`, `stop`)."""
-    sink = Sink()
-    handler = type("Handler", (RestHandler,), {"sink": sink})
-    rest = ThreadingHTTPServer(("127.0.0.1", rest_port), handler)
-    rest.daemon_threads = True
-    threading.Thread(target=rest.serve_forever, daemon=True).start()
+    sink = Store(keep_points=False)
+    rest = serve_rest(sink, rest_port)
     limit = 64 * 1024 * 1024
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=8),

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from qmigrate.checkpoint import JobState, PartitionState
 from qmigrate.mapping import ClientFilter, InvalidRecord, Mapper
+from qmigrate.retry import retried
 
 if TYPE_CHECKING:
     from qmigrate.engine import Resolved
@@ -50,7 +51,7 @@ def count_check(
     counts = Counts(
         total_points=total_points,
         total_read=total_read,
-        target_count=resolved.target.count(),
+        target_count=retried(resolved.target.count, f"job '{job.name}': counting the target"),
         source_count=resolved.info.count,
         duplicates=page_duplicates,
     )

@@ -25,7 +25,7 @@ from qmigrate.errors import QmigrateError
 from qmigrate.mapping import ClientFilter, InvalidRecord, Mapper
 from qmigrate.progress import Progress
 from qmigrate.records import Page, Partition, Record, SourceInfo
-from qmigrate.retry import Backoff, describe, is_transient
+from qmigrate.retry import Backoff, describe, is_transient, retried
 from qmigrate.sources import create_source
 from qmigrate.sources.base import Source
 from qmigrate.spec import Job
@@ -306,20 +306,20 @@ def start_state(resolved: Resolved, created: bool) -> tuple[JobState, dict[str, 
             # An interrupted bulk load left m=0 behind: remember the value from before it.
             hnsw_m_before = state.hnsw_m_before
             created_before = state.created_collection and _same_collection(state, resolved)
-        store.delete(job.name)
+        retried(lambda: store.delete(job.name), f"job '{job.name}': deleting old checkpoints")
     if job.on_invalid == "dead_letter":
         job.dead_letter_path.unlink(missing_ok=True)  # a fresh run writes its own
     state = JobState(
         fingerprint=job.fingerprint(),
         partitions=resolved.source.partitions(job.parallelism),
-        target_count_before=resolved.target.count(),
+        target_count_before=retried(resolved.target.count, f"job '{job.name}': counting"),
         hnsw_m_before=hnsw_m_before,
         fingerprint_parts=job.fingerprint_parts(),
         source_identity=resolved.source_identity,
         target=resolved.target.identity,
         created_collection=created or created_before,
     )
-    store.save_job(job.name, state)
+    retried(lambda: store.save_job(job.name, state), f"job '{job.name}': saving the job state")
     return state, {}
 
 
@@ -336,20 +336,24 @@ def apply(resolved: Resolved, progress_stream: Any = None) -> Summary:
         return _summary(
             resolved, resolved.state, resolved.partition_states, Counters(), started, "already done"
         )
+    # Set-up and bookkeeping calls ride out transient failures, like the writes do.
+    job_label = f"job '{job.name}'"
     if job.restart == "recreate" and resolved.collection is not None:
-        target.drop()
+        retried(target.drop, f"{job_label}: dropping the collection")
         resolved.collection = None
     created = resolved.collection is None
     if created:
         target.create(resolved.layout, resolved.info)
     indexes = target.missing_payload_indexes(resolved.payload_indexes, resolved.collection)
-    target.create_payload_indexes(indexes)
+    retried(
+        lambda: target.create_payload_indexes(indexes), f"{job_label}: creating payload indexes"
+    )
     state, partition_states = start_state(resolved, created)
     if job.target.bulk_load:
         if state.hnsw_m_before is None:
             state.hnsw_m_before = _indexing_m(resolved)
-            resolved.store.save_job(job.name, state)
-        target.set_hnsw_m(0)
+            retried(lambda: resolved.store.save_job(job.name, state), f"{job_label}: saving")
+        retried(lambda: target.set_hnsw_m(0), f"{job_label}: switching HNSW indexing off")
     counters = Counters()
     try:
         _run_partitions(resolved, state, partition_states, counters, progress_stream)
@@ -357,7 +361,9 @@ def apply(resolved: Resolved, progress_stream: Any = None) -> Summary:
         _give_indexing_back(resolved, state, quiet=True)
         raise
     _give_indexing_back(resolved, state)
-    partition_states = resolved.store.load_partitions(job.name)
+    partition_states = retried(
+        lambda: resolved.store.load_partitions(job.name), f"{job_label}: reading checkpoints"
+    )
     return _summary(resolved, state, partition_states, counters, started, "done")
 
 
@@ -568,10 +574,12 @@ class PartitionWorker:
         )
 
     def _retrying(self, call: Callable[[], Any], doing: str) -> None:
-        try:
-            Backoff(stop=self.stop).call(call, on_retry=lambda _exc: self.counters.add(retries=1))
-        except Exception as exc:
-            raise self._fatal(exc, doing) from exc
+        retried(
+            call,
+            f"job '{self.job.name}': {doing}",
+            self.stop,
+            on_retry=lambda _exc: self.counters.add(retries=1),
+        )
 
     def _rejection(self, record: Record, reason: str) -> str:
         """The dead-letter line for a record, or the error that stops the job."""

@@ -61,6 +61,8 @@ def is_transient(exc: BaseException) -> bool:
         return False  # already a verdict, e.g. retries that ran out further down
     if isinstance(exc, (ConnectionError, TimeoutError)):
         return True
+    if retry_after(exc) is not None:  # throttled, and told for how long
+        return True
     status = http_status(exc)
     if status is not None:
         return status in TRANSIENT_HTTP
@@ -73,6 +75,9 @@ def is_transient(exc: BaseException) -> bool:
 
 def retry_after(exc: BaseException) -> float | None:
     """Seconds a server asked us to wait (Retry-After), if it said."""
+    seconds = getattr(exc, "retry_after_s", None)  # qdrant-client's 429 with Retry-After
+    if isinstance(seconds, (int, float)):
+        return float(seconds)
     headers = getattr(exc, "headers", None) or getattr(
         getattr(exc, "response", None), "headers", None
     )
@@ -120,6 +125,22 @@ class Backoff:
                 if not is_transient(exc) or not self.wait(attempt, exc):
                     raise
                 on_retry(exc)
+
+
+def retried(
+    call: Callable[[], T],
+    what: str,
+    stop: threading.Event | None = None,
+    on_retry: Callable[[BaseException], None] | None = None,
+) -> T:
+    """`call()` with transient failures retried (bounded backoff); a failure that stays
+    becomes one line, "<what> failed: <cause>". A QmigrateError passes as it is."""
+    try:
+        return Backoff(stop=stop).call(call, on_retry=on_retry or (lambda _exc: None))
+    except QmigrateError:
+        raise
+    except Exception as exc:
+        raise QmigrateError(f"{what} failed: {describe(exc)}") from exc
 
 
 def describe(exc: BaseException) -> str:

@@ -13,7 +13,7 @@ from qmigrate import wire
 from qmigrate.errors import QmigrateError
 from qmigrate.qdrant_connection import QdrantConnection, connect
 from qmigrate.records import DISTANCES, SourceInfo, VectorField
-from qmigrate.retry import describe
+from qmigrate.retry import http_status, retried
 from qmigrate.spec import MappingSpec, TargetSpec
 
 Layout = dict[str, VectorField]
@@ -220,13 +220,13 @@ class QdrantTarget:
         return arguments
 
     def create(self, layout: Layout, info: SourceInfo) -> None:
-        with self.connection.lock:
-            try:
-                self.client.create_collection(**self.create_arguments(layout, info))
-            except Exception as exc:
-                raise QmigrateError(
-                    f"target: creating collection '{self.collection}' failed: {describe(exc)}"
-                ) from None
+        arguments = self.create_arguments(layout, info)
+
+        def create() -> None:
+            with self.connection.lock:
+                self.client.create_collection(**arguments)
+
+        retried(create, f"target: creating collection '{self.collection}'")
 
     def missing_payload_indexes(
         self, wanted: dict[str, str], info: models.CollectionInfo | None
@@ -318,15 +318,20 @@ class QdrantTarget:
         if len(body) > MAX_REQUEST_BYTES and len(points) > 1:
             self._write_halves(points, self._write_rest)
             return
-        self.client.http.client.request(
-            type_=dict,  # the acknowledgement, parsed as plain JSON
-            method="PUT",
-            url="/collections/{collection_name}/points",
-            path_params={"collection_name": self.collection},
-            params={"wait": "true"},
-            headers={"Content-Type": "application/json"},
-            content=body,
-        )
+        try:
+            self.client.http.client.request(
+                type_=dict,  # the acknowledgement, parsed as plain JSON
+                method="PUT",
+                url="/collections/{collection_name}/points",
+                path_params={"collection_name": self.collection},
+                params={"wait": "true"},
+                headers={"Content-Type": "application/json"},
+                content=body,
+            )
+        except Exception as exc:
+            if http_status(exc) != 413 or len(points) == 1:
+                raise
+            self._write_halves(points, self._write_rest)  # the server's limit is lower
 
     @staticmethod
     def _write_halves(points: list[models.PointStruct], write: Any) -> None:

@@ -1,0 +1,309 @@
+"""A stand-in Qdrant REST endpoint, for transport and fault tests (no Qdrant server runs here).
+
+It answers the REST calls qmigrate's target, checkpoint store and verify make, backed by
+qdrant-client's local mode, so the data written through it is real and can be compared.
+Faults can be injected: 429 with Retry-After, 503, 413 above a byte limit, a connection
+reset after an upsert was applied (the acknowledgement is lost), and a stall.
+
+    python -m tests.servers.qdrant_rest --port P --path DIR     # faults off
+
+The benchmark sink (`bench/sink.py`) shares this code with `keep_points=False`: data
+collections then keep only point IDs, so the server costs nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.metadata
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+from qdrant_client import QdrantClient, models
+
+VERSION = importlib.metadata.version("qdrant-client")  # no version-mismatch warning
+ALWAYS_KEPT = {"_migration_offsets"}  # checkpoints are kept whole even by the sink
+
+
+class Store:
+    """Collections in local mode; with `keep_points=False`, data points are kept as IDs."""
+
+    def __init__(self, path: str = ":memory:", keep_points: bool = True) -> None:
+        self.local = (
+            QdrantClient(location=":memory:") if path == ":memory:" else QdrantClient(path=path)
+        )
+        self.keep_points = keep_points
+        self.ids: dict[str, set[Any]] = {}
+        self.lock = threading.Lock()
+        self.accepted = 0  # points upserted into data collections, duplicates included
+
+    def keeps(self, name: str) -> bool:
+        return self.keep_points or name in ALWAYS_KEPT
+
+    def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """A call on the local-mode client (not thread-safe, so one at a time)."""
+        with self.lock:
+            return getattr(self.local, method)(*args, **kwargs)
+
+    def exists(self, name: str) -> bool:
+        return self.call("collection_exists", name)
+
+    def info(self, name: str) -> models.CollectionInfo:
+        info = self.call("get_collection", name)
+        if not self.keeps(name):
+            info.points_count = info.indexed_vectors_count = len(self.ids.get(name, ()))
+        return info
+
+    def create(self, name: str, body: dict[str, Any]) -> None:
+        request = models.CreateCollection.model_validate(body)
+        self.call(
+            "create_collection",
+            name,
+            vectors_config=request.vectors,
+            sparse_vectors_config=request.sparse_vectors,
+            hnsw_config=request.hnsw_config,
+        )
+        self.ids[name] = set()
+
+    def update(self, name: str, body: dict[str, Any]) -> None:
+        request = models.UpdateCollection.model_validate(body)
+        self.call("update_collection", name, hnsw_config=request.hnsw_config)
+
+    def delete(self, name: str) -> None:
+        self.call("delete_collection", name)
+        self.ids.pop(name, None)
+
+    def upsert(self, name: str, body: dict[str, Any]) -> None:
+        if self.keeps(name):
+            self.call("upsert", name, models.PointsList.model_validate(body).points)
+            return
+        with self.lock:
+            self.ids.setdefault(name, set()).update(p["id"] for p in body["points"])
+            self.accepted += len(body["points"])
+
+    def upsert_ids(self, name: str, ids: list[Any]) -> None:
+        with self.lock:
+            self.ids.setdefault(name, set()).update(ids)
+            self.accepted += len(ids)
+
+    def count(self, name: str) -> int:
+        if self.keeps(name):
+            return self.call("count", name, exact=True).count
+        return len(self.ids.get(name, ()))
+
+    def retrieve(self, name: str, body: dict[str, Any]) -> list[Any]:
+        if self.keeps(name):
+            return self.call(
+                "retrieve",
+                name,
+                body["ids"],
+                with_payload=body.get("with_payload", True),
+                with_vectors=body.get("with_vector", False),
+            )
+        present = self.ids.get(name, set())
+        return [models.Record(id=i, payload={}) for i in body["ids"] if i in present]
+
+
+@dataclass
+class Faults:
+    """What the endpoint does wrong, and how often. Each fault counts down on the requests
+    whose path contains `path` (upserts by default)."""
+
+    status: list[tuple[int, float | None, str]] = field(default_factory=list)
+    max_bytes: int | None = None  # 413 above this request body size
+    resets: int = 0  # upserts applied, then the connection dropped without an answer
+    stalls: int = 0  # requests held for `stall_seconds` before any answer
+    stall_seconds: float = 0.0
+    path: str = "/points"
+    seen: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def fail_next(self, count: int, status: int, retry_after: float | None = None) -> None:
+        self.status += [(status, retry_after, self.path)] * count
+
+    def take(self, kind: str) -> bool:
+        with self.lock:
+            remaining = getattr(self, kind)
+            if remaining <= 0:
+                return False
+            setattr(self, kind, remaining - 1)
+            self.seen[kind] = self.seen.get(kind, 0) + 1
+            return True
+
+
+def _dump(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_dump(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _dump(v) for k, v in value.items()}
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json", exclude_none=True)
+    return value
+
+
+class RestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    store: Store
+    faults: Faults
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _send(self, status: int, document: Any, headers: dict[str, str] | None = None) -> None:
+        body = orjson.dumps(document)
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        self._send(status, {"status": {"error": message}, "time": 0.0}, headers)
+
+    def _handle(self) -> None:
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        url = urlsplit(self.path)
+        parts = [p for p in url.path.split("/") if p]
+        if not parts:  # the version check reads the root, which is not wrapped in `result`
+            self._send(200, {"title": "qdrant stand-in", "version": VERSION})
+            return
+        if self._inject(url.path, raw):
+            return
+        try:
+            result = self._route(self.command, parts, raw)
+        except KeyError as exc:
+            self._error(404, f"Not found: {exc}")
+            return
+        except (ValueError, TypeError) as exc:
+            self._error(400, str(exc))
+            return
+        if self.faults.path in url.path and self.command == "PUT" and self.faults.take("resets"):
+            self.close_connection = True  # applied, but the answer never arrives
+            self.connection.shutdown(2)
+            return
+        self._send(200, {"result": _dump(result), "status": "ok", "time": 0.0})
+
+    do_GET = do_PUT = do_POST = do_PATCH = do_DELETE = _handle
+
+    def _inject(self, path: str, raw: bytes) -> bool:
+        """Answer with a fault instead of the real thing; True when one was sent."""
+        faults = self.faults
+        is_write = faults.path in path and self.command == "PUT"
+        if faults.max_bytes is not None and len(raw) > faults.max_bytes:
+            self._error(413, f"Payload too large: {len(raw)} bytes")
+            return True
+        if not is_write:
+            return False
+        if faults.take("stalls"):
+            time.sleep(faults.stall_seconds)
+        with faults.lock:
+            fault = faults.status.pop(0) if faults.status else None
+        if fault is None:
+            return False
+        status, retry_after, _ = fault
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+        self._error(status, "injected fault", headers)
+        return True
+
+    def _route(self, method: str, parts: list[str], raw: bytes) -> Any:
+        store = self.store
+        if parts == ["collections"]:
+            return store.call("get_collections")
+        name, rest = parts[1], parts[2:]
+        body = orjson.loads(raw) if raw else {}
+        if not rest:
+            if method == "GET":
+                if not store.exists(name):
+                    raise KeyError(name)
+                return store.info(name)
+            if method == "PUT":
+                store.create(name, body)
+            elif method == "PATCH":
+                store.update(name, body)
+            elif method == "DELETE":
+                store.delete(name)
+            return True
+        if rest == ["exists"]:
+            return {"exists": store.exists(name)}
+        if rest == ["index"]:
+            return {"operation_id": 0, "status": "completed"}
+        if rest == ["points"] and method == "PUT":
+            store.upsert(name, body)
+            return {"operation_id": 0, "status": "completed"}
+        if rest == ["points", "count"]:
+            return {"count": store.count(name)}
+        if rest == ["points"] and method == "POST":
+            return store.retrieve(name, body)
+        if rest == ["points", "scroll"]:
+            request = models.ScrollRequest.model_validate(body)
+            points, offset = store.call(
+                "scroll",
+                name,
+                scroll_filter=request.filter,
+                limit=request.limit or 10,
+                offset=request.offset,
+                with_payload=True,
+                with_vectors=bool(request.with_vector),
+            )
+            return {"points": points, "next_page_offset": offset}
+        if rest == ["points", "delete"]:
+            selector = models.FilterSelector.model_validate(body)
+            store.call("delete", name, points_selector=selector)
+            return {"operation_id": 0, "status": "completed"}
+        if rest == ["points", "query"]:
+            request = models.QueryRequest.model_validate(body)
+            return store.call(
+                "query_points",
+                name,
+                query=request.query,
+                using=request.using,
+                limit=request.limit or 10,
+                with_payload=False,
+            )
+        raise KeyError("/".join(parts))
+
+
+def serve_rest(store: Store, port: int = 0, faults: Faults | None = None) -> ThreadingHTTPServer:
+    """Serve `store` on loopback from a daemon thread; `shutdown()` stops it."""
+    handler = type("Handler", (RestHandler,), {"store": store, "faults": faults or Faults()})
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="qdrant-rest", daemon=True).start()
+    return server
+
+
+@contextlib.contextmanager
+def running(path: str = ":memory:") -> Iterator[tuple[str, Store, Faults]]:
+    """(url, store, faults) of a stand-in in this process, until the block ends."""
+    store, faults = Store(path), Faults()
+    server = serve_rest(store, 0, faults)
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", store, faults
+    finally:
+        server.shutdown()
+        server.server_close()
+        store.local.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--path", default=":memory:", help="local-mode directory (or :memory:)")
+    args = parser.parse_args()
+    server = serve_rest(Store(args.path), args.port)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        server.shutdown()
+
+
+if __name__ == "__main__":
+    main()
