@@ -61,5 +61,22 @@ def test_file_store_never_leaves_a_half_written_file(tmp_path: Path) -> None:
     store.save_job("a", JobState("f", [Partition("p", {})], 0))
     for i in range(20):
         store.save_partition("a", PartitionState("p", cursor=i, points=i))
-    assert [p.name for p in tmp_path.iterdir()] == ["c.json"]
+    # No temporary file is left behind; c.json.lock serialises writers across processes.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.json", "c.json.lock"]
     assert store.load_partitions("a")["p"].points == 19
+
+
+def test_leases_round_trip_in_both_stores(tmp_path: Path) -> None:
+    from qdrant_client import QdrantClient
+
+    from qmigrate.checkpoint import Lease, TargetStore
+    from qmigrate.qdrant_connection import QdrantConnection
+
+    connection = QdrantConnection(QdrantClient(":memory:"), where=":memory:", local=True)
+    for store in (FileStore(tmp_path / "c.json"), TargetStore(connection)):
+        assert store.load_lease("a") is None
+        store.save_lease("a", Lease("host pid 1", 123.5))
+        assert store.load_lease("a") == Lease("host pid 1", 123.5)
+        assert store.load_lease("b") is None, "leases are per job"
+        store.save_lease("a", None)
+        assert store.load_lease("a") is None

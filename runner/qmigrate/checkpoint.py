@@ -8,8 +8,10 @@ collections to).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import socket
 import tempfile
 import threading
 import time
@@ -69,7 +71,34 @@ class PartitionState:
     updated_at: float = field(default_factory=time.time)
 
 
+@dataclass
+class Lease:
+    """A run's claim on a job: who holds it, and until when (epoch seconds) unless renewed."""
+
+    holder: str
+    expires: float
+    host: str = ""
+    pid: int = 0
+
+    def stale(self) -> bool:
+        """Expired, or held by a process of this machine that is gone (killed): no need to
+        wait out the expiry then."""
+        if self.expires < time.time():
+            return True
+        if self.host != socket.gethostname() or self.pid <= 0:
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+
 class CheckpointStore(Protocol):
+    def load_lease(self, job: str) -> Lease | None: ...
+    def save_lease(self, job: str, lease: Lease | None) -> None: ...
     def load_job(self, job: str) -> JobState | None: ...
     def save_job(self, job: str, state: JobState) -> None: ...
     def load_partitions(self, job: str) -> dict[str, PartitionState]: ...
@@ -118,6 +147,25 @@ class TargetStore:
         if kind:
             must.append(models.FieldCondition(key="kind", match=models.MatchValue(value=kind)))
         return models.Filter(must=must)
+
+    def load_lease(self, job: str) -> Lease | None:
+        data = self._get(job, "\0lease")
+        return Lease(**data) if data else None
+
+    def save_lease(self, job: str, lease: Lease | None) -> None:
+        if lease is None:
+            if self._exists():
+                with self.connection.lock:
+                    self.client.delete(
+                        OFFSETS_COLLECTION,
+                        points_selector=models.PointIdsList(
+                            points=[self._point_id(job, "\0lease")]
+                        ),
+                        wait=True,
+                    )
+            return
+        self._ensure()
+        self._put(job, "\0lease", "lease", asdict(lease))
 
     def load_job(self, job: str) -> JobState | None:
         data = self._get(job, "\0job")
@@ -192,11 +240,21 @@ class FileStore:
         os.replace(temporary, self.path)
 
     def _update(self, job: str, change: Any) -> None:
-        with self.lock:
+        """Read, change, write: under a file lock, so two processes never lose an update."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.lock, open(f"{self.path}.lock", "a") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
             data = self._read()
             entry = data["jobs"].setdefault(job, {"job": None, "partitions": {}})
             change(entry)
             self._write(data)
+
+    def load_lease(self, job: str) -> Lease | None:
+        entry = self._read()["jobs"].get(job) or {}
+        return Lease(**entry["lease"]) if entry.get("lease") else None
+
+    def save_lease(self, job: str, lease: Lease | None) -> None:
+        self._update(job, lambda entry: entry.update(lease=asdict(lease) if lease else None))
 
     def load_job(self, job: str) -> JobState | None:
         entry = self._read()["jobs"].get(job)

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import queue
+import socket
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -19,7 +22,14 @@ from typing import Any
 
 from qdrant_client import models
 
-from qmigrate.checkpoint import CheckpointStore, FileStore, JobState, PartitionState, TargetStore
+from qmigrate.checkpoint import (
+    CheckpointStore,
+    FileStore,
+    JobState,
+    Lease,
+    PartitionState,
+    TargetStore,
+)
 from qmigrate.counts import count_check
 from qmigrate.errors import QmigrateError
 from qmigrate.mapping import ClientFilter, InvalidRecord, Mapper
@@ -323,14 +333,33 @@ def start_state(resolved: Resolved, created: bool) -> tuple[JobState, dict[str, 
     return state, {}
 
 
-def apply(resolved: Resolved, progress_stream: Any = None) -> Summary:
-    """Run one job to the end, or raise with its checkpoints intact."""
-    job, target = resolved.job, resolved.target
-    started = time.monotonic()
+def apply(resolved: Resolved, progress_stream: Any = None, wait: bool = False) -> Summary:
+    """Run one job to the end, or raise with its checkpoints intact.
+
+    The run holds the job's lease throughout, so two applies of one job never interleave;
+    `wait` waits for a lease held by another run instead of refusing.
+    """
     reasons = refusals(resolved)
     if reasons:
         raise QmigrateError("; ".join(reasons))
     # Nothing was written up to here: every refusal comes before the first write.
+    with JobLease(resolved.store, resolved.job, wait):
+        _reload_checkpoints(resolved)  # what a run that held the lease before us saved
+        reasons = refusals(resolved)
+        if reasons:
+            raise QmigrateError("; ".join(reasons))
+        return _apply(resolved, progress_stream)
+
+
+def _reload_checkpoints(resolved: Resolved) -> None:
+    store, name = resolved.store, resolved.job.name
+    resolved.state = store.load_job(name)
+    resolved.partition_states = store.load_partitions(name) if resolved.state else {}
+
+
+def _apply(resolved: Resolved, progress_stream: Any) -> Summary:
+    job, target = resolved.job, resolved.target
+    started = time.monotonic()
     if resolved.finished and job.restart in ("resume", "fail"):
         _give_indexing_back(resolved, resolved.state)  # a run killed before it could
         return _summary(
@@ -365,6 +394,78 @@ def apply(resolved: Resolved, progress_stream: Any = None) -> Summary:
         lambda: resolved.store.load_partitions(job.name), f"{job_label}: reading checkpoints"
     )
     return _summary(resolved, state, partition_states, counters, started, "done")
+
+
+class JobLease:
+    """A claim on a job in its checkpoint store, renewed while the run lives.
+
+    Stores offer no compare-and-swap, so a claim is written, then read back after a short
+    pause: of two runs that claimed at once, the one whose write landed last holds it, and
+    the other sees that and steps back. A claim of a process of this machine that is gone is
+    taken over at once; one from elsewhere expires after `lease_seconds`.
+    """
+
+    SETTLE = 0.3  # seconds between writing a claim and reading it back
+
+    def __init__(self, store: CheckpointStore, job: Job, wait: bool) -> None:
+        self.store = store
+        self.job = job
+        self.wait = wait
+        self.holder = f"{socket.gethostname()} pid {os.getpid()} ({uuid.uuid4().hex[:8]})"
+        self.stop = threading.Event()
+        self.heartbeat = threading.Thread(target=self._renew, name="lease", daemon=True)
+
+    def __enter__(self) -> JobLease:
+        while True:
+            current = self._load()
+            if current is None or current.stale() or current.holder == self.holder:
+                self._claim()
+                time.sleep(self.SETTLE)
+                current = self._load()
+                if current is not None and current.holder == self.holder:
+                    break
+            if not self.wait:
+                until = time.strftime("%H:%M:%S", time.localtime(current.expires))
+                raise QmigrateError(
+                    f"job '{self.job.name}' is being applied by {current.holder} (its lease "
+                    f"runs until {until} and is renewed while it lives): wait for it with "
+                    "`apply --wait`; a run that was killed lets go when its lease expires"
+                )
+            time.sleep(1)
+        self.heartbeat.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        if self.heartbeat.is_alive():
+            self.heartbeat.join()
+        with contextlib.suppress(Exception):  # an unreleased lease only expires
+            if (current := self._load()) is not None and current.holder == self.holder:
+                self.store.save_lease(self.job.name, None)
+
+    def _load(self) -> Lease | None:
+        return retried(lambda: self.store.load_lease(self.job.name), "reading the job's lease")
+
+    def _claim(self) -> None:
+        lease = Lease(
+            self.holder, time.time() + self.job.lease_seconds, socket.gethostname(), os.getpid()
+        )
+        retried(lambda: self.store.save_lease(self.job.name, lease), "claiming the job's lease")
+
+    def _renew(self) -> None:
+        while not self.stop.wait(self.job.lease_seconds / 3):
+            try:
+                current = self._load()
+                if current is not None and current.holder != self.holder:
+                    print(
+                        f"qmigrate: warning: job '{self.job.name}': the lease expired and "
+                        f"{current.holder} took it over; this run no longer renews it",
+                        file=sys.stderr,
+                    )
+                    return
+                self._claim()
+            except QmigrateError as exc:
+                print(f"qmigrate: warning: {exc}", file=sys.stderr)
 
 
 def _indexing_m(resolved: Resolved) -> int:

@@ -158,6 +158,7 @@ class Job:
     restart: str
     checkpoint_store: str
     checkpoint_path: Path
+    lease_seconds: float
     on_invalid: str
     dead_letter_path: Path
     on_duplicate: str
@@ -235,6 +236,7 @@ def _job_from_document(document: dict[str, Any], file: Path) -> Job:
         restart=document.get("restart", "resume"),
         checkpoint_store=checkpoint.get("store", "target"),
         checkpoint_path=Path(checkpoint.get("path", f".qmigrate/{name}.checkpoint.json")),
+        lease_seconds=checkpoint.get("lease_seconds", 30),
         on_invalid=on_invalid.get("action", "fail"),
         dead_letter_path=Path(on_invalid.get("path", f"{name}.dead-letter.jsonl")),
         on_duplicate=document.get("on_duplicate", "fail"),
@@ -315,6 +317,10 @@ def render(file: Path, env: Mapping[str, str]) -> str:
                     ) from None
                 raise invalid(f"{where}: template variable '{name}' is undefined") from None
         raise invalid(f"{where}: {message}") from None
+    except Exception as exc:  # an expression that fails as it runs: 1/0, a bad filter call
+        line = _template_line(exc)
+        where = f"{file}:{line}" if line else str(file)
+        raise invalid(f"{where}: template error: {type(exc).__name__}: {exc}") from None
 
 
 def _template_line(exc: BaseException) -> int | None:

@@ -255,7 +255,11 @@ class RestHandler(BaseHTTPRequestHandler):
             )
             return {"points": points, "next_page_offset": offset}
         if rest == ["points", "delete"]:
-            selector = models.FilterSelector.model_validate(body)
+            selector: Any = (
+                models.PointIdsList.model_validate(body)
+                if "points" in body
+                else models.FilterSelector.model_validate(body)
+            )
             store.call("delete", name, points_selector=selector)
             return {"operation_id": 0, "status": "completed"}
         if rest == ["points", "query"]:

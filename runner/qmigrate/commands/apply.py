@@ -24,6 +24,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     add_job_options(parser)
     parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="if another run holds a job, wait for it to finish instead of exiting 1",
+    )
+    parser.add_argument(
         "--verify",
         action="store_true",
         help="run verify on each job right after it succeeds (exit 3 if a check fails)",
@@ -44,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         for job in load_jobs(args):
             resolved = engine.resolve(job)
             try:
-                summary = engine.apply(resolved)
+                summary = engine.apply(resolved, wait=args.wait)
                 summaries.append(summary.to_json())
                 texts.append(render_text(summary))
                 if args.verify:
