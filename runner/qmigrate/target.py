@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from qdrant_client import grpc as pb
 from qdrant_client import models
@@ -134,10 +135,14 @@ class QdrantTarget:
 
     @property
     def identity(self) -> dict[str, str]:
-        """Where the points go, as checkpoints record it: a real path or the server URL."""
+        """Where the points go, as checkpoints record it: a real path, or the server URL
+        without any credentials in it (checkpoints are data, and outlive a key)."""
         where = self.connection.where
         if self.spec.path and where != ":memory:":
             where = os.path.realpath(where)
+        elif self.spec.url:
+            parts = urlsplit(where)
+            where = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
         return {"location": where, "collection": self.collection}
 
     def close(self) -> None:
