@@ -40,6 +40,7 @@ class Store:
         )
         self.keep_points = keep_points
         self.ids: dict[str, set[Any]] = {}
+        self.hnsw_m: dict[str, int] = {}  # local mode ignores HNSW updates; a server keeps them
         self.lock = threading.Lock()
         self.accepted = 0  # points upserted into data collections, duplicates included
 
@@ -56,6 +57,8 @@ class Store:
 
     def info(self, name: str) -> models.CollectionInfo:
         info = self.call("get_collection", name)
+        if name in self.hnsw_m:
+            info.config.hnsw_config.m = self.hnsw_m[name]
         if not self.keeps(name):
             info.points_count = info.indexed_vectors_count = len(self.ids.get(name, ()))
         return info
@@ -70,10 +73,14 @@ class Store:
             hnsw_config=request.hnsw_config,
         )
         self.ids[name] = set()
+        if request.hnsw_config is not None and request.hnsw_config.m is not None:
+            self.hnsw_m[name] = request.hnsw_config.m
 
     def update(self, name: str, body: dict[str, Any]) -> None:
         request = models.UpdateCollection.model_validate(body)
         self.call("update_collection", name, hnsw_config=request.hnsw_config)
+        if request.hnsw_config is not None and request.hnsw_config.m is not None:
+            self.hnsw_m[name] = request.hnsw_config.m
 
     def delete(self, name: str) -> None:
         self.call("delete_collection", name)
