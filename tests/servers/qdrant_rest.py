@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.metadata
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -43,6 +44,7 @@ class Store:
         self.hnsw_m: dict[str, int] = {}  # local mode ignores HNSW updates; a server keeps them
         self.lock = threading.Lock()
         self.accepted = 0  # points upserted into data collections, duplicates included
+        self.writes: dict[str, int] = {}  # points upserted per kept collection, rewrites too
 
     def keeps(self, name: str) -> bool:
         return self.keep_points or name in ALWAYS_KEPT
@@ -89,6 +91,8 @@ class Store:
     def upsert(self, name: str, body: dict[str, Any]) -> None:
         if self.keeps(name):
             self.call("upsert", name, models.PointsList.model_validate(body).points)
+            with self.lock:
+                self.writes[name] = self.writes.get(name, 0) + len(body["points"])
             return
         with self.lock:
             self.ids.setdefault(name, set()).update(p["id"] for p in body["points"])
@@ -282,10 +286,19 @@ class RestHandler(BaseHTTPRequestHandler):
         raise KeyError("/".join(parts))
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client killed mid-request (the kill tests do that) is no server error."""
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
+
 def serve_rest(store: Store, port: int = 0, faults: Faults | None = None) -> ThreadingHTTPServer:
     """Serve `store` on loopback from a daemon thread; `shutdown()` stops it."""
     handler = type("Handler", (RestHandler,), {"store": store, "faults": faults or Faults()})
-    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    server = _Server(("127.0.0.1", port), handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="qdrant-rest", daemon=True).start()
     return server
