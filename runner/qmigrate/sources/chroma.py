@@ -128,6 +128,8 @@ class Source:
                     tenant=self.tenant,
                     database=self.database,
                 )
+                # chromadb's HTTP session waits forever; a stalled server must time out.
+                client._server._session.timeout = httpx.Timeout(self.config.get("timeout", 60))
         except ChromaError as exc:
             if exc.code() in (401, 403):
                 raise self._fail(
