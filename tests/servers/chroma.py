@@ -76,9 +76,10 @@ def _answers(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def running_chroma(directory: Path) -> Iterator[ChromaServer]:
-    """`chroma run` on a free port with its data in `directory`, stopped by PID at the end."""
-    server = ChromaServer(free_port())
+def running_chroma(directory: Path, port: int | None = None) -> Iterator[ChromaServer]:
+    """`chroma run` on `port` (default: a free one) with its data in `directory`, stopped by
+    PID at the end; the same directory and port restart the same server."""
+    server = ChromaServer(port or free_port())
     command = [_chroma_binary(), "run", "--path", str(directory / "data"), "--host", "127.0.0.1"]
     with server_process(
         [*command, "--port", str(server.port)],
