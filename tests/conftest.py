@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,15 @@ def run_cli(
         timeout=timeout,
     )
     return CliResult(completed.returncode, completed.stdout, completed.stderr)
+
+
+@pytest.fixture(autouse=True)
+def fresh_secrets() -> Iterator[None]:
+    """Secrets a test's jobs registered (in this process) do not mask the next test's output."""
+    yield
+    from qmigrate.redaction import forget_secrets
+
+    forget_secrets()
 
 
 @pytest.fixture

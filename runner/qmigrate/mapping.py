@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
+import json
 import math
 import numbers
 import uuid
 from typing import Any
 
+import orjson
 from qdrant_client import models
 from qdrant_client.local.payload_filters import check_filter
 
@@ -61,6 +64,7 @@ class Mapper:
         payload = self._payload(record.payload)
         if original is not None and self.spec.keep_original_id_as:
             payload[self.spec.keep_original_id_as] = original
+        _check_size(payload, vectors)
         vector: Any = vectors[""] if self.unnamed_only else vectors
         # Vectors were checked above; skipping pydantic validation keeps the hot path cheap.
         return models.PointStruct.model_construct(id=qdrant_id, vector=vector, payload=payload)
@@ -99,6 +103,43 @@ class Mapper:
         if spec.set:
             payload = {**payload, **spec.set}
         return dict(payload)
+
+
+MAX_POINT_BYTES = 16 * 1024 * 1024  # one point must fit one request (the target's limit)
+
+
+def _check_size(payload: dict[str, Any], vectors: dict[str, Any]) -> None:
+    """The payload is JSON, and the point fits one request; else the whole batch would fail
+    at the server, naming no record."""
+    try:
+        encoded = orjson.dumps(payload, default=_json_default)
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        raise InvalidRecord(f"the payload is not JSON: {exc}") from None
+    if b"null" in encoded:  # orjson writes NaN and Infinity as null: look closer
+        try:
+            json.dumps(payload, allow_nan=False, default=_json_default)
+        except ValueError:
+            raise InvalidRecord("the payload holds NaN or Infinity, which JSON cannot") from None
+    size = len(encoded) + sum(_vector_bytes(v) for v in vectors.values())
+    if size > MAX_POINT_BYTES:
+        raise InvalidRecord(
+            f"the point is {size / 2**20:.0f} MiB, more than one request to Qdrant may carry "
+            f"({MAX_POINT_BYTES // 2**20} MiB)"
+        )
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()  # as orjson writes them: RFC 3339
+    raise TypeError(f"{type(value).__name__} is not a JSON value")
+
+
+def _vector_bytes(value: Any) -> int:
+    if isinstance(value, models.SparseVector):
+        return 8 * len(value.indices)
+    if value and isinstance(value[0], list):
+        return sum(4 * len(v) for v in value)
+    return 4 * len(value)
 
 
 FLOAT32_MAX = 3.4028234663852886e38
@@ -144,6 +185,8 @@ def _sparse(name: str, value: Any) -> models.SparseVector:
         )
     if any(not isinstance(i, int) or isinstance(i, bool) or i < 0 for i in indices):
         raise InvalidRecord(f"sparse vector '{name}' has an index that is not an unsigned integer")
+    if len(set(indices)) != len(indices):  # Qdrant refuses them, failing the whole batch
+        raise InvalidRecord(f"sparse vector '{name}' has a duplicate index")
     _numbers(f"sparse vector '{name}'", values)
     return models.SparseVector.model_construct(indices=indices, values=values)
 

@@ -76,6 +76,9 @@ def connect(
             prefer_grpc=prefer_grpc,
             grpc_port=grpc_port,
             timeout=int(timeout),
+            # Its version check runs in a thread and prints a warning when the server is
+            # slow to answer; a real incompatibility fails the calls below with a message.
+            check_compatibility=False,
         )
     connection = QdrantConnection(client, where=str(url), local=False)
     try:

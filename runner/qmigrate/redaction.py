@@ -58,6 +58,12 @@ def remember_secrets(value: Any, key: str = "") -> None:
             _secrets.update(s for s in found if len(s) >= MIN_MASKED_LENGTH)
 
 
+def forget_secrets() -> None:
+    """Start a new set: for a process that loads jobs of unrelated runs (tests)."""
+    with _lock:
+        _secrets.clear()
+
+
 def redact(text: str) -> str:
     """`text` with URL passwords and every remembered secret masked."""
     text = URL_PASSWORD.sub(rf"\1{MASK}@", text)

@@ -68,7 +68,8 @@ def wait_for_points(store: Store, at_least: int, process: subprocess.Popen[str])
 def test_a_second_run_of_a_job_is_refused_while_the_first_holds_it(
     tmp_path: Path, stand_in: tuple[str, Store, Faults]
 ) -> None:
-    url, store, _ = stand_in
+    url, store, faults = stand_in
+    faults.path, faults.latency = "/collections/copy/points", 0.03  # a run of 10 s or more
     job = job_file(tmp_path, url)
     first = start(job)
     wait_for_points(store, 100, first)

@@ -131,6 +131,7 @@ class Faults:
     resets: int = 0  # upserts applied, then the connection dropped without an answer
     stalls: int = 0  # requests held for `stall_seconds` before any answer
     stall_seconds: float = 0.0
+    latency: float = 0.0  # seconds added to every write
     path: str = "/points"
     seen: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -213,6 +214,7 @@ class RestHandler(BaseHTTPRequestHandler):
             return True
         if not is_write:
             return False
+        time.sleep(faults.latency)
         if faults.take("stalls"):
             time.sleep(faults.stall_seconds)
         with faults.lock:
