@@ -52,7 +52,7 @@ def assert_one_line_error(result: CliResult, code: int, *fragments: str) -> None
 def test_help_lists_every_command() -> None:
     result = run_cli("--help")
     assert result.code == 0
-    for command in ("validate", "render", "plan", "apply", "status", "reset", "schema"):
+    for command in ("validate", "render", "plan", "apply", "status", "reset", "schema", "init"):
         assert command in result.stdout
 
 

@@ -58,6 +58,7 @@ def test_the_wheel_installs_with_every_extra_and_runs(tmp_path: Path) -> None:
         re.findall(r"env\.([A-Z_][A-Z0-9_]*)", "".join(p.read_text() for p in jobs.glob("*.yaml")))
     )
     env = {n: "https://example.invalid" if n.endswith("URL") else "placeholder" for n in names}
+    env["STAGE"] = "prod"
     validated = run(qmigrate, "validate", jobs, cwd=tmp_path, env=env)
     assert validated.count(": ok") == len(list(jobs.glob("*.yaml")))
     for extra in ("chromadb", "pinecone", "pyarrow"):
