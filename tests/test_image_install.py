@@ -61,6 +61,11 @@ def test_the_wheel_installs_with_every_extra_and_runs(tmp_path: Path) -> None:
     env["STAGE"] = "prod"
     validated = run(qmigrate, "validate", jobs, cwd=tmp_path, env=env)
     assert validated.count(": ok") == len(list(jobs.glob("*.yaml")))
+    broken = tmp_path / "broken.yaml"
+    broken.write_text((jobs / "quickstart.yaml").read_text().replace("collection:", "colection:"))
+    rejected = subprocess.run([qmigrate, "validate", broken], capture_output=True, text=True)
+    assert rejected.returncode == 2, "the schemas shipped in the wheel are in force"
+    assert "unknown key (did you mean 'collection'?)" in rejected.stderr
     for extra in ("chromadb", "pinecone", "pyarrow"):
         run(python, "-c", f"import {extra}", cwd=tmp_path)
 
