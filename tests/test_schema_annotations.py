@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+
 from qmigrate import spec
 from tests.conftest import run_cli
 
@@ -45,10 +47,19 @@ def test_every_key_has_a_title_a_description_and_examples() -> None:
     assert not missing, "\n".join(missing)
 
 
-def test_examples_are_lists() -> None:
-    for where, sub in properties(spec.job_schema_bundle()):
-        if "examples" in sub:
-            assert isinstance(sub["examples"], list) and sub["examples"], where
+def test_examples_are_valid_values_of_their_key() -> None:
+    """An editor offers them and `qmigrate init` writes the first: each must validate."""
+    bundle = spec.job_schema_bundle()
+    wrong = []
+    for where, sub in properties(bundle):
+        assert isinstance(sub.get("examples"), list), where
+        validator = jsonschema.Draft202012Validator({**sub, "$defs": bundle["$defs"]})
+        wrong += [
+            f"{where}: {example!r}"
+            for example in sub["examples"]
+            if not validator.is_valid(example)
+        ]
+    assert not wrong, "\n".join(wrong)
 
 
 def test_schema_output_writes_the_file(tmp_path: Path) -> None:
