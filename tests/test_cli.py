@@ -52,7 +52,7 @@ def assert_one_line_error(result: CliResult, code: int, *fragments: str) -> None
 def test_help_lists_every_command() -> None:
     result = run_cli("--help")
     assert result.code == 0
-    for command in ("validate", "render", "plan", "apply", "status", "reset", "schema"):
+    for command in ("validate", "render", "plan", "apply", "status", "reset", "schema", "init"):
         assert command in result.stdout
 
 
@@ -385,7 +385,10 @@ def test_secrets_never_appear_in_any_output(tmp_path: Path, write_job: Callable,
     env = {"KEY": secret}
     for command in ("validate", "render", "plan", "apply", "status"):
         for file in ("url.yaml", "echo.yaml"):
-            for output in ("text", "json"):
+            outputs = (
+                ("text", "json", "markdown") if command in ("plan", "apply") else ("text", "json")
+            )
+            for output in outputs:
                 result = cli(command, file, "--output", output, env=env)
                 both = result.stdout + result.stderr
                 assert secret not in both, (command, file, output, both)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -23,8 +24,47 @@ def test_there_are_example_jobs() -> None:
 def test_example_job_validates(path: Path) -> None:
     names = set(re.findall(r"env\.([A-Za-z_][A-Za-z0-9_]*)", path.read_text()))
     env = {n: f"https://{n.lower()}.example" if "URL" in n else f"dummy-{n.lower()}" for n in names}
+    env["STAGE"] = "dev"  # a job serving several stages knows only its own
     job = spec.load(path, env)
     assert job.name
+
+
+STAGES_JOB = REPO / "jobs" / "products-by-stage.yaml"
+
+
+def test_one_job_file_serves_dev_stage_and_prod() -> None:
+    rendered = {
+        stage: spec.load(STAGES_JOB, {"STAGE": stage, "QDRANT_API_KEY": "key"})
+        for stage in ("dev", "stage", "prod")
+    }
+    assert {s: j.name for s, j in rendered.items()} == {
+        "dev": "products-dev",
+        "stage": "products-stage",
+        "prod": "products-prod",
+    }
+    assert {s: j.target.collection for s, j in rendered.items()} == {
+        "dev": "products_dev",
+        "stage": "products_stage",
+        "prod": "products_prod",
+    }
+    urls = {s: j.target.url for s, j in rendered.items()}
+    assert urls["dev"] == "http://localhost:6333"
+    assert len(set(urls.values())) == 3 and all(
+        u.startswith("https://") for s, u in urls.items() if s != "dev"
+    )
+    assert {s: j.target.on_missing for s, j in rendered.items()} == {
+        "dev": "create",
+        "stage": "create",
+        "prod": "fail",
+    }
+    assert {s: j.mapping.set for s, j in rendered.items()} == {s: {"stage": s} for s in rendered}
+    # Everything else is the same job.
+    assert len({json.dumps(j.source, sort_keys=True) for j in rendered.values()}) == 1
+
+
+def test_an_unknown_stage_fails_the_render() -> None:
+    result = run_cli("validate", str(STAGES_JOB), env={"STAGE": "qa", "QDRANT_API_KEY": "key"})
+    assert result.code == 2 and "products-by-stage.yaml:16" in result.stderr
 
 
 def readme_jobs() -> list[str]:

@@ -85,7 +85,7 @@ def test_source_part_is_checked_by_its_own_schema(tmp_path: Path) -> None:
 def test_target_needs_exactly_one_of_path_or_url(tmp_path: Path) -> None:
     text = VALID.replace("  path: qdrant_data\n", "  path: a\n  url: http://localhost:6333\n")
     (error,) = errors_of(tmp_path, text)
-    assert "target: set exactly one of: path, url" in error
+    assert "target: set exactly one of: url, path" in error
 
 
 def test_filter_conditions_are_explained_by_the_form_meant(tmp_path: Path) -> None:

@@ -440,27 +440,21 @@ def render_text(report: Report) -> str:
     return "\n".join(lines)
 
 
-MARKS = {"pass": "✅ pass", "fail": "❌ fail", "skip": "➖ skip"}
-
-
 def render_markdown(reports: list[Report]) -> str:
     """One document for a CI job summary or a PR comment: a table, then the differences."""
-    lines = []
+    from qmigrate import markdown as md
+
+    marks = {"pass": f"{md.PASS} pass", "fail": f"{md.FAIL} fail", "skip": f"{md.SKIP} skip"}
+    sections = []
     for report in reports:
-        verdict = "✅ pass" if report.ok else "❌ fail"
-        lines += [
-            f"### qmigrate verify `{report.job}`: {verdict}",
-            "",
-            "| check | result | figure |",
-            "|---|---|---|",
-        ]
-        lines += [
-            f"| {c.name} | {MARKS[c.status]} | {c.figure.replace('|', '/')} |"
-            for c in report.checks
-        ]
-        differences = [(c.name, d) for c in report.checks for d in c.differences]
-        if differences:
-            lines += ["", "#### Differences", ""]
-            lines += [f"- **{name}**: {text}" for name, text in differences]
-        lines.append("")
-    return "\n".join(lines)
+        lines = [md.heading("verify", report.job, report.ok), ""]
+        lines += md.table(
+            ("check", "result", "figure"),
+            ((c.name, marks[c.status], c.figure) for c in report.checks),
+        )
+        lines += md.bullets(
+            "Differences",
+            (f"**{c.name}**: {d}" for c in report.checks for d in c.differences),
+        )
+        sections.append(lines)
+    return md.document(sections)

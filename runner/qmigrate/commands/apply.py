@@ -22,7 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "partitions with checkpoints, then check the counts. Jobs of a directory run in name "
         "order; the first failure stops the rest.",
     )
-    add_job_options(parser)
+    add_job_options(parser, markdown=True)
     parser.add_argument(
         "--wait",
         action="store_true",
@@ -64,10 +64,12 @@ def run(args: argparse.Namespace) -> int:
     except QmigrateError as exc:
         if args.output == "text" and texts:
             print("\n".join(texts))
+        elif args.output == "markdown":
+            print(render_markdown(summaries, reports, exc.message), end="")
         return fail_json(args, {"jobs": summaries}, exc)
     write_report(args, reports)
     ok = all(r.ok for r in reports)
-    emit(args, {"ok": ok, "jobs": summaries}, "\n".join(texts))
+    emit(args, {"ok": ok, "jobs": summaries}, "\n".join(texts), render_markdown(summaries, reports))
     return 0 if ok else EXIT_CHECK_FAILED
 
 
@@ -87,3 +89,41 @@ def render_text(summary: Summary) -> str:
     if summary.dead_letter:
         lines.append(f"  invalid records were written to {summary.dead_letter}")
     return "\n".join(lines)
+
+
+def render_markdown(
+    summaries: list[dict[str, Any]], reports: list[Report], error: str | None = None
+) -> str:
+    """The CI job summary of a run: a table per job, verify's tables after, then the error."""
+    from qmigrate import markdown as md
+    from qmigrate.verify import render_markdown as render_reports
+
+    sections = []
+    for summary in summaries:
+        ok = summary["count_check"] == "ok"
+        lines = [md.heading("apply", summary["job"], ok, summary["status"]), ""]
+        rows = [
+            ("read", f"{summary['read']:,}"),
+            ("written", f"{summary['written']:,}"),
+            ("filtered out", f"{summary['filtered']:,}"),
+            ("invalid", f"{summary['invalid']:,}"),
+            ("duplicate IDs", f"{summary['duplicates']:,}"),
+            ("retried", f"{summary['retries']:,}"),
+            ("time", f"{summary['elapsed']:.1f}s ({summary['rate']:,.0f} points/s)"),
+            (
+                "count check",
+                f"{md.PASS if ok else md.FAIL} {summary['count_check']} (target holds "
+                f"{summary['target_count']:,} points; the job wrote {summary['total_points']:,} "
+                "over all runs)",
+            ),
+        ]
+        if summary["dead_letter"]:
+            rows.append(("dead letter", summary["dead_letter"]))
+        lines += md.table(("item", "value"), rows)
+        lines += md.bullets("Notes", summary["notes"])
+        sections.append(lines)
+    if reports:
+        sections.append([render_reports(reports)])
+    if error is not None:
+        sections.append([f"### qmigrate apply: {md.FAIL} stopped", "", "```", error, "```"])
+    return md.document(sections)

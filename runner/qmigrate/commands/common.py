@@ -12,16 +12,19 @@ from qmigrate import spec
 from qmigrate.errors import QmigrateError, invalid
 
 
-def add_output_option(parser: argparse.ArgumentParser) -> None:
+def add_output_option(parser: argparse.ArgumentParser, markdown: bool = False) -> None:
     parser.add_argument(
         "--output",
-        choices=["text", "json"],
+        choices=["text", "json", "markdown"] if markdown else ["text", "json"],
         default="text",
-        help="text for people (default), json for machines",
+        help="text for people (default), json for machines"
+        + (", markdown for a CI job summary or a PR comment" if markdown else ""),
     )
 
 
-def add_job_options(parser: argparse.ArgumentParser, many: bool = True) -> None:
+def add_job_options(
+    parser: argparse.ArgumentParser, many: bool = True, markdown: bool = False
+) -> None:
     if many:
         parser.add_argument(
             "jobs",
@@ -45,7 +48,7 @@ def add_job_options(parser: argparse.ArgumentParser, many: bool = True) -> None:
         metavar="PATH",
         help="add a file of KEY=VALUE lines to the template's env",
     )
-    add_output_option(parser)
+    add_output_option(parser, markdown)
 
 
 def template_env(args: argparse.Namespace) -> dict[str, str]:
@@ -76,9 +79,11 @@ def load_jobs(args: argparse.Namespace) -> list[spec.Job]:
     return jobs
 
 
-def emit(args: argparse.Namespace, data: Any, text: str) -> None:
+def emit(args: argparse.Namespace, data: Any, text: str, markdown: str = "") -> None:
     if args.output == "json":
         print(json.dumps(data, indent=2, default=str))
+    elif args.output == "markdown":
+        print(markdown, end="")
     else:
         print(text)
 

@@ -23,7 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "the source holds, whether the target collection exists and fits, what would be "
         "created, the checkpoint state and the partitions. Nothing is written.",
     )
-    add_job_options(parser)
+    add_job_options(parser, markdown=True)
     parser.set_defaults(run=run)
 
 
@@ -42,13 +42,16 @@ def run(args: argparse.Namespace) -> int:
         return fail_json(args, {"plans": plans}, exc)
     refused = [reason for p in plans for reason in p["refusals"]]
     text = "\n\n".join(render_text(p) for p in plans)
+    markdown = render_markdown(plans)
     if refused:
         # The plan is still shown: what apply would stop at is part of it.
         error = QmigrateError("apply would refuse: " + "; ".join(refused))
         if args.output == "text":
             print(text)
+        elif args.output == "markdown":
+            print(markdown, end="")
         return fail_json(args, {"plans": plans}, error)
-    emit(args, {"ok": True, "plans": plans}, text)
+    emit(args, {"ok": True, "plans": plans}, text, markdown)
     return 0
 
 
@@ -199,3 +202,74 @@ def render_text(plan: dict[str, Any]) -> str:
     lines += [f"  note: {note}" for note in plan["notes"]]
     lines += [f"  apply would refuse: {reason}" for reason in plan["refusals"]]
     return "\n".join(lines)
+
+
+CHANGED_JOB_ADVICE = (
+    "The job file changed what gets written since its last run, so apply refuses to resume "
+    "(its checkpoints belong to the old version). To move everything again under the new "
+    "version, set `restart: restart` (or run `qmigrate reset` on it); to resume the old "
+    "run, revert the change."
+)
+
+
+def render_markdown(plans: list[dict[str, Any]]) -> str:
+    """One document for every job, for a PR comment: what apply would do, and what stops it."""
+    from qmigrate import markdown as md
+
+    sections = []
+    for plan in plans:
+        source, target, flt = plan["source"], plan["target"], plan["filter"]
+        checkpoint = plan["checkpoint"]
+        refused = bool(plan["refusals"])
+        count = "unknown" if source["count"] is None else f"{source['count']:,}"
+        action = target["action"]
+        mark = md.FAIL if action == "incompatible" or action.startswith("fail") else md.PASS
+        lines = [
+            md.heading(
+                "plan", plan["job"], not refused, "apply would refuse" if refused else "ready"
+            ),
+            "",
+            f"Job file {md.code(plan['file'])}",
+            "",
+        ]
+        rows = [
+            ("source", f"{source['type']}, {count} records"),
+            ("source vectors", "; ".join(_describe_vector(v) for v in source["vectors"])),
+            *((f"source {k.replace('_', ' ')}", v) for k, v in source["details"].items()),
+            ("target", f"collection {md.code(target['collection'])} at {target['location']}"),
+            ("target action", f"{mark} {action}"),
+            ("target vectors", "; ".join(_describe_vector(v) for v in target["vectors"])),
+            ("filter", _describe_filter(flt)),
+            (
+                "checkpoint",
+                f"{checkpoint['state']}, {checkpoint['points']:,} points written "
+                f"({checkpoint['store']} store)",
+            ),
+            (
+                "partitions",
+                f"{len(plan['partitions'])}, parallelism {plan['parallelism']}, "
+                f"batch size {plan['batch_size']}, restart: {plan['restart']}",
+            ),
+        ]
+        if target["payload_indexes_to_create"]:
+            indexes = ", ".join(
+                f"{k} ({v})" for k, v in target["payload_indexes_to_create"].items()
+            )
+            rows.append(("payload indexes to create", indexes))
+        lines += md.table(("item", "value"), rows)
+        lines += md.bullets("Target problems", target["problems"])
+        lines += md.bullets("Apply would refuse", plan["refusals"])
+        if checkpoint["state"].startswith("changed job") and refused:
+            lines += ["", f"{md.WARN} {CHANGED_JOB_ADVICE}"]
+        lines += md.bullets("Notes", plan["notes"])
+        sections.append(lines)
+    return md.document(sections)
+
+
+def _describe_filter(flt: dict[str, Any]) -> str:
+    if flt["given"] is None:
+        return "none"
+    if flt["client_side"] is None:
+        return "pushed down to the source entirely"
+    where = "partly pushed down; the rest" if flt["pushed_down"] else "not pushed down; all"
+    return f"{where} evaluated client-side: {json.dumps(flt['client_side'])}"

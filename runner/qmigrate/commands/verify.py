@@ -43,7 +43,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "compared field by field with the target's points, top-k search agreement, and the "
         "collection's health. Exit 0 if every check passes, 3 if one fails.",
     )
-    add_job_options(parser)
+    add_job_options(parser, markdown=True)
     add_verify_options(parser)
     parser.set_defaults(run=run)
 
@@ -77,7 +77,7 @@ def write_report(args: argparse.Namespace, reports: list[Report]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from qmigrate import engine
-    from qmigrate.verify import render_text
+    from qmigrate.verify import render_markdown, render_text
 
     reports: list[Report] = []
     try:
@@ -96,5 +96,6 @@ def run(args: argparse.Namespace) -> int:
         args,
         {"ok": ok, "jobs": [r.to_json() for r in reports]},
         "\n".join(render_text(r) for r in reports),
+        render_markdown(reports),
     )
     return 0 if ok else EXIT_CHECK_FAILED
