@@ -69,13 +69,16 @@ def chroma_source(tmp_path: Path, request: pytest.FixtureRequest) -> tuple[dict,
             embeddings=vectors[start : start + 1000],
             metadatas=[{"n": i} for i in range(start, min(start + 1000, POINTS))],
         )
-    stored = collection.get(include=["embeddings", "metadatas"], limit=POINTS)
-    expected = {
-        record_id: ({"": list(map(float, vector))}, {**metadata, "original_id": record_id})
+    expected = {}
+    for start in range(0, POINTS, 5000):  # Chroma caps the SQL variables of one get
+        stored = collection.get(include=["embeddings", "metadatas"], offset=start, limit=5000)
         for record_id, vector, metadata in zip(
             stored["ids"], stored["embeddings"], stored["metadatas"], strict=True
-        )
-    }
+        ):
+            expected[record_id] = (
+                {"": list(map(float, vector))},
+                {**metadata, "original_id": record_id},
+            )
     return {"type": "chroma", "url": server.url, "collection": name}, expected
 
 
