@@ -398,7 +398,7 @@ class PartitionWorker:
         rejected: list[tuple[Record, str]] = []
         filtered = 0
         for record in page.records:
-            if self.filter is not None and not self.filter.matches(record):
+            if record.skipped or (self.filter is not None and not self.filter.matches(record)):
                 filtered += 1
                 continue
             try:
