@@ -223,7 +223,9 @@ class Source:
             pattern = _glob_escape(prefix) + "*"
             keys: list[bytes] = []
             while True:
-                scan, found = self.client.scan(scan, match=pattern, count=SCAN_COUNT)
+                # Each bucket keeps 1/buckets of what SCAN returns: ask for that much more.
+                count = max(SCAN_COUNT, self.batch_size * buckets)
+                scan, found = self.client.scan(scan, match=pattern, count=count)
                 keys.extend(k for k in found if zlib.crc32(k) % buckets == bucket)
                 if scan == 0 or len(keys) >= self.batch_size:
                     break
