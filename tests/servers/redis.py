@@ -23,6 +23,7 @@ PASSWORD = "s3cret-redis-pw"
 class RedisServer:
     port: int
     password: str | None
+    socket: Path
 
     @property
     def url(self) -> str:
@@ -60,8 +61,9 @@ def running_redis(
     directory: Path, password: str | None = PASSWORD, modules: bool = True
 ) -> Iterator[RedisServer]:
     """valkey-server on a free port, stopped by PID at the end."""
-    server = RedisServer(free_port(), password)
+    server = RedisServer(free_port(), password, directory / "redis.sock")
     command = redis_command(directory, server.port, modules)
+    command += ["--unixsocket", str(server.socket)]
     if password:
         command += ["--requirepass", password]
     with server_process(command, ready=lambda: port_open(server.port), log=directory / "redis.log"):

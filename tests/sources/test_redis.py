@@ -286,6 +286,18 @@ def test_wrong_password_is_one_line_without_the_password(
     assert PASSWORD not in result.stderr + result.stdout
 
 
+def test_unix_socket_with_password_key(
+    redis_server: RedisServer, products: dict[Any, Doc], tmp_path: Path
+) -> None:
+    document = job(redis_server, "products", tmp_path / "t")
+    document["source"].update(url=f"unix://{redis_server.socket}", password=PASSWORD, timeout=5)
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(document))
+    result = run_cli("plan", "--output", "json", "job.yaml", cwd=tmp_path)
+    assert result.code == 0, result.stderr
+    assert f'"count": {PRODUCTS + 1}' in result.stdout
+    assert PASSWORD not in result.stdout
+
+
 def test_unknown_index_lists_the_existing_ones(
     redis_server: RedisServer, products: dict[Any, Doc], tmp_path: Path
 ) -> None:
