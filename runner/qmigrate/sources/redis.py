@@ -226,7 +226,7 @@ class Source:
                 # Each bucket keeps 1/buckets of what SCAN returns: ask for that much more.
                 count = max(SCAN_COUNT, self.batch_size * buckets)
                 scan, found = self.client.scan(scan, match=pattern, count=count)
-                keys.extend(k for k in found if zlib.crc32(k) % buckets == bucket)
+                keys.extend(k for k in found if in_bucket(k, bucket, buckets))
                 if scan == 0 or len(keys) >= self.batch_size:
                     break
             records = self._fetch(self._held(keys), prefix)
@@ -358,6 +358,11 @@ class Source:
             if all(isinstance(v, int) for v in values if v is not None):
                 integral.add(attribute.name)
         return integral
+
+
+def in_bucket(key: bytes, bucket: int, buckets: int) -> bool:
+    """Partition arithmetic: a key belongs to one of `buckets` by CRC32 (stable across runs)."""
+    return zlib.crc32(key) % buckets == bucket
 
 
 def _at(payload: Any, path: list[str]) -> Any:
