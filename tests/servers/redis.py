@@ -47,12 +47,9 @@ def redis_command(directory: Path, port: int, modules: bool = True) -> list[str]
     command = [str(binary), "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
     command += ["--dir", str(directory)]
     if modules:
-        command += [
-            "--loadmodule",
-            str(lib / "redisearch.so"),
-            "--loadmodule",
-            str(lib / "rejson.so"),
-        ]
+        # The FT.SEARCH result cap Redis Stack ships with (this module build defaults to 1M).
+        command += ["--loadmodule", str(lib / "redisearch.so"), "MAXSEARCHRESULTS", "10000"]
+        command += ["--loadmodule", str(lib / "rejson.so")]
     return command
 
 

@@ -317,6 +317,21 @@ def test_server_without_the_search_module(tmp_path: Path) -> None:
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
+def test_held_keys_beyond_one_search_result_page(
+    redis_server: RedisServer, products: dict[Any, Doc]
+) -> None:
+    """A page of more keys than one FT.SEARCH may return (batch_size x parallelism) is checked in chunks."""
+    from qmigrate.sources.redis import Source
+
+    numbered = [f"product:{i}".encode() for i in range(PRODUCTS)]  # over the 10,000 cap
+    others = [b"product:bad-vector", b"other:1", b"unrelated", b"product:no-vector"]
+    source = Source({"url": redis_server.url, "index": "products"}, 100)
+    try:
+        assert source._held(others + numbered) == [b"product:no-vector", *numbered]
+    finally:
+        source.close()
+
+
 def test_decodes_float16_and_bfloat16() -> None:
     from qmigrate.sources.redis import decode_vector
 

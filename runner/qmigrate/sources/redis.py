@@ -30,6 +30,7 @@ from qmigrate.records import Page, Partition, Record, SourceInfo, VectorField
 DISTANCES = {"COSINE": "Cosine", "IP": "Dot", "L2": "Euclid"}
 INDEX_TYPES = {"TAG": "keyword", "NUMERIC": "float", "TEXT": "text", "GEO": "geo"}
 SCAN_COUNT = 1000
+INKEYS_CHUNK = 1000
 SAMPLE_DOCUMENTS = 100
 SHOWN_NAMES = 20
 
@@ -237,24 +238,19 @@ class Source:
     # --- reading --------------------------------------------------------------------
 
     def _held(self, keys: list[bytes]) -> list[bytes]:
-        """The keys the index holds (and the pushed-down query selects), in scan order."""
-        if not keys:
-            return []
-        reply = self.client.execute_command(
-            "FT.SEARCH",
-            self.index,
-            self.query,
-            "INKEYS",
-            len(keys),
-            *keys,
-            "NOCONTENT",
-            "LIMIT",
-            0,
-            len(keys),
-            "DIALECT",
-            2,
-        )
-        held = set(reply[1:])
+        """The keys the index holds (and the pushed-down query selects), in scan order.
+
+        One pipelined round trip of FT.SEARCH calls, each within the server's default
+        10,000-result cap (MAXSEARCHRESULTS).
+        """
+        pipeline = self.client.pipeline(transaction=False)
+        for start in range(0, len(keys), INKEYS_CHUNK):
+            chunk = keys[start : start + INKEYS_CHUNK]
+            pipeline.execute_command(
+                "FT.SEARCH", self.index, self.query, "INKEYS", len(chunk), *chunk,
+                "NOCONTENT", "LIMIT", 0, len(chunk), "DIALECT", 2,
+            )  # fmt: skip
+        held = {key for reply in pipeline.execute() for key in reply[1:]}
         return [k for k in keys if k in held]
 
     def _fetch(self, keys: list[bytes], prefix: str) -> list[Record]:
