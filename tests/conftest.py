@@ -235,3 +235,4 @@ def assert_same_points(expected: dict[Any, Any], actual: dict[Any, Any]) -> None
 # test can ask for them by name.
 from tests.servers.chroma import chroma_server  # noqa: E402,F401
 from tests.servers.pinecone_fake import pinecone_fake  # noqa: E402,F401
+from tests.servers.redis import redis_server  # noqa: E402,F401

@@ -616,7 +616,7 @@ class PartitionWorker:
         rejected: list[str] = []
         filtered = duplicates = 0
         for record in page.records:
-            if self.filter is not None and not self.filter.matches(record):
+            if record.skipped or (self.filter is not None and not self.filter.matches(record)):
                 filtered += 1
                 continue
             try:

@@ -59,6 +59,8 @@ class Mapper:
         self.unnamed_only = [n for n, f in layout.items()] == [""]
 
     def to_point(self, record: Record) -> models.PointStruct:
+        if record.invalid is not None:
+            raise InvalidRecord(record.invalid)
         qdrant_id, original = point_id(record.id)
         vectors = self._vectors(record)
         payload = self._payload(record.payload)

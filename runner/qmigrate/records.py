@@ -27,6 +27,12 @@ class Record:
     payload: dict[str, Any] = field(default_factory=dict)
     # Where the record came from (a file and line...), for messages: str() is shown.
     origin: Any = field(default=None, compare=False)
+    # Why the source could not read this record (e.g. a value that is not UTF-8): the
+    # mapper rejects it with this reason, so on_invalid stops the job or dead-letters it.
+    invalid: str | None = None
+    # The source holds it but it must not move (a Redis document the index holds without
+    # any vector): counted as filtered, so it still adds up to the source's count.
+    skipped: bool = False
 
 
 @dataclass(frozen=True)

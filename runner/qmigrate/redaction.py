@@ -16,7 +16,7 @@ from typing import Any, TextIO
 MASK = "***"
 SECRET_KEY_PARTS = ("api_key", "password", "token", "secret")
 # scheme://user:password@host -> scheme://user:***@host
-URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)([^@\s/]+)@")
+URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@\[\]]*:)([^@\s/\[\]]+)@")
 
 # Shorter values are masked only where they stand (by key, in a URL): masking "ab"
 # everywhere would garble every message.

@@ -31,6 +31,11 @@ TRANSIENT_NAMES = {
     "NewConnectionError",
     "MaxRetryError",
     "ResponseHandlingException",
+    # redis-py's own ConnectionError/TimeoutError do not subclass the builtins; matched by
+    # the exact class name, so its AuthenticationError (a ConnectionError subclass) is fatal.
+    "ConnectionError",
+    "TimeoutError",
+    "BusyLoadingError",
 }
 
 

@@ -1,0 +1,454 @@
+"""Redis (the query engine, RediSearch): one FT index over HASH or JSON documents.
+
+Reading: SCAN over each index prefix (MATCH, a large COUNT) gives keys and a stateless
+cursor that survives `kill -9`. Each scanned batch is checked with
+`FT.SEARCH idx <query> INKEYS ... NOCONTENT`, which answers exactly which of those keys
+the index holds (a missing or malformed vector, or a document the index FILTER excludes,
+is not held and does not move; the pushed-down filter goes in the same query). The held
+documents are fetched with one pipelined HGETALL / JSON.GET round trip.
+
+Partitions: a SCAN cursor cannot be split, so each partition scans every key (keys only,
+cheap) and keeps those whose CRC32 falls in its bucket; the expensive part, fetching
+documents with their vectors, runs in parallel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import zlib
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import redis
+
+from qmigrate.errors import QmigrateError
+from qmigrate.records import Page, Partition, Record, SourceInfo, VectorField
+
+DISTANCES = {"COSINE": "Cosine", "IP": "Dot", "L2": "Euclid"}
+INDEX_TYPES = {"TAG": "keyword", "NUMERIC": "float", "TEXT": "text", "GEO": "geo"}
+SCAN_COUNT = 1000
+INKEYS_CHUNK = 1000
+SAMPLE_DOCUMENTS = 100
+SHOWN_NAMES = 20
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _pairs(reply: Any) -> dict[str, Any]:
+    """A RESP2 flat list [k, v, k, v, ...] or a RESP3 dict, as a dict with str keys."""
+    if isinstance(reply, dict):
+        return {_text(k): v for k, v in reply.items()}
+    return {_text(reply[i]): reply[i + 1] for i in range(0, len(reply) - 1, 2)}
+
+
+def decode_vector(blob: bytes, data_type: str) -> list[float]:
+    """A HASH vector blob (little-endian) as floats; BFLOAT16 is the top half of a float32."""
+    if data_type == "BFLOAT16":
+        halves = np.frombuffer(blob, dtype="<u2").astype(np.uint32) << 16
+        return halves.view(np.float32).tolist()
+    dtype = {"FLOAT32": "<f4", "FLOAT64": "<f8", "FLOAT16": "<f2"}[data_type]
+    return np.frombuffer(blob, dtype=dtype).tolist()
+
+
+def number(text: str) -> int | float:
+    """NUMERIC values: integers when integral, floats otherwise."""
+    value = float(text)
+    return int(value) if value.is_integer() and "e" not in text.lower() else value
+
+
+class Attribute:
+    """One attribute of the index as FT.INFO describes it."""
+
+    def __init__(self, reply: Any) -> None:
+        fields = _pairs(reply)
+        self.identifier = _text(fields["identifier"])  # field name, or JSON path
+        self.name = _text(fields["attribute"])  # the AS alias (or the identifier)
+        self.type = _text(fields["type"])
+        self.separator = _text(fields.get("SEPARATOR", ","))
+        flags = {_text(v) for v in (reply.values() if isinstance(reply, dict) else reply)}
+        self.case_sensitive = "CASESENSITIVE" in flags
+        self.data_type = _text(fields.get("data_type", "FLOAT32")).upper()
+        self.dim = int(fields["dim"]) if "dim" in fields else None
+        self.metric = _text(fields.get("distance_metric", "")).upper()
+
+    @property
+    def json_key(self) -> list[str] | None:
+        """The path of a simple JSON attribute ($.a.b -> [a, b]); None for anything fancier."""
+        match = re.fullmatch(r"\$((?:\.[A-Za-z_][A-Za-z0-9_]*)+)", self.identifier)
+        return match.group(1)[1:].split(".") if match else None
+
+
+class Source:
+    def __init__(self, config: dict[str, Any], batch_size: int) -> None:
+        self.config = config
+        self.index: str = config["index"]
+        self.use_full_key = config.get("id", "key_without_prefix") == "key"
+        self.index_overrides: dict[str, str | None] = config.get("payload_indexes", {})
+        self.batch_size = batch_size
+        self.query = "*"
+        self._client: redis.Redis | None = None
+        self._described = False
+        self.on_json = False
+        self.prefixes: list[str] = []
+        self.filter_expression: str | None = None
+        self.attributes: list[Attribute] = []
+        self.num_docs = 0
+        self.indexing_failures = 0
+
+    # --- connection -----------------------------------------------------------------
+
+    @property
+    def location(self) -> str:
+        """The URL without its password."""
+        return re.sub(r"//([^:@/]*):[^@/]*@", r"//\1:***@", self.config["url"])
+
+    def _fail(self, cause: str) -> QmigrateError:
+        return QmigrateError(f"source Redis at {self.location}: {cause}")
+
+    @property
+    def client(self) -> redis.Redis:
+        if self._client is None:
+            options: dict[str, Any] = {"protocol": 2}
+            for key in ("username", "password"):
+                if key in self.config:
+                    options[key] = self.config[key]
+            if "timeout" in self.config:
+                options["socket_timeout"] = options["socket_connect_timeout"] = self.config[
+                    "timeout"
+                ]
+            self._client = redis.Redis.from_url(self.config["url"], **options)
+        return self._client
+
+    @contextlib.contextmanager
+    def _before_any_data_moves(self) -> Iterator[None]:
+        """Connection and discovery failures are one line, never a traceback or a password."""
+        try:
+            yield
+        except redis.AuthenticationError:
+            raise self._fail("the server rejected the username or password") from None
+        except redis.ResponseError as exc:
+            message = str(exc)
+            if "unknown command" in message.lower():
+                raise self._fail(
+                    "the server has no search module (FT.* commands are unknown): "
+                    "load RediSearch (Redis Stack, Redis 8 or valkey with redisearch.so)"
+                ) from None
+            if "no such index" in message.lower() or "unknown index" in message.lower():
+                names = sorted(_text(n) for n in self.client.execute_command("FT._LIST"))
+                shown = ", ".join(names[:SHOWN_NAMES]) or "no indexes"
+                if len(names) > SHOWN_NAMES:
+                    shown += f" and {len(names) - SHOWN_NAMES} more"
+                raise self._fail(f"index '{self.index}' does not exist (it has: {shown})") from None
+            raise self._fail(message.splitlines()[0] if message else type(exc).__name__) from None
+        except redis.RedisError as exc:
+            raise self._fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+
+    def _discover(self) -> None:
+        if self._described:
+            return
+        with self._before_any_data_moves():
+            info = _pairs(self.client.execute_command("FT.INFO", self.index))
+        definition = _pairs(info["index_definition"])
+        self.on_json = _text(definition["key_type"]) == "JSON"
+        self.prefixes = [_text(p) for p in definition.get("prefixes", [])] or [""]
+        expression = definition.get("filter")
+        self.filter_expression = _text(expression) if expression else None
+        self.attributes = [Attribute(a) for a in info["attributes"]]
+        self.num_docs = int(info["num_docs"])
+        self.indexing_failures = int(info.get("hash_indexing_failures", 0))
+        self._described = True
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # --- contract -------------------------------------------------------------------
+
+    @property
+    def vector_attributes(self) -> list[Attribute]:
+        return [a for a in self.attributes if a.type == "VECTOR"]
+
+    def describe(self) -> SourceInfo:
+        self._discover()
+        vectors = [
+            VectorField(a.name, "dense", a.dim, DISTANCES.get(a.metric))
+            for a in self.vector_attributes
+        ]
+        return SourceInfo(
+            count=self.num_docs,
+            vectors=vectors,
+            payload_fields=sorted(a.name for a in self.attributes if a.type != "VECTOR"),
+            payload_indexes=self._payload_indexes(),
+            details={
+                "location": self.location,
+                "index": self.index,
+                "documents": "JSON" if self.on_json else "HASH",
+                "prefixes": self.prefixes,
+                "index_filter": self.filter_expression,
+                "query": self.query,
+                # Keys under the prefixes the index refused (e.g. a malformed vector): not read.
+                "indexing_failures": self.indexing_failures,
+                "reading": "SCAN + FT.SEARCH INKEYS (indexed keys only) + pipelined "
+                + ("JSON.GET" if self.on_json else "HGETALL"),
+            },
+        )
+
+    def push_down(self, filter: dict[str, Any] | None) -> dict[str, Any] | None:
+        if not filter:
+            return None
+        self._discover()
+        attributes = {a.name: a for a in self.attributes}
+        query, residual = split_filter(filter, attributes, self.on_json)
+        if query is not None:
+            self.query = query
+        return residual
+
+    def partitions(self, n: int) -> list[Partition]:
+        n = max(1, n)
+        return [Partition(f"{i:04d}", {"bucket": i, "buckets": n}) for i in range(n)]
+
+    def read(self, partition: Partition, cursor: Any) -> Iterator[Page]:
+        """Pages of one bucket; the cursor is (prefix number, SCAN cursor after the page)."""
+        self._discover()
+        bucket, buckets = partition.spec["bucket"], partition.spec["buckets"]
+        position = cursor or {"prefix": 0, "scan": 0}
+        prefix_number, scan = position["prefix"], position["scan"]
+        while prefix_number < len(self.prefixes):
+            prefix = self.prefixes[prefix_number]
+            pattern = _glob_escape(prefix) + "*"
+            keys: list[bytes] = []
+            while True:
+                # Each bucket keeps 1/buckets of what SCAN returns: ask for that much more.
+                count = max(SCAN_COUNT, self.batch_size * buckets)
+                scan, found = self.client.scan(scan, match=pattern, count=count)
+                keys.extend(k for k in found if in_bucket(k, bucket, buckets))
+                if scan == 0 or len(keys) >= self.batch_size:
+                    break
+            records = self._fetch(self._held(keys), prefix)
+            if scan == 0:
+                prefix_number += 1
+            yield Page(records, {"prefix": prefix_number, "scan": scan})
+
+    # --- reading --------------------------------------------------------------------
+
+    def _held(self, keys: list[bytes]) -> list[bytes]:
+        """The keys the index holds (and the pushed-down query selects), in scan order.
+
+        One pipelined round trip of FT.SEARCH calls, each within the server's default
+        10,000-result cap (MAXSEARCHRESULTS).
+        """
+        pipeline = self.client.pipeline(transaction=False)
+        for start in range(0, len(keys), INKEYS_CHUNK):
+            chunk = keys[start : start + INKEYS_CHUNK]
+            pipeline.execute_command(
+                "FT.SEARCH", self.index, self.query, "INKEYS", len(chunk), *chunk,
+                "NOCONTENT", "LIMIT", 0, len(chunk), "DIALECT", 2,
+            )  # fmt: skip
+        held = {key for reply in pipeline.execute() for key in reply[1:]}
+        return [k for k in keys if k in held]
+
+    def _fetch(self, keys: list[bytes], prefix: str) -> list[Record]:
+        pipeline = self.client.pipeline(transaction=False)
+        for key in keys:
+            if self.on_json:
+                pipeline.execute_command("JSON.GET", key, "$")
+            else:
+                pipeline.hgetall(key)
+        documents = pipeline.execute()
+        return [
+            self._record(key, document, prefix)
+            for key, document in zip(keys, documents, strict=True)
+            if document  # deleted since the scan
+        ]
+
+    def _record(self, key: bytes, document: Any, prefix: str) -> Record:
+        name = key.decode(errors="backslashreplace")
+        record_id = name if self.use_full_key else name[len(prefix) :]
+        try:
+            if self.on_json:
+                return self._json_record(record_id, json.loads(document)[0])
+            return self._hash_record(record_id, document)
+        except UnicodeDecodeError:
+            return Record(
+                record_id, {}, {}, invalid=f"key '{name}' holds a value that is not UTF-8"
+            )
+        except ValueError as exc:
+            return Record(record_id, {}, {}, invalid=f"key '{name}': {exc}")
+
+    def _hash_record(self, record_id: str, fields: dict[bytes, bytes]) -> Record:
+        by_name = {a.identifier: a for a in self.attributes}
+        vectors: dict[str, Any] = {}
+        payload: dict[str, Any] = {}
+        for raw_name, raw_value in fields.items():
+            name = raw_name.decode()
+            attribute = by_name.get(name)
+            if attribute is not None and attribute.type == "VECTOR":
+                vectors[attribute.name] = decode_vector(raw_value, attribute.data_type)
+                continue
+            text = raw_value.decode()
+            if attribute is None:
+                payload[name] = text
+            elif attribute.type == "NUMERIC":
+                payload[attribute.name] = number(text)
+            elif attribute.type == "TAG":
+                tags = (t.strip() for t in text.split(attribute.separator))
+                payload[attribute.name] = [t for t in tags if t]
+            elif attribute.type == "GEO":
+                lon, lat = text.split(",")
+                payload[attribute.name] = {"lon": float(lon), "lat": float(lat)}
+            else:
+                payload[attribute.name] = text
+        return Record(record_id, vectors, payload, skipped=not vectors)
+
+    def _json_record(self, record_id: str, document: Any) -> Record:
+        vectors: dict[str, Any] = {}
+        for attribute in self.vector_attributes:
+            path = attribute.json_key
+            if path is None:
+                continue
+            parent = document
+            for part in path[:-1]:
+                parent = parent.get(part) if isinstance(parent, dict) else None
+            if isinstance(parent, dict) and path[-1] in parent:
+                vectors[attribute.name] = parent.pop(path[-1])
+        payload = document if isinstance(document, dict) else {}
+        return Record(record_id, vectors, payload, skipped=not vectors)
+
+    def _payload_indexes(self) -> dict[str, str]:
+        """TAG/NUMERIC/TEXT/GEO as Qdrant indexes on the payload key, then the job's overrides."""
+        indexed = [a for a in self.attributes if a.type in INDEX_TYPES and self._payload_key(a)]
+        integral = self._integral([a for a in indexed if a.type == "NUMERIC"])
+        indexes: dict[str, str | None] = {
+            a.name: "integer" if a.name in integral else INDEX_TYPES[a.type] for a in indexed
+        }
+        indexes.update(self.index_overrides)
+        keys = {a.name: self._payload_key(a) or a.name for a in self.attributes}
+        return {keys.get(n, n): s for n, s in indexes.items() if s is not None}
+
+    def _payload_key(self, attribute: Attribute) -> str | None:
+        """Where the attribute's value lands in the payload (a dotted path for JSON)."""
+        if not self.on_json:
+            return attribute.name
+        path = attribute.json_key
+        return ".".join(path) if path else None
+
+    def _integral(self, numeric: list[Attribute]) -> set[str]:
+        """NUMERIC attributes whose sampled values are all integral."""
+        if not numeric:
+            return set()
+        with self._before_any_data_moves():
+            reply = self.client.execute_command(
+                "FT.SEARCH", self.index, "*", "NOCONTENT", "LIMIT", 0, SAMPLE_DOCUMENTS
+            )
+            records = self._fetch(reply[1:], "")
+        integral = set()
+        for attribute in numeric:
+            path = (self._payload_key(attribute) or attribute.name).split(".")
+            values = [_at(r.payload, path) for r in records]
+            if all(isinstance(v, int) for v in values if v is not None):
+                integral.add(attribute.name)
+        return integral
+
+
+def in_bucket(key: bytes, bucket: int, buckets: int) -> bool:
+    """Partition arithmetic: a key belongs to one of `buckets` by CRC32 (stable across runs)."""
+    return zlib.crc32(key) % buckets == bucket
+
+
+def _at(payload: Any, path: list[str]) -> Any:
+    for part in path:
+        payload = payload.get(part) if isinstance(payload, dict) else None
+    return payload
+
+
+def _glob_escape(prefix: str) -> str:
+    """A prefix as a literal SCAN MATCH pattern."""
+    return re.sub(r"([*?\\[\]])", r"\\\1", prefix)
+
+
+# --- filter pushdown ------------------------------------------------------------------
+#
+# Pushed down only where the FT query selects exactly what Qdrant's filter selects:
+# - `range` on a NUMERIC attribute of a HASH index: the payload holds the one number the
+#   index holds. (JSON attributes may hold arrays and other types: client-side.)
+# - `match value`/`match any` of strings on a CASESENSITIVE TAG attribute of a HASH index:
+#   the payload is the list of tags the index holds, and Qdrant matches any element.
+#   Without CASESENSITIVE, RediSearch folds case and Qdrant does not: client-side.
+# - `must_not` of those is the exact complement (`-(...)`), missing fields included.
+# Everything else (TEXT, GEO, nested filters, min_should, JSON indexes) stays client-side.
+
+
+def split_filter(
+    filter: dict[str, Any], attributes: dict[str, Attribute], on_json: bool = False
+) -> tuple[str | None, dict[str, Any] | None]:
+    """(FT query for the exactly translatable conjuncts, Qdrant filter of the rest)."""
+    parts: list[str] = []
+    residual: dict[str, Any] = {}
+    for condition in filter.get("must") or []:
+        query = None if on_json else translate(condition, attributes)
+        if query is None:
+            residual.setdefault("must", []).append(condition)
+        else:
+            parts.append(query)
+    should = filter.get("should") or []
+    if should:
+        alternatives = [None if on_json else translate(c, attributes) for c in should]
+        if all(q is not None for q in alternatives):
+            parts.append("(" + " | ".join(f"({q})" for q in alternatives) + ")")
+        else:
+            residual["should"] = should
+    for condition in filter.get("must_not") or []:
+        query = None if on_json else translate(condition, attributes)
+        if query is None:
+            residual.setdefault("must_not", []).append(condition)
+        else:
+            parts.append(f"-({query})")
+    if filter.get("min_should"):
+        residual["min_should"] = filter["min_should"]
+    return (" ".join(parts) if parts else None), residual or None
+
+
+def translate(condition: dict[str, Any], attributes: dict[str, Attribute]) -> str | None:
+    """One Qdrant field condition as an FT query clause, or None when it is not exact."""
+    attribute = attributes.get(condition.get("key", ""))
+    if attribute is None or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", attribute.name):
+        return None
+    if attribute.type == "NUMERIC" and "range" in condition:
+        bounds = condition["range"] or {}
+        low = _bound(bounds, "gte", "gt", "-inf")
+        high = _bound(bounds, "lte", "lt", "+inf")
+        if low is None or high is None:
+            return None
+        return f"@{attribute.name}:[{low} {high}]"
+    match = condition.get("match") or {}
+    if attribute.type == "TAG" and attribute.case_sensitive:
+        values = [match["value"]] if "value" in match else match.get("any")
+        if not values or not all(isinstance(v, str) and v for v in values):
+            return None
+        if any(attribute.separator in v or v != v.strip() for v in values):
+            return None
+        return f"@{attribute.name}:{{{' | '.join(_tag_escape(v) for v in values)}}}"
+    return None
+
+
+def _bound(bounds: dict[str, Any], inclusive: str, exclusive: str, open_end: str) -> str | None:
+    """One end of a NUMERIC range; both inclusive and exclusive given: the tighter one."""
+    value_in, value_ex = bounds.get(inclusive), bounds.get(exclusive)
+    if value_in is None and value_ex is None:
+        return open_end
+    for value in (value_in, value_ex):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            return None
+    if value_in is not None and value_ex is not None:
+        return None  # rare; left to the client rather than picking the tighter bound here
+    return repr(float(value_in)) if value_in is not None else f"({float(value_ex)!r}"
+
+
+def _tag_escape(value: str) -> str:
+    return re.sub(r"([^A-Za-z0-9_])", r"\\\1", value)
