@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -19,11 +18,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from harness import REPO
-from server_path import run_child_usage
-
-sys.path.insert(0, str(REPO / "tests"))
-from servers.process import free_port, port_open, wait_until  # noqa: E402
+from server_path import run_child_usage, running_sink
 
 ROW_GROUP = 10_000
 
@@ -54,21 +49,8 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=128)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="qmigrate-memory-"))
-    rest, grpc_port = free_port(), free_port()
-    sink = subprocess.Popen(
-        [
-            sys.executable,
-            str(REPO / "bench" / "sink.py"),
-            "--rest-port",
-            str(rest),
-            "--grpc-port",
-            str(grpc_port),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
     peaks = {}
-    try:
-        wait_until(lambda: port_open(rest) and port_open(grpc_port), 30, "the sink")
+    with running_sink() as (rest, grpc_port):
         for size in args.sizes:
             data = root / f"rows-{size}.parquet"
             write_parquet(data, size, args.dim)
@@ -100,9 +82,6 @@ def main() -> None:
                 f"peak RSS {peak / 1024:,.0f} MiB",
                 flush=True,
             )
-    finally:
-        sink.terminate()
-        sink.wait()
     smallest, largest = min(peaks), max(peaks)
     print(f"peak RSS at {largest:,} / at {smallest:,} = {peaks[largest] / peaks[smallest]:.2f}")
 

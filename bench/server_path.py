@@ -11,6 +11,7 @@ what the client spent: the sink's own CPU cannot blur it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -20,6 +21,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from harness import REPO
@@ -47,6 +49,27 @@ PLAIN = textwrap.dedent(
         client.upsert(collection, points, wait=True)
     """
 )
+
+
+@contextlib.contextmanager
+def running_sink() -> Iterator[tuple[int, int]]:
+    """`bench/sink.py` in a process of its own: (REST port, gRPC port) until the block ends."""
+    rest, grpc_port = free_port(), free_port()
+    command = [
+        sys.executable,
+        str(REPO / "bench" / "sink.py"),
+        "--rest-port",
+        str(rest),
+        "--grpc-port",
+        str(grpc_port),
+    ]
+    sink = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: port_open(rest) and port_open(grpc_port), 30, "the sink")
+        yield rest, grpc_port
+    finally:
+        sink.terminate()
+        sink.wait()
 
 
 def run_child_usage(command: list[str]) -> tuple[float, float, int]:
@@ -80,20 +103,7 @@ def main() -> None:
         for i in range(args.points):
             vector = [rng.uniform(-1, 1) for _ in range(args.dim)]
             handle.write(json.dumps({"id": i, "v": vector, "k": i % 7, "t": f"doc {i}"}) + "\n")
-    rest, grpc_port = free_port(), free_port()
-    sink = subprocess.Popen(
-        [
-            sys.executable,
-            str(REPO / "bench" / "sink.py"),
-            "--rest-port",
-            str(rest),
-            "--grpc-port",
-            str(grpc_port),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        wait_until(lambda: port_open(rest) and port_open(grpc_port), 30, "the sink")
+    with running_sink() as (rest, grpc_port):
         url = f"http://127.0.0.1:{rest}"
         results: dict[tuple[str, str], list[tuple[float, float]]] = {}
         for run in range(args.runs):
@@ -134,9 +144,6 @@ def main() -> None:
                 job_file.write_text(json.dumps(job))
                 command = [sys.executable, "-m", "qmigrate", "apply", str(job_file)]
                 results.setdefault(("qmigrate", transport), []).append(run_child(command))
-    finally:
-        sink.terminate()
-        sink.wait()
     print(f"{args.points:,} x {args.dim}, batch {args.batch_size}, median of {args.runs}:")
     print("| transport | what | wall s | points/s | client CPU µs/point | qmigrate / plain CPU |")
     print("|---|---|---:|---:|---:|---:|")

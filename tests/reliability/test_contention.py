@@ -9,23 +9,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from tests.conftest import run_cli
-from tests.servers.qdrant_rest import Faults, Store, running
+from tests.servers.qdrant_rest import Faults, Store
 
 ROWS = 3000
-
-
-@pytest.fixture
-def stand_in() -> Iterator[tuple[str, Store, Faults]]:
-    with running() as server:
-        yield server
 
 
 def job_file(tmp_path: Path, url: str, name: str = "shared", first: int = 0, **extra: Any) -> Path:

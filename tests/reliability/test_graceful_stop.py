@@ -8,22 +8,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.conftest import run_cli
-from tests.servers.qdrant_rest import Faults, Store, running
+from tests.servers.qdrant_rest import Faults, Store
 
 ROWS = 4000
-
-
-@pytest.fixture
-def stand_in() -> Iterator[tuple[str, Store, Faults]]:
-    with running() as server:
-        yield server
 
 
 @pytest.mark.parametrize(

@@ -16,24 +16,18 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.conftest import make_qdrant_collection, run_cli
-from tests.servers.qdrant_rest import Faults, Store, running
+from tests.servers.qdrant_rest import Faults, Store
 
 LONG = os.environ.get("QMIGRATE_LONG_TESTS") == "1"
 POINTS, KILLS = (50_000, 20) if LONG else (3_000, 5)
 BATCH = 20
-
-
-@pytest.fixture
-def stand_in() -> Iterator[tuple[str, Store, Faults]]:
-    with running() as server:
-        yield server
 
 
 def file_source(tmp_path: Path, request: pytest.FixtureRequest) -> tuple[dict, dict]:

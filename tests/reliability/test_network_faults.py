@@ -15,16 +15,10 @@ import pytest
 
 from qmigrate.errors import QmigrateError
 from tests.conftest import run_job
-from tests.servers.qdrant_rest import Faults, Store, running
+from tests.servers.qdrant_rest import Faults, Store
 from tests.servers.tcp_proxy import TcpProxy, proxy_to
 
 RECORDS = 2000
-
-
-@pytest.fixture
-def stand_in() -> Iterator[tuple[str, Store, Faults]]:
-    with running() as server:
-        yield server
 
 
 @pytest.fixture

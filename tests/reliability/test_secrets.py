@@ -4,7 +4,6 @@ output, log, checkpoint, dead-letter file, report or plan, whatever the command.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,12 +13,6 @@ from qmigrate.cli import main
 from tests.servers.qdrant_rest import Faults, Store, running
 
 SENTINEL = "Sentinel-7f3a9c-DoNotPrint"
-
-
-@pytest.fixture
-def stand_in() -> Iterator[tuple[str, Store, Faults]]:
-    with running() as server:
-        yield server
 
 
 def test_the_sentinel_appears_nowhere(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +15,9 @@ import pytest
 from qmigrate.errors import QmigrateError
 from tests.conftest import run_job
 from tests.servers.chroma import running_chroma
-from tests.servers.qdrant_rest import Faults, Store, running
+from tests.servers.qdrant_rest import Faults, Store
 
 RECORDS = 3000
-
-
-@pytest.fixture
-def stand_in() -> Iterator[tuple[str, Store, Faults]]:
-    with running() as server:
-        yield server
 
 
 def test_chroma_stopped_and_restarted_mid_run(
