@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import shutil
+import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,24 @@ def pinecone_migration(tmp_path: Path, request: pytest.FixtureRequest, **extra: 
     return migrate(tmp_path, source, mapping=mapping, **extra)
 
 
+def redis_migration(tmp_path: Path, request: pytest.FixtureRequest, **extra: Any) -> Path:
+    server = request.getfixturevalue("redis_server")
+    client = server.client()
+    index = f"verify{len(client.execute_command('FT._LIST'))}"
+    client.execute_command(
+        "FT.CREATE", index, "ON", "HASH", "PREFIX", "1", f"{index}:", "SCHEMA",
+        "dense", "VECTOR", "FLAT", "6", "TYPE", "FLOAT32", "DIM", "8", "DISTANCE_METRIC", "COSINE",
+        "category", "TAG", "CASESENSITIVE", "i", "NUMERIC",
+    )  # fmt: skip
+    pipeline = client.pipeline(transaction=False)
+    for record_id, vector, metadata in vector_rows():
+        blob = struct.pack("<8f", *vector)
+        pipeline.hset(f"{index}:{record_id}", mapping={"dense": blob, **metadata})
+    pipeline.execute()
+    source = {"type": "redis", "url": server.url, "index": index}
+    return migrate(tmp_path, source, **extra)
+
+
 Migration = Callable[..., Path]
 # A source joins verify's tests with a function that migrates its data (dense vector
 # "dense", payload "category" with a third "shoes") into a local target.
@@ -96,6 +115,7 @@ MIGRATIONS: dict[str, Migration] = {
     "qdrant": qdrant_migration,
     "chroma": chroma_migration,
     "pinecone": pinecone_migration,
+    "redis": redis_migration,
 }
 
 

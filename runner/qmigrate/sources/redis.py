@@ -55,6 +55,14 @@ def decode_vector(blob: bytes, data_type: str) -> list[float]:
     return np.frombuffer(blob, dtype=dtype).tolist()
 
 
+def encode_vector(vector: list[float], data_type: str) -> bytes:
+    """The blob FT.SEARCH KNN takes: `decode_vector` backwards."""
+    if data_type == "BFLOAT16":
+        return (np.asarray(vector, "<f4").view("<u4") >> 16).astype("<u2").tobytes()
+    dtype = {"FLOAT32": "<f4", "FLOAT64": "<f8", "FLOAT16": "<f2"}[data_type]
+    return np.asarray(vector, dtype=dtype).tobytes()
+
+
 def number(text: str) -> int | float:
     """NUMERIC values: integers when integral, floats otherwise."""
     value = float(text)
@@ -208,6 +216,23 @@ class Source:
         if query is not None:
             self.query = query
         return residual
+
+    def search(self, vector_name: str, vector: list[float], k: int) -> list[Any]:
+        """Record IDs of the k nearest documents the job reads: FT.SEARCH KNN, within the
+        pushed-down query (for verify's search agreement)."""
+        attribute = next(a for a in self.vector_attributes if a.name == vector_name)
+        scope = "*" if self.query == "*" else f"({self.query})"
+        reply = self.client.execute_command(
+            "FT.SEARCH", self.index, f"{scope}=>[KNN {k} @{attribute.name} $vector]",
+            "PARAMS", 2, "vector", encode_vector(vector, attribute.data_type),
+            "NOCONTENT", "LIMIT", 0, k, "DIALECT", 2,
+        )  # fmt: skip
+        ids = []
+        for key in reply[1:]:
+            name = key.decode(errors="backslashreplace")
+            prefix = next((p for p in self.prefixes if name.startswith(p)), "")
+            ids.append(name if self.use_full_key else name[len(prefix) :])
+        return ids
 
     def partitions(self, n: int) -> list[Partition]:
         n = max(1, n)
