@@ -19,6 +19,7 @@ REGISTRY: dict[str, tuple[str, str | None]] = {
     "qdrant": ("qmigrate.sources.qdrant", None),
     "chroma": ("qmigrate.sources.chroma", "chroma"),
     "pinecone": ("qmigrate.sources.pinecone", "pinecone"),
+    "milvus": ("qmigrate.sources.milvus", "milvus"),
 }
 
 

@@ -1,0 +1,68 @@
+"""Milvus for the tests: a `milvus-lite server` gRPC endpoint, and the real Milvus 2.3
+standalone server (`milvus-server` from the `milvus` package) with authorization on.
+
+Both are started once per session on a free port and stopped by PID. The real server's
+child (`milvus run standalone`) ignores SIGTERM; it runs in the fixture's process group,
+which `server_process` SIGKILLs after a grace period.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.servers.process import free_port, port_open, server_process
+
+ROOT_TOKEN = "root:Milvus"  # the real server's built-in user, when authorization is enabled
+
+
+@dataclass
+class MilvusServer:
+    uri: str
+    token: str | None = None
+
+    def client(self):  # noqa: ANN201 - pymilvus is imported lazily, like the source
+        from pymilvus import MilvusClient
+
+        return MilvusClient(self.uri, token=self.token or "")
+
+
+def _binary(name: str) -> str:
+    path = Path(sys.executable).parent / name
+    found = str(path) if path.exists() else shutil.which(name)
+    if found is None:
+        pytest.skip(f"{name} is not installed (pip install -e '.[test]')")
+    return found
+
+
+@pytest.fixture(scope="session")
+def milvus_lite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusServer]:
+    directory = tmp_path_factory.mktemp("milvus-lite")
+    port = free_port()
+    command = [_binary("milvus-lite"), "server", "--data-dir", str(directory / "data")]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    with server_process(command, lambda: port_open(port), directory / "server.log"):
+        yield MilvusServer(f"http://127.0.0.1:{port}")
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusServer]:
+    directory = tmp_path_factory.mktemp("milvus")
+    port = free_port()
+    command = [_binary("milvus-server"), "--data", str(directory / "data")]
+    command += ["--proxy-port", str(port), "--etcd-port", str(free_port())]
+    command += ["--authorization-enabled", "true"]
+    log = directory / "server.log"
+
+    def ready() -> bool:
+        # milvus-server prints its banner once its own readiness check passed.
+        return port_open(port) and "Ctrl+C to exit" in log.read_text(errors="replace")
+
+    unbuffered = {"PYTHONUNBUFFERED": "1"}
+    with server_process(command, ready, log, timeout=120, env=unbuffered):
+        yield MilvusServer(f"http://127.0.0.1:{port}", ROOT_TOKEN)
