@@ -8,6 +8,7 @@ which `server_process` SIGKILLs after a grace period.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
 from collections.abc import Iterator
@@ -36,13 +37,13 @@ def _binary(name: str) -> str:
     path = Path(sys.executable).parent / name
     found = str(path) if path.exists() else shutil.which(name)
     if found is None:
-        pytest.skip(f"{name} is not installed (pip install -e '.[test]')")
+        raise RuntimeError(f"{name} is not installed: pip install -e '.[test]'")
     return found
 
 
-@pytest.fixture(scope="session")
-def milvus_lite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusServer]:
-    directory = tmp_path_factory.mktemp("milvus-lite")
+@contextlib.contextmanager
+def running_milvus_lite(directory: Path) -> Iterator[MilvusServer]:
+    """`milvus-lite server` on a free port, its data in `directory`."""
     port = free_port()
     command = [_binary("milvus-lite"), "server", "--data-dir", str(directory / "data")]
     command += ["--host", "127.0.0.1", "--port", str(port)]
@@ -50,13 +51,12 @@ def milvus_lite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mil
         yield MilvusServer(f"http://127.0.0.1:{port}")
 
 
-@pytest.fixture(scope="session")
-def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusServer]:
-    directory = tmp_path_factory.mktemp("milvus")
+@contextlib.contextmanager
+def running_milvus(directory: Path) -> Iterator[MilvusServer]:
+    """The real Milvus 2.3 standalone server with authorization on, its data in `directory`."""
     port = free_port()
     command = [_binary("milvus-server"), "--data", str(directory / "data")]
-    command += ["--proxy-port", str(port), "--etcd-port", str(free_port())]
-    command += ["--authorization-enabled", "true"]
+    command += ["--proxy-port", str(port), "--authorization-enabled", "true"]
     log = directory / "server.log"
 
     def ready() -> bool:
@@ -66,3 +66,15 @@ def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusSe
     unbuffered = {"PYTHONUNBUFFERED": "1"}
     with server_process(command, ready, log, timeout=120, env=unbuffered):
         yield MilvusServer(f"http://127.0.0.1:{port}", ROOT_TOKEN)
+
+
+@pytest.fixture(scope="session")
+def milvus_lite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusServer]:
+    with running_milvus_lite(tmp_path_factory.mktemp("milvus-lite")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusServer]:
+    with running_milvus(tmp_path_factory.mktemp("milvus")) as server:
+        yield server

@@ -317,11 +317,9 @@ class Source:
         return list(self._milvus_partitions())
 
     def _count(self) -> int:
-        partitions = self._per_partition()
-        if partitions == [None] and self.expression is None:
-            return int(self.client.get_collection_stats(self.name)["row_count"])
+        """count(*) with Strong consistency: collection stats leave out unflushed rows."""
         total = 0
-        for milvus_partition in partitions:
+        for milvus_partition in self._per_partition():
             # Never an empty filter: milvus-lite counts the whole collection for one, even
             # when partitions are named.
             everything = f"{self.primary['name']} >= {_literal(self._smallest_key)}"
