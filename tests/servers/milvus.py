@@ -64,7 +64,8 @@ def running_milvus(directory: Path) -> Iterator[MilvusServer]:
         return port_open(port) and "Ctrl+C to exit" in log.read_text(errors="replace")
 
     unbuffered = {"PYTHONUNBUFFERED": "1"}
-    with server_process(command, ready, log, timeout=120, env=unbuffered):
+    # First it unpacks its xz-compressed binary into the data directory: slow on a busy machine.
+    with server_process(command, ready, log, timeout=300, env=unbuffered):
         yield MilvusServer(f"http://127.0.0.1:{port}", ROOT_TOKEN)
 
 
