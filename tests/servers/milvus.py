@@ -9,7 +9,9 @@ which `server_process` SIGKILLs after a grace period.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import signal
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -65,8 +67,21 @@ def running_milvus(directory: Path) -> Iterator[MilvusServer]:
 
     unbuffered = {"PYTHONUNBUFFERED": "1"}
     # First it unpacks its xz-compressed binary into the data directory: slow on a busy machine.
-    with server_process(command, ready, log, timeout=300, env=unbuffered):
-        yield MilvusServer(f"http://127.0.0.1:{port}", ROOT_TOKEN)
+    try:
+        with server_process(command, ready, log, timeout=300, env=unbuffered):
+            yield MilvusServer(f"http://127.0.0.1:{port}", ROOT_TOKEN)
+    finally:
+        _kill_children_of(directory / "data" / "bin")
+
+
+def _kill_children_of(binaries: Path) -> None:
+    """SIGKILL `milvus run standalone`: it runs in a session of its own, out of reach of the
+    wrapper's process group, and ignores SIGTERM."""
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError):
+            executable = (proc / "cmdline").read_bytes().split(b"\0")[0].decode()
+            if proc.name.isdigit() and executable.startswith(str(binaries)):
+                os.kill(int(proc.name), signal.SIGKILL)
 
 
 @pytest.fixture(scope="session")
