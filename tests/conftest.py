@@ -234,5 +234,6 @@ def assert_same_points(expected: dict[Any, Any], actual: dict[Any, Any]) -> None
 # Server fixtures live in tests/servers/, one module per system, imported here so every
 # test can ask for them by name.
 from tests.servers.chroma import chroma_server  # noqa: E402,F401
+from tests.servers.milvus import milvus_lite_server, milvus_server  # noqa: E402,F401
 from tests.servers.pinecone_fake import pinecone_fake  # noqa: E402,F401
 from tests.servers.redis import redis_server  # noqa: E402,F401

@@ -20,6 +20,7 @@ REGISTRY: dict[str, tuple[str, str | None]] = {
     "chroma": ("qmigrate.sources.chroma", "chroma"),
     "pinecone": ("qmigrate.sources.pinecone", "pinecone"),
     "redis": ("qmigrate.sources.redis", "redis"),
+    "milvus": ("qmigrate.sources.milvus", "milvus"),
 }
 
 

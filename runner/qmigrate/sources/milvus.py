@@ -1,0 +1,582 @@
+"""Milvus and Zilliz Cloud (a server URI) or a milvus-lite file, read through pymilvus.
+
+Reading: keyset pages on the primary key (`pk > last`, the smallest `batch_size` keys the
+server returns, Strong consistency), never deep offsets; the cursor is the last key read.
+Partitions are key ranges crossed with the selected Milvus partitions. Their boundaries
+come from one key-only scan when the job is planned, and are stored with the checkpoint
+(a Partition's spec), so a resumed job reads the same ranges.
+
+Vectors: every vector field becomes a named vector of the same name. FLOAT16 keeps
+Qdrant's float16 datatype; BFLOAT16 and INT8 (Qdrant has neither) become float32;
+BINARY is unpacked into 0/1 values in a uint8 vector with Manhattan distance, which on
+0/1 vectors equals Milvus's Hamming. Distances come from each field's index metric.
+
+IDs: non-negative INT64 keys stay integers. Negative keys become their decimal string and
+VARCHAR keys stay strings: both then follow the engine's ID policy (UUIDv5, original kept).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pymilvus import DataType, MilvusClient, MilvusException
+
+from qmigrate.errors import QmigrateError
+from qmigrate.records import Page, Partition, Record, SourceInfo, SparseVector, VectorField
+
+METRICS = {"COSINE": "Cosine", "IP": "Dot", "L2": "Euclid", "HAMMING": "Manhattan"}
+DENSE_TYPES = {
+    DataType.FLOAT_VECTOR: None,
+    DataType.FLOAT16_VECTOR: "float16",
+    DataType.BFLOAT16_VECTOR: None,
+    DataType.INT8_VECTOR: None,
+    DataType.BINARY_VECTOR: "uint8",
+}
+INDEX_SCHEMAS = {
+    DataType.BOOL: "bool",
+    DataType.INT8: "integer",
+    DataType.INT16: "integer",
+    DataType.INT32: "integer",
+    DataType.INT64: "integer",
+    DataType.FLOAT: "float",
+    DataType.DOUBLE: "float",
+    DataType.VARCHAR: "keyword",
+}
+INTEGER_TYPES = {DataType.INT8, DataType.INT16, DataType.INT32, DataType.INT64}
+# Milvus refuses a query whose limit exceeds this (queryNode.maxQueryResultWindow).
+MAX_QUERY_WINDOW = 16384
+SHOWN_NAMES = 20
+
+
+class MilvusRequestError(Exception):
+    """A pymilvus error re-raised with a gRPC-style `code()` the engine's retry policy reads.
+
+    MilvusException keeps an integer Milvus code in an attribute, which the engine cannot
+    classify: without this, an unavailable server or a rate limit would stop the job.
+    """
+
+    def __init__(self, error: MilvusException) -> None:
+        super().__init__(f"{type(error).__name__}: {error.message} (code {error.code})")
+        self._code = _grpc_name(error)
+
+    def code(self) -> Any:
+        return _GrpcCode(self._code)
+
+
+class _GrpcCode:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def _grpc_name(error: MilvusException) -> str:
+    """UNAVAILABLE for a lost connection, RESOURCE_EXHAUSTED for a rate limit, else UNKNOWN."""
+    cause = error.__cause__ or error.__context__
+    cause_code = getattr(cause, "code", None)
+    if callable(cause_code):
+        with contextlib.suppress(Exception):
+            return str(cause_code().name)
+    message = (error.message or "").lower()
+    if "unavailable" in message or "connect" in message:
+        return "UNAVAILABLE"
+    if "rate limit" in message or error.code == 8:
+        return "RESOURCE_EXHAUSTED"
+    return "UNKNOWN"
+
+
+def _request(call: Callable[[], Any]) -> Any:
+    try:
+        return call()
+    except MilvusException as exc:
+        raise MilvusRequestError(exc) from exc
+
+
+class Source:
+    def __init__(self, config: dict[str, Any], batch_size: int) -> None:
+        self.config = config
+        self.uri: str = config["uri"]
+        self.name: str = config["collection"]
+        self.db_name: str = config.get("db_name", "")
+        self.selected: list[str] | None = config.get("partitions")
+        self.partition_field: str | None = config.get("partition_field")
+        self.timeout: float | None = config.get("timeout")
+        self.batch_size = min(batch_size, MAX_QUERY_WINDOW)
+        self.expression: str | None = None
+        self._client: MilvusClient | None = None
+        # pymilvus logs every failed request with a traceback; the engine reports errors.
+        logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
+        self._schema: dict[str, Any] | None = None
+
+    # --- connection -----------------------------------------------------------------
+
+    def _fail(self, cause: str) -> QmigrateError:
+        return QmigrateError(f"source Milvus at {self.uri}: {cause}")
+
+    @contextlib.contextmanager
+    def _before_any_data_moves(self) -> Iterator[None]:
+        """A failed request while describing or splitting is a one-line error, not a traceback."""
+        try:
+            yield
+        except (MilvusException, MilvusRequestError) as exc:
+            message = getattr(exc, "message", None) or str(exc)
+            raise self._fail(message.splitlines()[0] if message else type(exc).__name__) from None
+
+    @property
+    def is_lite(self) -> bool:
+        return not self.uri.startswith(("http://", "https://", "tcp://", "unix:", "grpc://"))
+
+    @property
+    def client(self) -> MilvusClient:
+        if self._client is not None:
+            return self._client
+        if self.is_lite and not Path(self.uri).exists():
+            # MilvusClient would create an empty milvus-lite database there: refuse instead.
+            raise self._fail("no milvus-lite database there")
+        options: dict[str, Any] = {"uri": self.uri, "db_name": self.db_name}
+        if self.config.get("token"):
+            options["token"] = self.config["token"]
+        if self.timeout is not None:
+            options["timeout"] = self.timeout
+        try:
+            self._client = MilvusClient(**options)
+        except MilvusException as exc:
+            if exc.code == 2 and "token" in options:
+                # pymilvus says the same for a wrong token and an unreachable server.
+                raise self._fail(
+                    "the server is unreachable or rejected the token (user:password or API key)"
+                ) from None
+            raise self._fail(_first_line(exc.message) or type(exc).__name__) from None
+        return self._client
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        """The collection's description; a missing collection is an error, never created."""
+        if self._schema is not None:
+            return self._schema
+        client = self.client
+        with self._before_any_data_moves():
+            if not client.has_collection(self.name):
+                names = sorted(client.list_collections())
+                shown = ", ".join(names[:SHOWN_NAMES]) or "no collections"
+                if len(names) > SHOWN_NAMES:
+                    shown += f" and {len(names) - SHOWN_NAMES} more"
+                database = self.db_name or "default"
+                raise self._fail(
+                    f"collection '{self.name}' does not exist in database '{database}' "
+                    f"(it has: {shown})"
+                )
+            self._schema = client.describe_collection(self.name)
+            # A reopened milvus-lite collection, or an unloaded server one, cannot be queried.
+            client.load_collection(self.name)
+        return self._schema
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+            self._schema = None
+
+    # --- schema ---------------------------------------------------------------------
+
+    @property
+    def fields(self) -> list[dict[str, Any]]:
+        return list(self.schema["fields"])
+
+    @property
+    def primary(self) -> dict[str, Any]:
+        return next(f for f in self.fields if f.get("is_primary"))
+
+    def _vector_fields(self) -> list[dict[str, Any]]:
+        kinds = {*DENSE_TYPES, DataType.SPARSE_FLOAT_VECTOR, DataType._ARRAY_OF_VECTOR}
+        return [f for f in self.fields if f["type"] in kinds]
+
+    def _scalar_fields(self) -> list[dict[str, Any]]:
+        vectors = {f["name"] for f in self._vector_fields()}
+        return [f for f in self.fields if f["name"] not in vectors and not f.get("is_primary")]
+
+    def _index_metrics(self) -> tuple[dict[str, str], dict[str, str]]:
+        """(metric of each indexed vector field, Qdrant index schema of each indexed scalar)."""
+        client = self.client
+        vectors = {f["name"] for f in self._vector_fields()}
+        types = {f["name"]: f for f in self.fields}
+        metrics: dict[str, str] = {}
+        indexes: dict[str, str] = {}
+        for index_name in client.list_indexes(self.name):
+            index = client.describe_index(self.name, index_name)
+            field = index.get("field_name", index_name)
+            if field in vectors:
+                metrics[field] = str(index.get("metric_type", "")).upper()
+            elif field in types:
+                schema = _index_schema(types[field])
+                if schema is not None:
+                    indexes[field] = schema
+        return metrics, indexes
+
+    # --- contract -------------------------------------------------------------------
+
+    def describe(self) -> SourceInfo:
+        schema = self.schema
+        with self._before_any_data_moves():
+            metrics, indexes = self._index_metrics()
+            count = self._count()
+            sample = self._query("", None, limit=100, output_fields=["*"])
+        vectors = [_vector_field(f, metrics.get(f["name"])) for f in self._vector_fields()]
+        keys = {f["name"] for f in self._scalar_fields()}
+        if schema.get("enable_dynamic_field"):
+            known = {f["name"] for f in self.fields}
+            keys |= {key for row in sample for key in row if key not in known}
+        keys.discard("$meta")
+        if self.partition_field:
+            keys.add(self.partition_field)
+        details: dict[str, Any] = {
+            "uri": self.uri,
+            "database": self.db_name or "default",
+            "collection": self.name,
+            "primary_key": f"{self.primary['name']} ({self.primary['type'].name})",
+            "partitions": ", ".join(self._milvus_partitions()),
+            "consistency": "Strong",
+        }
+        binary = [f["name"] for f in self._vector_fields() if f["type"] == DataType.BINARY_VECTOR]
+        if binary:
+            details["binary_vectors"] = (
+                f"{', '.join(binary)}: unpacked to 0/1 uint8 values with Manhattan distance, "
+                "which equals Milvus's Hamming"
+            )
+        if not self.is_lite:
+            details["load"] = "the collection is loaded into Milvus memory to be queried"
+        if self.expression is not None:
+            details["expression"] = self.expression
+        return SourceInfo(
+            count=count,
+            vectors=vectors,
+            payload_fields=sorted(keys),
+            payload_indexes=indexes,
+            details=details,
+        )
+
+    def push_down(self, filter: dict[str, Any] | None) -> dict[str, Any] | None:
+        if not filter:
+            return None
+        fields = {f["name"]: f for f in self._scalar_fields()}
+        self.expression, residual = split_filter(filter, lambda c: _condition(c, fields))
+        return residual
+
+    def partitions(self, n: int) -> list[Partition]:
+        """Key ranges of about equal size in each selected Milvus partition."""
+        with self._before_any_data_moves():
+            milvus_partitions = self._per_partition()
+            per_partition = max(1, math.ceil(n / len(milvus_partitions)))
+            result = []
+            for milvus_partition in milvus_partitions:
+                keys = self._all_keys(milvus_partition)
+                for after, upto in key_ranges(keys, per_partition):
+                    spec = {"partition": milvus_partition, "after": after, "upto": upto}
+                    result.append(Partition(f"{len(result):04d}", spec))
+            return result
+
+    def read(self, partition: Partition, cursor: Any) -> Iterator[Page]:
+        spec = partition.spec
+        after = spec["after"] if cursor is None else cursor
+        milvus_partition: str | None = spec["partition"]
+        while True:
+            rows = self._page(after, spec["upto"], milvus_partition, self.expression)
+            if not rows:
+                return
+            key = self.primary["name"]
+            rows.sort(key=lambda row: row[key])
+            after = rows[-1][key]
+            records = [self._record(row, milvus_partition) for row in rows]
+            yield Page(records, after)
+            if len(rows) < self.batch_size:
+                return
+
+    # --- reading --------------------------------------------------------------------
+
+    def _milvus_partitions(self) -> list[str]:
+        existing = self.client.list_partitions(self.name)
+        if self.selected is None:
+            return list(existing)
+        missing = [p for p in self.selected if p not in existing]
+        if missing:
+            raise self._fail(
+                f"collection '{self.name}' has no partition {', '.join(missing)} "
+                f"(it has: {', '.join(existing)})"
+            )
+        return list(self.selected)
+
+    def _per_partition(self) -> list[str | None]:
+        """Milvus partitions read one by one (None: the whole collection in one go)."""
+        if self.selected is None and self.partition_field is None:
+            return [None]
+        return list(self._milvus_partitions())
+
+    def _count(self) -> int:
+        """count(*) with Strong consistency: collection stats leave out unflushed rows."""
+        total = 0
+        for milvus_partition in self._per_partition():
+            # Never an empty filter: milvus-lite counts the whole collection for one, even
+            # when partitions are named.
+            everything = f"{self.primary['name']} >= {_literal(self._smallest_key)}"
+            rows = self._query(
+                _and(everything, self.expression), milvus_partition, output_fields=["count(*)"]
+            )
+            total += int(rows[0]["count(*)"])
+        return total
+
+    @property
+    def _smallest_key(self) -> int | str:
+        """The smallest key an expression can name: Milvus cannot parse -2**63 itself."""
+        return "" if self.primary["type"] == DataType.VARCHAR else -(2**63 - 1)
+
+    def _all_keys(self, milvus_partition: str | None) -> list[Any]:
+        """Every key the filter selects, in key order: one key-only keyset scan."""
+        key = self.primary["name"]
+        keys: list[Any] = []
+        after = None
+        while True:
+            rows = self._query(
+                _and(self._after(after), self.expression),
+                milvus_partition,
+                limit=MAX_QUERY_WINDOW,
+                output_fields=[key],
+                iterator="True",  # a string: pymilvus sends it as a query parameter
+            )
+            page = sorted(row[key] for row in rows)
+            keys.extend(page)
+            if len(page) < MAX_QUERY_WINDOW:
+                return keys
+            after = page[-1]
+
+    def _page(
+        self, after: Any, upto: Any, milvus_partition: str | None, expression: str | None
+    ) -> list[dict[str, Any]]:
+        bounds = _and(self._after(after), self._upto(upto))
+        return self._query(
+            _and(bounds, expression),
+            milvus_partition,
+            limit=self.batch_size,
+            output_fields=["*"],
+            # Without it, Milvus returns any `limit` matches, not the smallest keys.
+            iterator="True",  # a string: pymilvus sends it as a query parameter
+        )
+
+    def _query(
+        self, expression: str, milvus_partition: str | None, **options: Any
+    ) -> list[dict[str, Any]]:
+        client = self.client
+        names = [milvus_partition] if milvus_partition is not None else self.selected
+        return list(
+            _request(
+                lambda: client.query(
+                    self.name,
+                    filter=expression,
+                    partition_names=names,
+                    consistency_level="Strong",
+                    **options,
+                )
+            )
+        )
+
+    def _after(self, key: Any) -> str:
+        if key is None:
+            return ""
+        return f"{self.primary['name']} > {_literal(key)}"
+
+    def _upto(self, key: Any) -> str:
+        return "" if key is None else f"{self.primary['name']} <= {_literal(key)}"
+
+    def _record(self, row: dict[str, Any], milvus_partition: str | None) -> Record:
+        key = row.pop(self.primary["name"])
+        record_id = str(key) if isinstance(key, int) and key < 0 else key
+        vectors = {}
+        for field in self._vector_fields():
+            value = row.pop(field["name"], None)
+            if value is not None:
+                vectors[field["name"]] = _vector(field, value)
+        meta = row.pop("$meta", None)
+        if isinstance(meta, dict):
+            row.update(meta)
+        if self.partition_field:
+            row[self.partition_field] = milvus_partition
+        return Record(record_id, vectors, row)
+
+
+def _first_line(text: str | None) -> str:
+    return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+
+
+def _index_schema(field: dict[str, Any]) -> str | None:
+    if field["type"] == DataType.ARRAY:
+        return INDEX_SCHEMAS.get(field.get("element_type"))
+    return INDEX_SCHEMAS.get(field["type"])
+
+
+def _vector_field(field: dict[str, Any], metric: str | None) -> VectorField:
+    kind = field["type"]
+    name = field["name"]
+    distance = METRICS.get(metric or "")
+    if kind == DataType.SPARSE_FLOAT_VECTOR:
+        return VectorField(name, "sparse")
+    dim = int(field.get("params", {}).get("dim", 0)) or None
+    if kind == DataType._ARRAY_OF_VECTOR:
+        return VectorField(name, "multi", dim, distance)
+    if kind == DataType.BINARY_VECTOR:
+        return VectorField(name, "dense", dim, "Manhattan", {"datatype": "uint8"})
+    datatype = DENSE_TYPES[kind]
+    return VectorField(name, "dense", dim, distance, {"datatype": datatype} if datatype else {})
+
+
+def _vector(field: dict[str, Any], value: Any) -> Any:
+    """A Milvus vector as the engine takes it: a list of floats, a SparseVector or a list of lists."""
+    kind = field["type"]
+    if kind == DataType.SPARSE_FLOAT_VECTOR:
+        items = sorted((int(i), float(v)) for i, v in dict(value).items())
+        return SparseVector([i for i, _ in items], [v for _, v in items])
+    if kind == DataType._ARRAY_OF_VECTOR:
+        return [np.asarray(v, dtype=np.float32).tolist() for v in value]
+    if isinstance(value, list) and value and isinstance(value[0], bytes):
+        value = b"".join(value)
+    if kind == DataType.BINARY_VECTOR:
+        return np.unpackbits(np.frombuffer(value, dtype=np.uint8)).astype(float).tolist()
+    if isinstance(value, bytes):
+        if kind == DataType.FLOAT16_VECTOR:
+            return np.frombuffer(value, dtype=np.float16).astype(np.float32).tolist()
+        if kind == DataType.BFLOAT16_VECTOR:
+            halves = np.frombuffer(value, dtype=np.uint16).astype(np.uint32) << 16
+            return halves.view(np.float32).tolist()
+        if kind == DataType.INT8_VECTOR:
+            return np.frombuffer(value, dtype=np.int8).astype(float).tolist()
+    return np.asarray(value, dtype=np.float32).tolist()
+
+
+# --- partition arithmetic -------------------------------------------------------------
+
+
+def key_ranges(keys: list[Any], n: int) -> list[tuple[Any, Any]]:
+    """(after, upto] ranges splitting sorted `keys` into about `n` equal runs; open at both ends,
+    so keys written later still fall into some range."""
+    n = max(1, min(n, len(keys)))
+    cuts = [keys[len(keys) * i // n - 1] for i in range(1, n)]
+    bounds: list[Any] = [None, *cuts, None]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
+# --- filter pushdown ------------------------------------------------------------------
+#
+# Only conditions on schema scalar fields are pushed down, where a Milvus expression selects
+# exactly what Qdrant's filter does: those fields hold one value (never a list, which
+# Qdrant's `match` would search element by element), and their type equals the
+# condition's, so `1` never meets `1.0`. Negations are pushed only for fields that cannot be
+# null: Milvus evaluates `not (x == 1)` on a null x as false, Qdrant's must_not as true.
+# JSON paths, dynamic keys and ARRAY fields stay client-side.
+
+Translator = Callable[[dict[str, Any]], str | None]
+
+
+def split_filter(
+    filter: dict[str, Any], translate: Translator
+) -> tuple[str | None, dict[str, Any] | None]:
+    """(Milvus expression of the exactly translatable conjuncts, Qdrant filter of the rest)."""
+    parts: list[str] = []
+    residual: dict[str, Any] = {}
+    for condition in filter.get("must") or []:
+        expression = _nested(condition, translate)
+        if expression is None:
+            residual.setdefault("must", []).append(condition)
+        else:
+            parts.append(expression)
+    should = filter.get("should") or []
+    if should:
+        alternatives = [_nested(c, translate) for c in should]
+        if all(a is not None for a in alternatives):
+            parts.append("(" + " or ".join(f"({a})" for a in alternatives) + ")")
+        else:
+            residual["should"] = should
+    for condition in filter.get("must_not") or []:
+        expression = translate({**condition, "negate": True}) if "key" in condition else None
+        if expression is None:
+            residual.setdefault("must_not", []).append(condition)
+        else:
+            parts.append(expression)
+    if filter.get("min_should"):
+        residual["min_should"] = filter["min_should"]
+    expression = " and ".join(f"({p})" for p in parts) if parts else None
+    return expression, residual or None
+
+
+def _nested(condition: dict[str, Any], translate: Translator) -> str | None:
+    if any(key in condition for key in ("must", "should", "must_not", "min_should")):
+        expression, residual = split_filter(condition, translate)
+        return expression if residual is None and expression is not None else None
+    return translate(condition)
+
+
+def _condition(condition: dict[str, Any], fields: dict[str, dict[str, Any]]) -> str | None:
+    """One Qdrant field condition as a Milvus expression, or None where semantics differ."""
+    field = fields.get(condition.get("key", ""))
+    if field is None:
+        return None
+    kind = field["type"]
+    name = field["name"]
+    negate = condition.get("negate", False)
+    if negate and field.get("nullable"):
+        return None
+    match = condition.get("match")
+    expression: str | None = None
+    if isinstance(match, dict) and "value" in match:
+        value = match["value"]
+        if _same_type(kind, value):
+            expression = f"{name} == {_literal(value)}"
+    elif isinstance(match, dict) and "any" in match:
+        values = match["any"]
+        if values and all(_same_type(kind, v) and not isinstance(v, bool) for v in values):
+            expression = f"{name} in [{', '.join(_literal(v) for v in values)}]"
+    elif isinstance(condition.get("range"), dict) and (
+        kind in INTEGER_TYPES or kind == DataType.DOUBLE
+    ):
+        bounds = condition["range"]
+        operators = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+        parts = []
+        for key, value in bounds.items():
+            if value is None:
+                continue
+            if key not in operators or isinstance(value, bool):
+                return None
+            if not isinstance(value, int) and kind in INTEGER_TYPES:
+                return None
+            parts.append(f"{name} {operators[key]} {_literal(value)}")
+        expression = " and ".join(parts) if parts else None
+    if expression is None:
+        return None
+    return f"not ({expression})" if negate else expression
+
+
+def _same_type(kind: DataType, value: Any) -> bool:
+    if isinstance(value, bool):
+        return kind == DataType.BOOL
+    if isinstance(value, int):
+        return kind in INTEGER_TYPES
+    if isinstance(value, str):
+        return kind == DataType.VARCHAR
+    return False
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return repr(value)
+
+
+def _and(*parts: str | None) -> str:
+    present = [p for p in parts if p]
+    if len(present) <= 1:
+        return present[0] if present else ""
+    return " and ".join(f"({p})" for p in present)

@@ -1,0 +1,96 @@
+"""Milvus for the tests: a `milvus-lite server` gRPC endpoint, and the real Milvus 2.3
+standalone server (`milvus-server` from the `milvus` package) with authorization on.
+
+Both are started once per session on a free port and stopped by PID. The real server's
+child (`milvus run standalone`) ignores SIGTERM; it runs in the fixture's process group,
+which `server_process` SIGKILLs after a grace period.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.servers.process import free_port, port_open, server_process
+
+ROOT_TOKEN = "root:Milvus"  # the real server's built-in user, when authorization is enabled
+
+
+@dataclass
+class MilvusServer:
+    uri: str
+    token: str | None = None
+
+    def client(self):  # noqa: ANN201 - pymilvus is imported lazily, like the source
+        from pymilvus import MilvusClient
+
+        return MilvusClient(self.uri, token=self.token or "")
+
+
+def _binary(name: str) -> str:
+    path = Path(sys.executable).parent / name
+    found = str(path) if path.exists() else shutil.which(name)
+    if found is None:
+        raise RuntimeError(f"{name} is not installed: pip install -e '.[test]'")
+    return found
+
+
+@contextlib.contextmanager
+def running_milvus_lite(directory: Path) -> Iterator[MilvusServer]:
+    """`milvus-lite server` on a free port, its data in `directory`."""
+    port = free_port()
+    command = [_binary("milvus-lite"), "server", "--data-dir", str(directory / "data")]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    with server_process(command, lambda: port_open(port), directory / "server.log"):
+        yield MilvusServer(f"http://127.0.0.1:{port}")
+
+
+@contextlib.contextmanager
+def running_milvus(directory: Path) -> Iterator[MilvusServer]:
+    """The real Milvus 2.3 standalone server with authorization on, its data in `directory`."""
+    port = free_port()
+    command = [_binary("milvus-server"), "--data", str(directory / "data")]
+    command += ["--proxy-port", str(port), "--authorization-enabled", "true"]
+    log = directory / "server.log"
+
+    def ready() -> bool:
+        # milvus-server prints its banner once its own readiness check passed.
+        return port_open(port) and "Ctrl+C to exit" in log.read_text(errors="replace")
+
+    unbuffered = {"PYTHONUNBUFFERED": "1"}
+    # First it unpacks its xz-compressed binary into the data directory: slow on a busy machine.
+    try:
+        with server_process(command, ready, log, timeout=300, env=unbuffered):
+            yield MilvusServer(f"http://127.0.0.1:{port}", ROOT_TOKEN)
+    finally:
+        _kill_children_of(directory / "data" / "bin")
+
+
+def _kill_children_of(binaries: Path) -> None:
+    """SIGKILL `milvus run standalone`: it runs in a session of its own, out of reach of the
+    wrapper's process group, and ignores SIGTERM."""
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError):
+            executable = (proc / "cmdline").read_bytes().split(b"\0")[0].decode()
+            if proc.name.isdigit() and executable.startswith(str(binaries)):
+                os.kill(int(proc.name), signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def milvus_lite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusServer]:
+    with running_milvus_lite(tmp_path_factory.mktemp("milvus-lite")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusServer]:
+    with running_milvus(tmp_path_factory.mktemp("milvus")) as server:
+        yield server
