@@ -108,6 +108,26 @@ def redis_migration(tmp_path: Path, request: pytest.FixtureRequest, **extra: Any
     return migrate(tmp_path, source, **extra)
 
 
+def milvus_migration(tmp_path: Path, request: pytest.FixtureRequest, **extra: Any) -> Path:
+    from pymilvus import DataType, MilvusClient
+
+    server = request.getfixturevalue("milvus_lite_server")
+    client = server.client()
+    name = f"verify_{len(client.list_collections())}"
+    schema = MilvusClient.create_schema(auto_id=False)
+    schema.add_field("pk", DataType.VARCHAR, is_primary=True, max_length=32)
+    schema.add_field("dense", DataType.FLOAT_VECTOR, dim=8)
+    schema.add_field("category", DataType.VARCHAR, max_length=16)
+    schema.add_field("i", DataType.INT64)
+    index = client.prepare_index_params()
+    index.add_index("dense", index_type="FLAT", metric_type="COSINE")
+    client.create_collection(name, schema=schema, index_params=index)
+    rows = [{"pk": pk, "dense": v, **m} for pk, v, m in vector_rows()]
+    client.insert(name, rows)
+    source = {"type": "milvus", "uri": server.uri, "collection": name}
+    return migrate(tmp_path, source, **extra)
+
+
 Migration = Callable[..., Path]
 # A source joins verify's tests with a function that migrates its data (dense vector
 # "dense", payload "category" with a third "shoes") into a local target.
@@ -116,6 +136,7 @@ MIGRATIONS: dict[str, Migration] = {
     "chroma": chroma_migration,
     "pinecone": pinecone_migration,
     "redis": redis_migration,
+    "milvus": milvus_migration,
 }
 
 

@@ -366,6 +366,29 @@ class Source:
             iterator="True",  # a string: pymilvus sends it as a query parameter
         )
 
+    def search(self, vector_name: str, vector: list[float], k: int) -> list[Any]:
+        """Record IDs of the k nearest rows the job reads: a Milvus search within the
+        pushed-down expression and the selected partitions (for verify's search agreement).
+        Float vector fields only: other kinds are not searched with the values read."""
+        field = next(f for f in self._vector_fields() if f["name"] == vector_name)
+        if field["type"] != DataType.FLOAT_VECTOR:
+            return []
+        client = self.client
+        hits = _request(
+            lambda: client.search(
+                self.name,
+                data=[vector],
+                anns_field=vector_name,
+                limit=k,
+                filter=self.expression or "",
+                partition_names=self.selected,
+                consistency_level="Strong",
+            )
+        )
+        key = self.primary["name"]
+        ids = [hit[key] if key in hit else hit["id"] for hit in hits[0]]
+        return [str(i) if isinstance(i, int) and i < 0 else i for i in ids]
+
     def _query(
         self, expression: str, milvus_partition: str | None, **options: Any
     ) -> list[dict[str, Any]]:
