@@ -32,7 +32,8 @@ class MilvusServer:
     def client(self):  # noqa: ANN201 - pymilvus is imported lazily, like the source
         from pymilvus import MilvusClient
 
-        return MilvusClient(self.uri, token=self.token or "")
+        # A generous connect timeout: on a loaded 2-core machine the first call can be slow.
+        return MilvusClient(self.uri, token=self.token or "", timeout=60)
 
 
 def _binary(name: str) -> str:
