@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +31,18 @@ class MilvusServer:
     token: str | None = None
 
     def client(self):  # noqa: ANN201 - pymilvus is imported lazily, like the source
-        from pymilvus import MilvusClient
+        from pymilvus import MilvusClient, MilvusException
 
-        # A generous connect timeout: on a loaded 2-core machine the first call can be slow.
-        return MilvusClient(self.uri, token=self.token or "", timeout=60)
+        # pymilvus shares one gRPC channel per server between clients; milvus-lite may drop
+        # it (GOAWAY "too_many_pings" after keepalive pings), and the next client reconnects.
+        for attempt in range(3):
+            try:
+                return MilvusClient(self.uri, token=self.token or "", timeout=60)
+            except MilvusException:
+                if attempt == 2:
+                    raise
+                time.sleep(2)
+        raise AssertionError("unreachable")
 
 
 def _binary(name: str) -> str:
