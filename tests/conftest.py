@@ -19,6 +19,9 @@ import pytest
 import yaml
 from qdrant_client import QdrantClient, models
 
+from qmigrate.sources import create_source
+from qmigrate.sources.base import Source
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -76,6 +79,11 @@ def write_job(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+def open_source(source_type: str, config: dict[str, Any], batch_size: int) -> Source:
+    """A source as the engine builds it: through the registry, with the schema's defaults."""
+    return create_source({"type": source_type, **config}, batch_size)
 
 
 def random_vector(rng: random.Random, size: int) -> list[float]:

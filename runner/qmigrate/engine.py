@@ -117,10 +117,11 @@ def resolve(job: Job, read_only: bool = False) -> Resolved:
     with contextlib.ExitStack() as opened:  # closes what was opened if anything fails
         source = create_source(job.source, job.batch_size)
         opened.callback(source.close)
-        # push_down first, so describe() can report what the source will be asked for.
-        residual = source.push_down(job.filter)
-        info = source.describe()
-        identity = getattr(source, "resume_identity", dict)()
+        with before_data_moves(source):
+            # push_down first, so describe() can report what the source will be asked for.
+            residual = source.push_down(job.filter)
+            info = source.describe()
+            identity = getattr(source, "resume_identity", dict)()
         target = QdrantTarget(job.target, read_only=read_only)
         opened.callback(target.close)
         layout = target_layout(info, job.mapping, job.target)
@@ -142,6 +143,18 @@ def resolve(job: Job, read_only: bool = False) -> Resolved:
         partition_states,
         identity,
     )
+
+
+@contextlib.contextmanager
+def before_data_moves(source: Source) -> Iterator[None]:
+    """Connecting to, describing or splitting a source fails in one line that names it, for
+    every source: `source <label>: <cause>`. A QmigrateError passes as it is."""
+    try:
+        yield
+    except QmigrateError:
+        raise
+    except Exception as exc:
+        raise QmigrateError(f"source {source.label}: {source.explain(exc)}") from None
 
 
 def refusals(resolved: Resolved) -> list[str]:
@@ -319,9 +332,11 @@ def start_state(resolved: Resolved, created: bool) -> tuple[JobState, dict[str, 
         retried(lambda: store.delete(job.name), f"job '{job.name}': deleting old checkpoints")
     if job.on_invalid == "dead_letter":
         job.dead_letter_path.unlink(missing_ok=True)  # a fresh run writes its own
+    with before_data_moves(resolved.source):
+        partitions = resolved.source.partitions(job.parallelism)
     state = JobState(
         fingerprint=job.fingerprint(),
-        partitions=resolved.source.partitions(job.parallelism),
+        partitions=partitions,
         target_count_before=retried(resolved.target.count, f"job '{job.name}': counting"),
         hnsw_m_before=hnsw_m_before,
         fingerprint_parts=job.fingerprint_parts(),

@@ -7,6 +7,7 @@ it, each error with its path in the file and, where YAML can tell, its line.
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import io
 import json
@@ -27,6 +28,7 @@ import yaml
 
 from qmigrate.errors import invalid
 from qmigrate.redaction import is_secret_key, remember_secrets
+from qmigrate.sources import REGISTRY
 
 # --- schema -----------------------------------------------------------------------------
 
@@ -39,18 +41,41 @@ def schema_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "schemas"
 
 
-def _load_schemas() -> tuple[dict[str, Any], referencing.Registry]:
+@functools.cache
+def _schema_documents() -> dict[str, dict[str, Any]]:
+    """Every schema file by its path relative to schemas/, the job schema's source dispatch
+    assembled from the source registry."""
     root = schema_dir()
-    registry: referencing.Registry = referencing.Registry()
-    job_schema: dict[str, Any] = {}
-    for path in sorted(root.rglob("*.schema.json")):
-        document = json.loads(path.read_text())
-        registry = registry.with_resource(
-            document["$id"], referencing.Resource.from_contents(document)
-        )
-        if path.name == "job.schema.json":
-            job_schema = document
-    return job_schema, registry
+    documents = {
+        path.relative_to(root).as_posix(): json.loads(path.read_text())
+        for path in sorted(root.rglob("*.schema.json"))
+    }
+    source = documents["job.schema.json"]["properties"]["source"]
+    source["properties"]["type"]["enum"] = list(REGISTRY)
+    source["allOf"] = [
+        {"if": {"properties": {"type": {"const": name}}}, "then": {"$ref": declared.schema}}
+        for name, declared in REGISTRY.items()
+    ]
+    return documents
+
+
+def _load_schemas() -> tuple[dict[str, Any], referencing.Registry]:
+    documents = _schema_documents()
+    registry: referencing.Registry = referencing.Registry().with_resources(
+        (document["$id"], referencing.Resource.from_contents(document))
+        for document in documents.values()
+    )
+    return json.loads(json.dumps(documents["job.schema.json"])), registry
+
+
+def source_defaults(source_type: str) -> dict[str, Any]:
+    """The `default` of each top-level key of a source's schema part: the one place they live."""
+    part = _schema_documents()[REGISTRY[source_type].schema]
+    return {
+        key: schema["default"]
+        for key, schema in part.get("properties", {}).items()
+        if "default" in schema
+    }
 
 
 def job_schema_bundle() -> dict[str, Any]:
@@ -172,23 +197,16 @@ class Job:
         `source.<key>`, `target.collection`, `mapping.<key>`, `filter`. Stored with the
         checkpoints, so a refusal can say what changed without storing any value.
 
-        Credentials and connection details are left out, so rotating a key or moving the
-        server does not invalidate checkpoints. Where the data lives (url, path, host) stays
-        in: a new place may hold other data. Paths count as absolute, real paths, so the
-        directory a job is applied from does not matter.
+        Credentials and connection details (named by the source's registry entry) are left
+        out, so rotating a key or moving the server does not invalidate checkpoints. Where
+        the data lives (url, path, host) stays in: a new place may hold other data. Paths
+        count as absolute, real paths, so the directory a job is applied from does not matter.
         """
-        connection_keys = {
-            "timeout",
-            "prefer_grpc",
-            "controller_host",
-            "rate_limit",
-            "username",
-            "token_header",
-        }
+        declared = REGISTRY[self.source["type"]]
         parts: dict[str, Any] = {
             f"source.{key}": self.source_paths.get(key, value)
             for key, value in self.source.items()
-            if not is_secret_key(key) and key not in connection_keys
+            if not is_secret_key(key) and not declared.ignored_by_fingerprint(key)
         }
         parts["target.collection"] = self.target.collection
         for key, value in self.document.get("mapping", {}).items():
@@ -199,9 +217,6 @@ class Job:
     def fingerprint(self) -> str:
         """Hash of the whole job as far as it decides what is written: a change refuses resume."""
         return _short_hash(self.fingerprint_parts())
-
-
-SOURCE_PATH_KEYS = ("path", "ids_file")  # source keys that name a local file or directory
 
 
 def _short_hash(value: Any) -> str:
@@ -243,7 +258,7 @@ def _job_from_document(document: dict[str, Any], file: Path) -> Job:
         verify=document.get("verify", {}),
         source_paths={
             key: os.path.realpath(document["source"][key])
-            for key in SOURCE_PATH_KEYS
+            for key in REGISTRY[document["source"]["type"]].path_keys
             if isinstance(document["source"].get(key), str)
         },
         document=document,

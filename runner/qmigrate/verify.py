@@ -23,7 +23,7 @@ import numpy as np
 from qdrant_client import models
 
 from qmigrate.counts import count_check
-from qmigrate.engine import Resolved
+from qmigrate.engine import Resolved, before_data_moves
 from qmigrate.mapping import ClientFilter, InvalidRecord, Mapper, point_id
 from qmigrate.progress import Progress
 from qmigrate.records import Record, VectorField
@@ -120,9 +120,11 @@ class _Scan:
     def run(self, progress_stream: Any) -> None:
         resolved = self.resolved
         state = resolved.state
-        partitions = (
-            state.partitions if state else resolved.source.partitions(resolved.job.parallelism)
-        )
+        if state is not None:
+            partitions = state.partitions
+        else:
+            with before_data_moves(resolved.source):
+                partitions = resolved.source.partitions(resolved.job.parallelism)
         total = resolved.info.count if resolved.residual_filter == resolved.job.filter else None
         with (
             Progress(f"verify {resolved.job.name}", total, stream=progress_stream) as progress,

@@ -13,8 +13,20 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.local.payload_filters import check_filter
 
 from qmigrate.mapping import point_id
-from tests.conftest import apply_and_kill, checkpoint_points, read_collection, run_cli, run_job
+from tests.conftest import (
+    apply_and_kill,
+    checkpoint_points,
+    open_source,
+    read_collection,
+    run_cli,
+    run_job,
+)
 from tests.servers.redis import PASSWORD, RedisServer, running_redis
+
+
+def open_redis(config: dict[str, Any], batch_size: int) -> Any:
+    return open_source("redis", config, batch_size)
+
 
 np = pytest.importorskip("numpy")
 pytest.importorskip("redis")
@@ -135,9 +147,8 @@ def test_plan_shows_discovery_and_payload_indexes(
     text = json.dumps(plan)
     assert '"HASH"' in text and "product:" in text
     assert f'"count": {PRODUCTS + 1}' in text, "num_docs: the hash without a vector is held"
-    from qmigrate.sources.redis import Source
 
-    source = Source({"url": redis_server.url, "index": "products"}, 100)
+    source = open_redis({"url": redis_server.url, "index": "products"}, 100)
     try:
         assert source.describe().payload_indexes == {
             "tags": "keyword",
@@ -321,11 +332,10 @@ def test_held_keys_beyond_one_search_result_page(
     redis_server: RedisServer, products: dict[Any, Doc]
 ) -> None:
     """A page of more keys than one FT.SEARCH may return (batch_size x parallelism) is checked in chunks."""
-    from qmigrate.sources.redis import Source
 
     numbered = [f"product:{i}".encode() for i in range(PRODUCTS)]  # over the 10,000 cap
     others = [b"product:bad-vector", b"other:1", b"unrelated", b"product:no-vector"]
-    source = Source({"url": redis_server.url, "index": "products"}, 100)
+    source = open_redis({"url": redis_server.url, "index": "products"}, 100)
     try:
         assert source._held(others + numbered) == [b"product:no-vector", *numbered]
     finally:

@@ -91,7 +91,8 @@ def build_plan(resolved: Resolved) -> dict[str, Any]:
     states = resolved.partition_states
     if state is None:
         checkpoint = {"state": "none", "points": 0}
-        partitions = resolved.source.partitions(job.parallelism)
+        with engine.before_data_moves(resolved.source):
+            partitions = resolved.source.partitions(job.parallelism)
     else:
         done = sum(1 for p in state.partitions if states.get(p.key) and states[p.key].done)
         starts_over = job.restart in ("restart", "recreate")

@@ -15,8 +15,6 @@ The collection holds one dense vector, described as the unnamed vector "" (renam
 from __future__ import annotations
 
 import base64
-import contextlib
-import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,18 +24,18 @@ import httpx
 import numpy as np
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
-from chromadb.config import DEFAULT_DATABASE, DEFAULT_TENANT, Settings
+from chromadb.config import Settings
 from chromadb.errors import ChromaError, NotFoundError
 
 from qmigrate.errors import QmigrateError
 from qmigrate.records import Page, Partition, Record, SourceInfo, VectorField
+from qmigrate.sources import kit
 
 T = TypeVar("T")
 Where = dict[str, Any]
 
 CLOUD_URL = "https://api.trychroma.com"
 SPACES = {"cosine": "Cosine", "l2": "Euclid", "ip": "Dot"}
-SAMPLE_RECORDS = 100
 SHOWN_NAMES = 20
 
 
@@ -66,14 +64,15 @@ class Source:
     def __init__(self, config: dict[str, Any], batch_size: int) -> None:
         self.config = config
         self.name: str = config["collection"]
-        self.tenant: str = config.get("tenant", DEFAULT_TENANT)
-        self.database: str = config.get("database", DEFAULT_DATABASE)
-        self.document_field: str | None = config.get("document_field", "document")
+        self.tenant: str = config["tenant"]
+        self.database: str = config["database"]
+        self.document_field: str | None = config["document_field"]
         self.batch_size = batch_size
         self.where: Where | None = None
         self.path: str | None = config.get("path")
         url = config.get("url") or (CLOUD_URL if "api_key" in config else None)
         self.location = self.path or str(url)
+        self.label = f"Chroma at {self.location}"
         self._client: ClientAPI | None = None
         self._collection: Collection | None = None
 
@@ -87,7 +86,7 @@ class Source:
             header = "Basic " + base64.b64encode(pair).decode()
             return {"Authorization": header}, f"basic auth as '{config['username']}'"
         if "token" in config:
-            name = config.get("token_header", "Authorization")
+            name = config["token_header"]
             token = config["token"]
             value = f"Bearer {token}" if name == "Authorization" else token
             return {name: value}, f"token in the {name} header"
@@ -96,15 +95,10 @@ class Source:
         return {}, "no credentials"
 
     def _fail(self, cause: str) -> QmigrateError:
-        return QmigrateError(f"source Chroma at {self.location}: {cause}")
+        return QmigrateError(f"source {self.label}: {cause}")
 
-    @contextlib.contextmanager
-    def _before_any_data_moves(self) -> Iterator[None]:
-        """A failed request while describing or splitting is a one-line error, not a traceback."""
-        try:
-            yield
-        except (ChromaRequestError, httpx.HTTPError) as exc:
-            raise self._fail(str(exc) or type(exc).__name__) from None
+    def explain(self, exc: Exception) -> str:
+        return kit.first_line(exc)
 
     @property
     def client(self) -> ClientAPI:
@@ -129,7 +123,7 @@ class Source:
                     database=self.database,
                 )
                 # chromadb's HTTP session waits forever; a stalled server must time out.
-                client._server._session.timeout = httpx.Timeout(self.config.get("timeout", 60))
+                client._server._session.timeout = httpx.Timeout(self.config["timeout"])
         except ChromaError as exc:
             if exc.code() in (401, 403):
                 raise self._fail(
@@ -174,16 +168,16 @@ class Source:
 
     def describe(self) -> SourceInfo:
         collection = self.collection
-        with self._before_any_data_moves():
-            count = _request(collection.count)
-            include = ["embeddings", "metadatas", "documents"]
-            sample = self._get(0, SAMPLE_RECORDS, include, where=None)
+        count = _request(collection.count)
+        include = ["embeddings", "metadatas", "documents"]
+        sample = self._get(0, kit.SAMPLE_RECORDS, include, where=None)
         embeddings = sample["embeddings"]
         size = len(embeddings[0]) if len(sample["ids"]) else None
         space = _space(collection)
-        keys = {key for metadata in sample["metadatas"] or [] for key in metadata or {}}
-        if self.document_field and any(d is not None for d in sample["documents"] or []):
-            keys.add(self.document_field)
+        has_documents = any(d is not None for d in sample["documents"] or [])
+        keys = kit.payload_fields(
+            sample["metadatas"] or [], self.document_field if has_documents else None
+        )
         details: dict[str, Any] = {
             "location": self.location,
             "tenant": self.tenant,
@@ -196,14 +190,14 @@ class Source:
         return SourceInfo(
             count=count,
             vectors=[VectorField("", "dense", size, SPACES.get(space))],
-            payload_fields=sorted(keys),
+            payload_fields=keys,
             details=details,
         )
 
     def push_down(self, filter: dict[str, Any] | None) -> dict[str, Any] | None:
         if not filter:
             return None
-        self.where, residual = split_filter(filter, self.document_field)
+        self.where, residual = kit.split_filter(filter, where_dialect(self.document_field))
         return residual
 
     def search(self, vector_name: str, vector: list[float], k: int) -> list[Any]:
@@ -219,14 +213,10 @@ class Source:
     def partitions(self, n: int) -> list[Partition]:
         """Equal offset ranges over what the pushed-down filter selects now, each with the ID
         just before its start, so a read that begins after the collection changed notices."""
-        with self._before_any_data_moves():
-            total = self._total()
-            n = max(1, min(n, total))
-            bounds = [total * i // n for i in range(n + 1)]
-            return [
-                Partition(f"{i:04d}", {"start": start, "end": end, "after": self._id_at(start - 1)})
-                for i, (start, end) in enumerate(itertools.pairwise(bounds))
-            ]
+        return [
+            Partition(f"{i:04d}", {"start": start, "end": end, "after": self._id_at(start - 1)})
+            for i, (start, end) in enumerate(kit.even_ranges(0, self._total(), n))
+        ]
 
     def read(self, partition: Partition, cursor: Any) -> Iterator[Page]:
         """Pages of [start, end); the cursor is the next offset and the ID just before it."""
@@ -330,78 +320,43 @@ def _space(collection: Collection) -> str:
 # Keys with path syntax (Qdrant reads `a.b` as nested, Chroma as a flat name) and the
 # document field (not metadata in Chroma) stay client-side too.
 
-FILTER_KEYS = ("must", "should", "must_not", "min_should")
 
+def where_dialect(document_field: str | None) -> kit.FilterDialect[Where]:
+    def condition(condition: dict[str, Any]) -> Where | None:
+        match = _match(condition, document_field)
+        if match is None:
+            return None
+        key, values = match
+        scalar = {key: {"$eq": values[0]}} if len(values) == 1 else {key: {"$in": values}}
+        return _any([scalar] + [{key: {"$contains": v}} for v in values])
 
-def split_filter(
-    filter: dict[str, Any], document_field: str | None
-) -> tuple[Where | None, dict[str, Any] | None]:
-    """(Chroma `where` for the exactly translatable conjuncts, Qdrant filter of the rest)."""
-    parts: list[Where] = []
-    residual: dict[str, Any] = {}
-    for condition in filter.get("must") or []:
-        where = _condition(condition, document_field)
-        if where is None:
-            residual.setdefault("must", []).append(condition)
-        else:
-            parts.append(where)
-    should = filter.get("should") or []
-    if should:
-        alternatives = [_condition(c, document_field) for c in should]
-        if all(w is not None for w in alternatives):
-            parts.append(_any(alternatives))
-        else:
-            residual["should"] = should
-    for condition in filter.get("must_not") or []:
-        where = _negation(condition, document_field)
-        if where is None:
-            residual.setdefault("must_not", []).append(condition)
-        else:
-            parts.append(where)
-    if filter.get("min_should"):
-        residual["min_should"] = filter["min_should"]
-    return _all(parts), residual or None
+    def negation(condition: dict[str, Any]) -> Where | None:
+        match = _match(condition, document_field)
+        if match is None:
+            return None
+        key, values = match
+        scalar = {key: {"$ne": values[0]}} if len(values) == 1 else {key: {"$nin": values}}
+        return _all([scalar] + [{key: {"$not_contains": v}} for v in values])
 
-
-def _condition(condition: dict[str, Any], document_field: str | None) -> Where | None:
-    if any(key in condition for key in FILTER_KEYS):
-        where, residual = split_filter(condition, document_field)
-        return where if residual is None else None
-    match = _match(condition, document_field)
-    if match is None:
-        return None
-    key, values = match
-    scalar = {key: {"$eq": values[0]}} if len(values) == 1 else {key: {"$in": values}}
-    return _any([scalar] + [{key: {"$contains": v}} for v in values])
-
-
-def _negation(condition: dict[str, Any], document_field: str | None) -> Where | None:
-    match = _match(condition, document_field)
-    if match is None:
-        return None
-    key, values = match
-    scalar = {key: {"$ne": values[0]}} if len(values) == 1 else {key: {"$nin": values}}
-    return _all([scalar] + [{key: {"$not_contains": v}} for v in values])
+    return kit.FilterDialect(condition, _all, _any, negation)
 
 
 def _match(condition: dict[str, Any], document_field: str | None) -> tuple[str, list[Any]] | None:
     """(key, values) of a string or boolean `match value`, or a string `match any`."""
-    key = condition.get("key")
+    key = kit.plain_key(condition)
     match = condition.get("match") or {}
     if "value" in match:
         values, kinds = [match["value"]], ({str}, {bool})
     else:
         values, kinds = match.get("any"), ({str},)  # Qdrant's `any` takes no booleans
-    if not isinstance(key, str) or not values or {type(v) for v in values} not in kinds:
+    if key is None or not values or {type(v) for v in values} not in kinds:
         return None
-    if key == document_field or key[0] in "$#" or any(c in key for c in ".[]"):
+    if key == document_field or key[0] in "$#":
         return None
     return key, values
 
 
-def _all(parts: list[Where]) -> Where | None:
-    if not parts:
-        return None
+def _all(parts: list[Where]) -> Where:
     return parts[0] if len(parts) == 1 else {"$and": parts}
 
 

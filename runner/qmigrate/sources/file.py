@@ -8,7 +8,6 @@ so a file of any size streams in bounded memory and splits across workers.
 from __future__ import annotations
 
 import glob
-import itertools
 import json
 import os
 from collections.abc import Iterator
@@ -20,17 +19,17 @@ import orjson
 from qmigrate.errors import QmigrateError
 from qmigrate.line_ranges import file_identity, lines_in_range
 from qmigrate.records import DISTANCES, Page, Partition, Record, SourceInfo, VectorField
-
-SAMPLE_ROWS = 100
+from qmigrate.sources import kit
 
 
 class Source:
     def __init__(self, config: dict[str, Any], batch_size: int) -> None:
         self.pattern = config["path"]
         self.format = config.get("format")
-        self.id_field = config.get("id_field", "id")
+        self.id_field = config["id_field"]
         self.vector_config: dict[str, dict[str, Any]] = config["vectors"]
         self.batch_size = batch_size
+        self.label = f"file {self.pattern}"
 
     # --- files ----------------------------------------------------------------------
 
@@ -65,7 +64,7 @@ class Source:
                 count += _parquet(file).metadata.num_rows
             else:
                 count += _count_lines(file)
-            if len(sample) < SAMPLE_ROWS:
+            if len(sample) < kit.SAMPLE_RECORDS:
                 whole = Partition(key=str(file), spec=self._whole_file(file))
                 for page in self.read(whole, None):
                     sample.extend(self._row_of(r) for r in page.records)
@@ -107,6 +106,9 @@ class Source:
     def push_down(self, filter: dict[str, Any] | None) -> dict[str, Any] | None:
         return filter  # files have no query engine: the engine filters every row
 
+    def explain(self, exc: Exception) -> str:
+        return kit.first_line(exc)
+
     def partitions(self, n: int) -> list[Partition]:
         files = self._files()
         sizes = {f: max(1, f.stat().st_size) for f in files}
@@ -127,9 +129,7 @@ class Source:
         whole = self._whole_file(file)
         kind = "row_groups" if "row_groups" in whole else "bytes"
         start, end = whole[kind]
-        share = max(1, min(share, end - start)) if end > start else 1
-        bounds = [start + (end - start) * i // share for i in range(share + 1)]
-        return [{"file": str(file), kind: [a, b]} for a, b in itertools.pairwise(bounds)]
+        return [{"file": str(file), kind: [a, b]} for a, b in kit.even_ranges(start, end, share)]
 
     def read(self, partition: Partition, cursor: Any) -> Iterator[Page]:
         spec = partition.spec
@@ -144,17 +144,14 @@ class Source:
     # --- JSONL ----------------------------------------------------------------------
 
     def _read_jsonl(self, file: Path, start: int, end: int, cursor: Any) -> Iterator[Page]:
-        records: list[Record] = []
-        position = cursor
-        for line, position in lines_in_range(file, start, end, cursor):
-            if line.strip():
-                offset = position - len(line)
-                origin = LineOrigin(file, offset)
-                records.append(self._record(_json_line(line, origin), origin))
-            if len(records) >= self.batch_size:
-                yield Page(records, position)
-                records = []
-        if records:
+        def lines() -> Iterator[tuple[list[Record], int]]:
+            for line, position in lines_in_range(file, start, end, cursor):
+                if not line.strip():
+                    continue
+                origin = LineOrigin(file, position - len(line))
+                yield [self._record(_json_line(line, origin), origin)], position
+
+        for records, position in kit.gather(lines(), self.batch_size):
             yield Page(records, position)
 
     # --- Parquet --------------------------------------------------------------------

@@ -102,7 +102,7 @@ class Source:
         self.config = config
         self.uri: str = config["uri"]
         self.name: str = config["collection"]
-        self.db_name: str = config.get("db_name", "")
+        self.db_name: str = config["db_name"]
         self.selected: list[str] | None = config.get("partitions")
         self.partition_field: str | None = config.get("partition_field")
         self.timeout: float | None = config.get("timeout")

@@ -130,7 +130,7 @@ class Source:
                 self._client = Pinecone(
                     api_key=self.config["api_key"],
                     host=self.config.get("controller_host"),
-                    timeout=self.config.get("timeout", 30),
+                    timeout=self.config["timeout"],
                     source_tag="qmigrate",
                 )
             except PineconeValueError as exc:

@@ -17,11 +17,12 @@ from qdrant_client import models
 from qmigrate.errors import QmigrateError
 from qmigrate.qdrant_connection import QdrantConnection, connect
 from qmigrate.records import Page, Partition, Record, SourceInfo, SparseVector, VectorField
+from qmigrate.retry import describe
+from qmigrate.sources import kit
 
 UUID_MIN = str(uuid.UUID(int=0))
 MAX_INT_ID = 2**64 - 1
 EXHAUSTED = {"exhausted": True}
-SAMPLE_POINTS = 100
 COLLECTION_SETTINGS = (
     "shard_number",
     "replication_factor",
@@ -51,6 +52,7 @@ class Source:
         self.collection: str = config["collection"]
         self.batch_size = batch_size
         self.filter: models.Filter | None = None
+        self.label = f"Qdrant at {config.get('url') or config.get('path')}"
         self._connection: QdrantConnection | None = None
 
     @property
@@ -60,8 +62,8 @@ class Source:
                 path=self.config.get("path"),
                 url=self.config.get("url"),
                 api_key=self.config.get("api_key"),
-                prefer_grpc=self.config.get("prefer_grpc", False),
-                timeout=self.config.get("timeout", 60),
+                prefer_grpc=self.config["prefer_grpc"],
+                timeout=self.config["timeout"],
                 role="source",
             )
         return self._connection
@@ -69,6 +71,10 @@ class Source:
     def close(self) -> None:
         if self._connection is not None:
             self._connection.close()
+            self._connection = None
+
+    def explain(self, exc: Exception) -> str:
+        return describe(exc)  # names HTTP statuses and gRPC codes, as for the target
 
     def describe(self) -> SourceInfo:
         connection = self.connection
@@ -82,7 +88,7 @@ class Source:
                 )
             info = client.get_collection(self.collection)
             count = client.count(self.collection, exact=True).count
-            sample, _ = client.scroll(self.collection, limit=SAMPLE_POINTS, with_payload=True)
+            sample, _ = client.scroll(self.collection, limit=kit.SAMPLE_RECORDS, with_payload=True)
         params = info.config.params
         vectors = []
         dense = params.vectors
@@ -112,7 +118,7 @@ class Source:
         return SourceInfo(
             count=count,
             vectors=vectors,
-            payload_fields=sorted({k for p in sample for k in (p.payload or {})}),
+            payload_fields=kit.payload_fields(p.payload for p in sample),
             payload_indexes=indexes,
             collection_settings=settings,
             details={"location": connection.where, "collection": self.collection},

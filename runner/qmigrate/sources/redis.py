@@ -95,7 +95,7 @@ class Source:
     def __init__(self, config: dict[str, Any], batch_size: int) -> None:
         self.config = config
         self.index: str = config["index"]
-        self.use_full_key = config.get("id", "key_without_prefix") == "key"
+        self.use_full_key = config["id"] == "key"
         self.index_overrides: dict[str, str | None] = config.get("payload_indexes", {})
         self.batch_size = batch_size
         self.query = "*"
