@@ -30,7 +30,8 @@ from qmigrate import retry
 from qmigrate.cli import main
 from qmigrate.mapping import point_id
 from qmigrate.records import Partition
-from qmigrate.sources.pinecone import translate_filter
+from qmigrate.sources import kit
+from qmigrate.sources.pinecone import METADATA_FILTER
 from tests.conftest import (
     REPO,
     CliResult,
@@ -174,7 +175,9 @@ def one_line_error(result: CliResult) -> str:
     assert result.code == 1, result
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("qmigrate: error: pinecone"), result.stderr
+    assert len(lines) == 1 and lines[0].startswith("qmigrate: error: source Pinecone"), (
+        result.stderr
+    )
     return lines[0]
 
 
@@ -317,7 +320,7 @@ def test_a_wrong_controller_host_is_one_clear_line(
     index = pinecone_fake.create_index("docs", dimension=4)
     wrong = job(pinecone_fake, store, {"index": "docs", "controller_host": index.host})
     line = one_line_error(qm("plan", str(write_job(wrong))))
-    assert f"pinecone control plane {index.host} (is controller_host right?): HTTP 404" in line
+    assert f"Pinecone control plane {index.host} (is controller_host right?): HTTP 404" in line
 
 
 def test_a_pod_index_asks_for_ids_file_and_ids_file_works(
@@ -565,4 +568,4 @@ def test_partitions_are_disjoint_complete_and_resume_from_every_cursor(
 def test_filter_translation(
     flt: dict[str, Any], pushed: dict[str, Any] | None, residual: dict[str, Any] | None
 ) -> None:
-    assert translate_filter(flt) == (pushed, residual)
+    assert kit.split_filter(flt, METADATA_FILTER) == (pushed, residual)

@@ -24,10 +24,7 @@ requests this source makes.
 
 from __future__ import annotations
 
-import itertools
 import math
-import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -50,6 +47,7 @@ from qmigrate.errors import QmigrateError
 from qmigrate.line_ranges import file_identity, lines_in_range
 from qmigrate.records import Page, Partition, Record, SourceInfo, SparseVector, VectorField
 from qmigrate.retry import is_transient
+from qmigrate.sources import kit
 
 T = TypeVar("T")
 
@@ -65,25 +63,6 @@ PROBE_THREADS = 8  # probes are one small request each; a few at once keep plann
 RESERVED_FIELDS = {"_values", "_sparse_values"}  # how 2026-07 names a vector index's fields
 
 
-class Throttle:
-    """Spaces requests `1/rate` seconds apart across every thread of the source."""
-
-    def __init__(self, rate: float | None) -> None:
-        self.interval = 1 / rate if rate else 0.0
-        self.next_slot = 0.0
-        self.lock = threading.Lock()
-
-    def wait(self) -> None:
-        if not self.interval:
-            return
-        with self.lock:
-            now = time.monotonic()
-            slot = max(now, self.next_slot)
-            self.next_slot = slot + self.interval
-        if slot > now:
-            time.sleep(slot - now)
-
-
 class Source:
     def __init__(self, config: dict[str, Any], batch_size: int) -> None:
         self.config = config
@@ -92,8 +71,9 @@ class Source:
         self.ids_file = Path(config["ids_file"]) if "ids_file" in config else None
         self.page_size = min(LIST_LIMIT, batch_size)
         self.batch_size = batch_size
-        self.throttle = Throttle(config.get("rate_limit"))
-        self.label = f"index '{self.index_name}'" if self.index_name else f"host {config['host']}"
+        self.throttle = kit.Throttle(config.get("rate_limit"))
+        where = f"index '{self.index_name}'" if self.index_name else f"host {config['host']}"
+        self.label = f"Pinecone {where}"
         self.counts: dict[str, int] = {}  # namespaces to read -> vector count
         self.metadata_filter: dict[str, Any] | None = None
         self.distance: str | None = None
@@ -107,12 +87,11 @@ class Source:
         self.throttle.wait()
         return call(**arguments)
 
-    def _checked(self, where: str, call: Callable[..., T], **arguments: Any) -> T:
-        """A request before any data moves: every failure becomes one line for the user."""
-        try:
-            return self._call(call, **arguments)
-        except PineconeError as exc:
-            raise QmigrateError(f"pinecone {where}: {_explain(exc)}") from None
+    def _fail(self, cause: str) -> QmigrateError:
+        return QmigrateError(f"source {self.label}: {cause}")
+
+    def explain(self, exc: Exception) -> str:
+        return _explain(exc) if isinstance(exc, PineconeError) else kit.first_line(exc)
 
     def _read_call(self, call: Callable[..., T], **arguments: Any) -> T:
         """A request while reading: transient failures reach the engine as raised, to retry."""
@@ -121,7 +100,7 @@ class Source:
         except PineconeError as exc:
             if is_transient(exc):
                 raise
-            raise QmigrateError(f"pinecone {self.label}: {_explain(exc)}") from None
+            raise self._fail(_explain(exc)) from None
 
     @property
     def client(self) -> Pinecone:
@@ -141,22 +120,24 @@ class Source:
         """The control plane's description: host, schema (dimension, metric), deployment."""
         if self._model is None:
             name = self.index_name or ""
-            where = f"control plane {self.client.config.host}"
+            plane = f"source Pinecone control plane {self.client.config.host}"
             try:
                 self._model = self._call(self.client.indexes.describe, name=name)
             except NotFoundError:
                 # The listing pages lazily: iterate inside the check. A 404 here means the
                 # host is no control plane at all.
-                names = self._checked(
-                    f"{where} (is controller_host right?)",
-                    lambda: [i.name for i in self.client.indexes.list()],
-                )
-                raise QmigrateError(
-                    f"pinecone index '{name}' does not exist at {self.client.config.host} "
+                try:
+                    names = self._call(lambda: [i.name for i in self.client.indexes.list()])
+                except PineconeError as exc:
+                    raise QmigrateError(
+                        f"{plane} (is controller_host right?): {_explain(exc)}"
+                    ) from None
+                raise self._fail(
+                    f"index '{name}' does not exist at {self.client.config.host} "
                     f"(the project has: {', '.join(sorted(names)) or 'no indexes'})"
                 ) from None
             except PineconeError as exc:
-                raise QmigrateError(f"pinecone {where}: {_explain(exc)}") from None
+                raise QmigrateError(f"{plane}: {_explain(exc)}") from None
         return self._model
 
     @property
@@ -176,25 +157,23 @@ class Source:
 
     def describe(self) -> SourceInfo:
         model = self._describe_index() if self.index_name else None
-        stats = self._checked(self.label, self.index.describe_index_stats)
+        stats = self._call(self.index.describe_index_stats)
         pod = model is not None and isinstance(model.deployment, PodDeployment)
         if pod and self.ids_file is None:
-            raise QmigrateError(
-                f"pinecone {self.label} is pod-based, and Pinecone lists the IDs of serverless "
+            raise self._fail(
+                "a pod-based index, and Pinecone lists the IDs of serverless "
                 "indexes only: give the IDs in a file, one per line, as source.ids_file"
             )
         vectors = _vector_fields(model, stats, self.label)
         self.distance = vectors[0].distance  # how search scores merge across namespaces
         self.counts = self._namespaces(stats)
         sample = self._sample()
-        payload_fields = {k for v in sample for k in (v.metadata or {})}
-        if self.namespace_field is not None:
-            payload_fields.add(self.namespace_field)
+        payload_fields = kit.payload_fields((v.metadata for v in sample), self.namespace_field)
         deployment = "unknown (connected by host)" if model is None else "serverless"
         return SourceInfo(
             count=sum(self.counts.values()),
             vectors=vectors,
-            payload_fields=sorted(payload_fields),
+            payload_fields=payload_fields,
             details={
                 "index": self.index_name,
                 "host": self.index.host,
@@ -214,7 +193,7 @@ class Source:
         missing = [n for n in names if n not in present]
         if missing:
             raise QmigrateError(
-                f"source.namespaces: pinecone {self.label} has no vectors in namespace "
+                f"source.namespaces: {self.label} has no vectors in namespace "
                 f"{', '.join(repr(n) for n in missing)} (it has: {', '.join(present) or 'none'})"
             )
         return {n: present[n] for n in names}
@@ -236,13 +215,11 @@ class Source:
             )
         except ApiError as exc:
             if is_transient(exc) or isinstance(exc, (UnauthorizedError, ForbiddenError)):
-                raise QmigrateError(f"pinecone {self.label}: {_explain(exc)}") from None
-            raise QmigrateError(
-                f"pinecone {self.label} cannot list its IDs ({_explain(exc)}); pod-based "
+                raise
+            raise self._fail(
+                f"cannot list its IDs ({_explain(exc)}); pod-based "
                 "indexes cannot: give the IDs in a file, one per line, as source.ids_file"
             ) from None
-        except PineconeError as exc:
-            raise QmigrateError(f"pinecone {self.label}: {_explain(exc)}") from None
 
     def _ids_file_size(self) -> int:
         assert self.ids_file is not None
@@ -266,7 +243,7 @@ class Source:
         """fetch_by_metadata takes a filter on serverless indexes; list and fetch take none."""
         if not filter or self.ids_file is not None:
             return filter
-        self.metadata_filter, residual = translate_filter(filter)
+        self.metadata_filter, residual = kit.split_filter(filter, METADATA_FILTER)
         return residual
 
     # --- search (verify) -------------------------------------------------------------
@@ -297,18 +274,17 @@ class Source:
         if self.ids_file is not None:
             size = self._ids_file_size()
             ranges = max(1, math.ceil(n / max(1, len(self.counts))))
-            bounds = [size * i // ranges for i in range(ranges + 1)]
             units = [
                 (count, {"namespace": ns, "lines": [start, end]})
                 for ns, count in self.counts.items()
-                for start, end in itertools.pairwise(bounds)
+                for start, end in kit.even_ranges(0, size, ranges)
             ]
-            groups = _balance(units, n)
+            groups = kit.balance(units, n)
         elif self.metadata_filter is not None:
             units = [
                 (c, {"namespace": ns, "fetch_by_metadata": True}) for ns, c in self.counts.items()
             ]
-            groups = _balance(units, n)
+            groups = kit.balance(units, n)
         else:
             groups = self._list_groups(n)
         spec_scope = self._scoped()
@@ -326,7 +302,7 @@ class Source:
         slots = OVERSPLIT * n
         if len(self.counts) >= n:
             units = [(c, {"namespace": ns, "list": ""}) for ns, c in self.counts.items()]
-            return _balance(units, slots)
+            return kit.balance(units, slots)
         total = sum(self.counts.values()) or 1
         groups: list[list[dict[str, Any]]] = []
         for ns, count in self.counts.items():
@@ -341,7 +317,7 @@ class Source:
         prefix grows, and the one ID that may equal it is fetched by itself. Lists come in
         bytewise order, so characters below the smallest ID's need no probe.
         """
-        first = self._checked(self.label, self.index.list_paginated, limit=1, namespace=_wire(ns))
+        first = self._call(self.index.list_paginated, limit=1, namespace=_wire(ns))
         if not first.vectors:
             return [[{"namespace": ns, "list": ""}]]
         base, exact = "", []
@@ -364,8 +340,7 @@ class Source:
         """The first page of IDs under `base` + each character from `lowest` on, where any."""
 
         def page(code: int) -> list[str]:
-            response = self._checked(
-                self.label,
+            response = self._call(
                 self.index.list_paginated,
                 prefix=base + chr(code),
                 limit=LIST_LIMIT,
@@ -388,19 +363,19 @@ class Source:
         """
         tasks = list(_tasks(partition.spec["streams"]))
         scoped = partition.spec["scoped"]
-        start, position = cursor if cursor is not None else (0, None)
+        start, first_position = cursor if cursor is not None else (0, None)
         readers = {"list": self._list, "ids": self._ids, "lines": self._lines, "meta": self._meta}
-        records: list[Record] = []
-        for number in range(start, len(tasks)):
-            kind, ns, argument = tasks[number]
-            for vectors, after in readers[kind](ns, argument, position):
-                records += [self._record(ns, v, scoped) for v in vectors]
-                reached = [number, after] if after is not None else [number + 1, None]
-                if len(records) >= self.page_size:
-                    yield Page(records, reached)
-                    records = []
-            position = None
-        if records:
+
+        def pieces() -> Iterator[tuple[list[Record], list[Any]]]:
+            position = first_position
+            for number in range(start, len(tasks)):
+                kind, ns, argument = tasks[number]
+                for vectors, after in readers[kind](ns, argument, position):
+                    reached = [number, after] if after is not None else [number + 1, None]
+                    yield [self._record(ns, v, scoped) for v in vectors], reached
+                position = None
+
+        for records, reached in kit.gather(pieces(), self.page_size):
             yield Page(records, reached)
 
     def _list(self, ns: str, prefix: str, token: str | None) -> Iterator[tuple[list[Any], Any]]:
@@ -509,7 +484,7 @@ def _vector_fields(model: Any, stats: Any, label: str) -> list[VectorField]:
     )
     if custom:
         raise QmigrateError(
-            f"pinecone {label} is a document index (vector fields {', '.join(custom)}); "
+            f"source {label} is a document index (vector fields {', '.join(custom)}); "
             "this source reads vector indexes through the vectors API"
         )
     dense = fields.get("_values")
@@ -522,7 +497,7 @@ def _vector_fields(model: Any, stats: Any, label: str) -> list[VectorField]:
         return [VectorField(SPARSE, "sparse")]
     if dimension is None or metric not in METRICS:
         raise QmigrateError(
-            f"pinecone {label} does not tell its dimension and metric (got {dimension}, "
+            f"source {label} does not tell its dimension and metric (got {dimension}, "
             f"{metric}); connect by source.index so the control plane describes it"
         )
     vectors = [VectorField(DENSE, "dense", dimension, METRICS[metric])]
@@ -545,17 +520,6 @@ def _tasks(streams: list[dict[str, Any]]) -> Iterator[tuple[str, str, Any]]:
             yield "meta", ns, None
 
 
-def _balance(units: list[tuple[int, dict[str, Any]]], k: int) -> list[list[dict[str, Any]]]:
-    """Streams into at most k groups of about equal weight, largest first."""
-    groups: list[list[dict[str, Any]]] = [[] for _ in range(min(k, len(units)))]
-    loads = [0] * len(groups)
-    for weight, stream in sorted(units, key=lambda unit: -unit[0]):
-        lightest = loads.index(min(loads))
-        groups[lightest].append(stream)
-        loads[lightest] += weight
-    return groups
-
-
 def _runs(weights: dict[int, int], k: int) -> list[list[int]]:
     """The characters, in order, cut into at most k runs of about equal weight."""
     total = sum(weights.values())
@@ -574,41 +538,9 @@ def _runs(weights: dict[int, int], k: int) -> list[list[int]]:
 RANGE_OPERATORS = {"gt": "$gt", "gte": "$gte", "lt": "$lt", "lte": "$lte"}
 
 
-def translate_filter(flt: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """(Pinecone filter, Qdrant residual): their conjunction is exactly `flt`.
-
-    Pushed: `must` conditions one by one and `should` as a whole, when they are match
-    value/any or range on a plain key (Pinecone metadata is flat, so a dotted key keeps
-    Qdrant's nested-path meaning only client-side). `must_not` and `min_should` stay
-    client-side: Pinecone's $ne/$nin and Qdrant differ on missing fields.
-    """
-    pushed: list[dict[str, Any]] = []
-    residual: dict[str, Any] = {}
-    for condition in flt.get("must", []):
-        translated = _condition(condition)
-        if translated is None:
-            residual.setdefault("must", []).append(condition)
-        else:
-            pushed.append(translated)
-    if "should" in flt:
-        alternatives = [_condition(c) for c in flt["should"]]
-        if alternatives and all(a is not None for a in alternatives):
-            pushed.append(alternatives[0] if len(alternatives) == 1 else {"$or": alternatives})
-        else:
-            residual["should"] = flt["should"]
-    for clause in ("must_not", "min_should"):
-        if clause in flt:
-            residual[clause] = flt[clause]
-    pinecone = None if not pushed else pushed[0] if len(pushed) == 1 else {"$and": pushed}
-    return pinecone, residual or None
-
-
 def _condition(condition: dict[str, Any]) -> dict[str, Any] | None:
-    if not {"must", "should", "must_not", "min_should"}.isdisjoint(condition):
-        pushed, residual = translate_filter(condition)
-        return pushed if residual is None else None
-    key = condition.get("key")
-    if not isinstance(key, str) or "." in key or "[" in key:
+    key = kit.plain_key(condition)
+    if key is None:
         return None
     match = condition.get("match")
     if match is not None:
@@ -622,3 +554,18 @@ def _condition(condition: dict[str, Any]) -> dict[str, Any] | None:
         parts = [{key: {RANGE_OPERATORS[op]: v}} for op, v in bounds.items()]
         return parts[0] if len(parts) == 1 else {"$and": parts}
     return None
+
+
+def _all(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    return parts[0] if len(parts) == 1 else {"$and": parts}
+
+
+def _any(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    return parts[0] if len(parts) == 1 else {"$or": parts}
+
+
+# Pushed: `must` conditions one by one and `should` as a whole, when they are match
+# value/any or range on a plain key (Pinecone metadata is flat, so a dotted key keeps
+# Qdrant's nested-path meaning only client-side). `must_not` stays client-side: Pinecone's
+# $ne/$nin and Qdrant differ on missing fields.
+METADATA_FILTER = kit.FilterDialect(_condition, all_of=_all, any_of=_any)
