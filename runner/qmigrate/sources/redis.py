@@ -14,7 +14,6 @@ documents with their vectors, runs in parallel.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import zlib
@@ -26,12 +25,12 @@ import redis
 
 from qmigrate.errors import QmigrateError
 from qmigrate.records import Page, Partition, Record, SourceInfo, VectorField
+from qmigrate.sources import kit
 
 DISTANCES = {"COSINE": "Cosine", "IP": "Dot", "L2": "Euclid"}
 INDEX_TYPES = {"TAG": "keyword", "NUMERIC": "float", "TEXT": "text", "GEO": "geo"}
 SCAN_COUNT = 1000
 INKEYS_CHUNK = 1000
-SAMPLE_DOCUMENTS = 100
 SHOWN_NAMES = 20
 
 
@@ -115,8 +114,12 @@ class Source:
         """The URL without its password."""
         return re.sub(r"//([^:@/]*):[^@/]*@", r"//\1:***@", self.config["url"])
 
+    @property
+    def label(self) -> str:
+        return f"Redis at {self.location}"
+
     def _fail(self, cause: str) -> QmigrateError:
-        return QmigrateError(f"source Redis at {self.location}: {cause}")
+        return QmigrateError(f"source {self.label}: {cause}")
 
     @property
     def client(self) -> redis.Redis:
@@ -132,35 +135,30 @@ class Source:
             self._client = redis.Redis.from_url(self.config["url"], **options)
         return self._client
 
-    @contextlib.contextmanager
-    def _before_any_data_moves(self) -> Iterator[None]:
-        """Connection and discovery failures are one line, never a traceback or a password."""
-        try:
-            yield
-        except redis.AuthenticationError:
-            raise self._fail("the server rejected the username or password") from None
-        except redis.ResponseError as exc:
-            message = str(exc)
-            if "unknown command" in message.lower():
-                raise self._fail(
+    def explain(self, exc: Exception) -> str:
+        """Connection and discovery failures in words, never with a password."""
+        if isinstance(exc, redis.AuthenticationError):
+            return "the server rejected the username or password"
+        message = kit.first_line(exc)
+        if isinstance(exc, redis.ResponseError):
+            lowered = message.lower()
+            if "unknown command" in lowered:
+                return (
                     "the server has no search module (FT.* commands are unknown): "
                     "load RediSearch (Redis Stack, Redis 8 or valkey with redisearch.so)"
-                ) from None
-            if "no such index" in message.lower() or "unknown index" in message.lower():
+                )
+            if "no such index" in lowered or "unknown index" in lowered:
                 names = sorted(_text(n) for n in self.client.execute_command("FT._LIST"))
                 shown = ", ".join(names[:SHOWN_NAMES]) or "no indexes"
                 if len(names) > SHOWN_NAMES:
                     shown += f" and {len(names) - SHOWN_NAMES} more"
-                raise self._fail(f"index '{self.index}' does not exist (it has: {shown})") from None
-            raise self._fail(message.splitlines()[0] if message else type(exc).__name__) from None
-        except redis.RedisError as exc:
-            raise self._fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+                return f"index '{self.index}' does not exist (it has: {shown})"
+        return message
 
     def _discover(self) -> None:
         if self._described:
             return
-        with self._before_any_data_moves():
-            info = _pairs(self.client.execute_command("FT.INFO", self.index))
+        info = _pairs(self.client.execute_command("FT.INFO", self.index))
         definition = _pairs(info["index_definition"])
         self.on_json = _text(definition["key_type"]) == "JSON"
         self.prefixes = [_text(p) for p in definition.get("prefixes", [])] or [""]
@@ -212,7 +210,7 @@ class Source:
             return None
         self._discover()
         attributes = {a.name: a for a in self.attributes}
-        query, residual = split_filter(filter, attributes, self.on_json)
+        query, residual = kit.split_filter(filter, query_dialect(attributes, self.on_json))
         if query is not None:
             self.query = query
         return residual
@@ -367,11 +365,10 @@ class Source:
         """NUMERIC attributes whose sampled values are all integral."""
         if not numeric:
             return set()
-        with self._before_any_data_moves():
-            reply = self.client.execute_command(
-                "FT.SEARCH", self.index, "*", "NOCONTENT", "LIMIT", 0, SAMPLE_DOCUMENTS
-            )
-            records = self._fetch(reply[1:], "")
+        reply = self.client.execute_command(
+            "FT.SEARCH", self.index, "*", "NOCONTENT", "LIMIT", 0, kit.SAMPLE_RECORDS
+        )
+        records = self._fetch(reply[1:], "")
         integral = set()
         for attribute in numeric:
             path = (self._payload_key(attribute) or attribute.name).split(".")
@@ -409,34 +406,21 @@ def _glob_escape(prefix: str) -> str:
 # Everything else (TEXT, GEO, nested filters, min_should, JSON indexes) stays client-side.
 
 
-def split_filter(
-    filter: dict[str, Any], attributes: dict[str, Attribute], on_json: bool = False
-) -> tuple[str | None, dict[str, Any] | None]:
-    """(FT query for the exactly translatable conjuncts, Qdrant filter of the rest)."""
-    parts: list[str] = []
-    residual: dict[str, Any] = {}
-    for condition in filter.get("must") or []:
-        query = None if on_json else translate(condition, attributes)
-        if query is None:
-            residual.setdefault("must", []).append(condition)
-        else:
-            parts.append(query)
-    should = filter.get("should") or []
-    if should:
-        alternatives = [None if on_json else translate(c, attributes) for c in should]
-        if all(q is not None for q in alternatives):
-            parts.append("(" + " | ".join(f"({q})" for q in alternatives) + ")")
-        else:
-            residual["should"] = should
-    for condition in filter.get("must_not") or []:
-        query = None if on_json else translate(condition, attributes)
-        if query is None:
-            residual.setdefault("must_not", []).append(condition)
-        else:
-            parts.append(f"-({query})")
-    if filter.get("min_should"):
-        residual["min_should"] = filter["min_should"]
-    return (" ".join(parts) if parts else None), residual or None
+def query_dialect(attributes: dict[str, Attribute], on_json: bool) -> kit.FilterDialect[str]:
+    def condition(condition: dict[str, Any]) -> str | None:
+        return None if on_json else translate(condition, attributes)
+
+    def negation(condition_: dict[str, Any]) -> str | None:
+        query = condition(condition_)
+        return None if query is None else f"-({query})"
+
+    return kit.FilterDialect(
+        condition,
+        all_of=" ".join,
+        any_of=lambda alternatives: "(" + " | ".join(f"({q})" for q in alternatives) + ")",
+        negation=negation,
+        nested=False,
+    )
 
 
 def translate(condition: dict[str, Any], attributes: dict[str, Attribute]) -> str | None:
