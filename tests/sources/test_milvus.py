@@ -32,8 +32,6 @@ def open_milvus(config: dict[str, Any], batch_size: int) -> Any:
 pymilvus = pytest.importorskip("pymilvus")
 from pymilvus import DataType, MilvusClient  # noqa: E402
 
-from qmigrate.sources.milvus import key_ranges  # noqa: E402
-
 Row = dict[str, Any]
 
 
@@ -324,12 +322,6 @@ def test_plan_prints_the_expression_and_binary_note(items: MilvusServer, tmp_pat
 
 
 # --- describe, partitions, errors -----------------------------------------------------
-
-
-def test_key_ranges_split_sorted_keys_evenly() -> None:
-    assert key_ranges([1, 2, 3, 4, 5, 6], 3) == [(None, 2), (2, 4), (4, None)]
-    assert key_ranges([], 4) == [(None, None)]
-    assert key_ranges(["a"], 4) == [(None, None)]
 
 
 def test_a_field_without_index_asks_for_target_vectors(

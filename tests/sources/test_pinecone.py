@@ -520,6 +520,11 @@ def test_partitions_are_disjoint_complete_and_resume_from_every_cursor(
             {"a": {"$eq": "x"}},
             None,
         ),
+        (  # Pinecone stores numbers as floats, which Qdrant's integer match never selects
+            {"must": [{"key": "n", "match": {"value": 4}}]},
+            None,
+            {"must": [{"key": "n", "match": {"value": 4}}]},
+        ),
         (
             {
                 "must": [
@@ -530,14 +535,14 @@ def test_partitions_are_disjoint_complete_and_resume_from_every_cursor(
                 ],
                 "should": [
                     {"key": "b", "match": {"value": True}},
-                    {"key": "c", "match": {"value": 2}},
+                    {"key": "c", "match": {"value": "z"}},
                 ],
             },
             {
                 "$and": [
                     {"a": {"$in": ["x", "y"]}},
                     {"$and": [{"n": {"$gt": 1}}, {"n": {"$lte": 5}}]},
-                    {"$or": [{"b": {"$eq": True}}, {"c": {"$eq": 2}}]},
+                    {"$or": [{"b": {"$eq": True}}, {"c": {"$eq": "z"}}]},
                 ]
             },
             {
@@ -559,8 +564,8 @@ def test_partitions_are_disjoint_complete_and_resume_from_every_cursor(
             },
         ),
         (
-            {"must": [{"should": [{"key": "a", "match": {"value": 1}}]}, {"has_id": ["x"]}]},
-            {"a": {"$eq": 1}},
+            {"must": [{"should": [{"key": "a", "match": {"value": "v"}}]}, {"has_id": ["x"]}]},
+            {"a": {"$eq": "v"}},
             {"must": [{"has_id": ["x"]}]},
         ),
     ],

@@ -30,6 +30,7 @@ from pymilvus import DataType, MilvusClient, MilvusException
 
 from qmigrate.errors import QmigrateError
 from qmigrate.records import Page, Partition, Record, SourceInfo, SparseVector, VectorField
+from qmigrate.sources import kit
 
 METRICS = {"COSINE": "Cosine", "IP": "Dot", "L2": "Euclid", "HAMMING": "Manhattan"}
 DENSE_TYPES = {
@@ -115,17 +116,15 @@ class Source:
 
     # --- connection -----------------------------------------------------------------
 
-    def _fail(self, cause: str) -> QmigrateError:
-        return QmigrateError(f"source Milvus at {self.uri}: {cause}")
+    @property
+    def label(self) -> str:
+        return f"Milvus at {self.uri}"
 
-    @contextlib.contextmanager
-    def _before_any_data_moves(self) -> Iterator[None]:
-        """A failed request while describing or splitting is a one-line error, not a traceback."""
-        try:
-            yield
-        except (MilvusException, MilvusRequestError) as exc:
-            message = getattr(exc, "message", None) or str(exc)
-            raise self._fail(message.splitlines()[0] if message else type(exc).__name__) from None
+    def _fail(self, cause: str) -> QmigrateError:
+        return QmigrateError(f"source {self.label}: {cause}")
+
+    def explain(self, exc: Exception) -> str:
+        return kit.first_line(exc)
 
     @property
     def is_lite(self) -> bool:
@@ -160,20 +159,18 @@ class Source:
         if self._schema is not None:
             return self._schema
         client = self.client
-        with self._before_any_data_moves():
-            if not client.has_collection(self.name):
-                names = sorted(client.list_collections())
-                shown = ", ".join(names[:SHOWN_NAMES]) or "no collections"
-                if len(names) > SHOWN_NAMES:
-                    shown += f" and {len(names) - SHOWN_NAMES} more"
-                database = self.db_name or "default"
-                raise self._fail(
-                    f"collection '{self.name}' does not exist in database '{database}' "
-                    f"(it has: {shown})"
-                )
-            self._schema = client.describe_collection(self.name)
-            # A reopened milvus-lite collection, or an unloaded server one, cannot be queried.
-            client.load_collection(self.name)
+        if not client.has_collection(self.name):
+            names = sorted(client.list_collections())
+            shown = ", ".join(names[:SHOWN_NAMES]) or "no collections"
+            if len(names) > SHOWN_NAMES:
+                shown += f" and {len(names) - SHOWN_NAMES} more"
+            raise self._fail(
+                f"collection '{self.name}' does not exist in database '{self.db_name}' "
+                f"(it has: {shown})"
+            )
+        self._schema = client.describe_collection(self.name)
+        # A reopened milvus-lite collection, or an unloaded server one, cannot be queried.
+        client.load_collection(self.name)
         return self._schema
 
     def close(self) -> None:
@@ -222,10 +219,9 @@ class Source:
 
     def describe(self) -> SourceInfo:
         schema = self.schema
-        with self._before_any_data_moves():
-            metrics, indexes = self._index_metrics()
-            count = self._count()
-            sample = self._query("", None, limit=100, output_fields=["*"])
+        metrics, indexes = self._index_metrics()
+        count = self._count()
+        sample = self._query("", None, limit=kit.SAMPLE_RECORDS, output_fields=["*"])
         vectors = [_vector_field(f, metrics.get(f["name"])) for f in self._vector_fields()]
         keys = {f["name"] for f in self._scalar_fields()}
         if schema.get("enable_dynamic_field"):
@@ -236,7 +232,7 @@ class Source:
             keys.add(self.partition_field)
         details: dict[str, Any] = {
             "uri": self.uri,
-            "database": self.db_name or "default",
+            "database": self.db_name,
             "collection": self.name,
             "primary_key": f"{self.primary['name']} ({self.primary['type'].name})",
             "partitions": ", ".join(self._milvus_partitions()),
@@ -264,21 +260,20 @@ class Source:
         if not filter:
             return None
         fields = {f["name"]: f for f in self._scalar_fields()}
-        self.expression, residual = split_filter(filter, lambda c: _condition(c, fields))
+        self.expression, residual = kit.split_filter(filter, expression_dialect(fields))
         return residual
 
     def partitions(self, n: int) -> list[Partition]:
         """Key ranges of about equal size in each selected Milvus partition."""
-        with self._before_any_data_moves():
-            milvus_partitions = self._per_partition()
-            per_partition = max(1, math.ceil(n / len(milvus_partitions)))
-            result = []
-            for milvus_partition in milvus_partitions:
-                keys = self._all_keys(milvus_partition)
-                for after, upto in key_ranges(keys, per_partition):
-                    spec = {"partition": milvus_partition, "after": after, "upto": upto}
-                    result.append(Partition(f"{len(result):04d}", spec))
-            return result
+        milvus_partitions = self._per_partition()
+        per_partition = max(1, math.ceil(n / len(milvus_partitions)))
+        result = []
+        for milvus_partition in milvus_partitions:
+            keys = self._all_keys(milvus_partition)
+            for after, upto in kit.key_ranges(keys, per_partition):
+                spec = {"partition": milvus_partition, "after": after, "upto": upto}
+                result.append(Partition(f"{len(result):04d}", spec))
+        return result
 
     def read(self, partition: Partition, cursor: Any) -> Iterator[Page]:
         spec = partition.spec
@@ -478,18 +473,6 @@ def _vector(field: dict[str, Any], value: Any) -> Any:
     return np.asarray(value, dtype=np.float32).tolist()
 
 
-# --- partition arithmetic -------------------------------------------------------------
-
-
-def key_ranges(keys: list[Any], n: int) -> list[tuple[Any, Any]]:
-    """(after, upto] ranges splitting sorted `keys` into about `n` equal runs; open at both ends,
-    so keys written later still fall into some range."""
-    n = max(1, min(n, len(keys)))
-    cuts = [keys[len(keys) * i // n - 1] for i in range(1, n)]
-    bounds: list[Any] = [None, *cuts, None]
-    return list(zip(bounds[:-1], bounds[1:], strict=True))
-
-
 # --- filter pushdown ------------------------------------------------------------------
 #
 # Only conditions on schema scalar fields are pushed down, where a Milvus expression selects
@@ -499,55 +482,26 @@ def key_ranges(keys: list[Any], n: int) -> list[tuple[Any, Any]]:
 # null: Milvus evaluates `not (x == 1)` on a null x as false, Qdrant's must_not as true.
 # JSON paths, dynamic keys and ARRAY fields stay client-side.
 
-Translator = Callable[[dict[str, Any]], str | None]
+
+def expression_dialect(fields: dict[str, dict[str, Any]]) -> kit.FilterDialect[str]:
+    return kit.FilterDialect(
+        lambda condition: _condition(condition, fields),
+        all_of=lambda parts: " and ".join(f"({p})" for p in parts),
+        any_of=lambda alternatives: "(" + " or ".join(f"({a})" for a in alternatives) + ")",
+        negation=lambda condition: _condition(condition, fields, negate=True),
+    )
 
 
-def split_filter(
-    filter: dict[str, Any], translate: Translator
-) -> tuple[str | None, dict[str, Any] | None]:
-    """(Milvus expression of the exactly translatable conjuncts, Qdrant filter of the rest)."""
-    parts: list[str] = []
-    residual: dict[str, Any] = {}
-    for condition in filter.get("must") or []:
-        expression = _nested(condition, translate)
-        if expression is None:
-            residual.setdefault("must", []).append(condition)
-        else:
-            parts.append(expression)
-    should = filter.get("should") or []
-    if should:
-        alternatives = [_nested(c, translate) for c in should]
-        if all(a is not None for a in alternatives):
-            parts.append("(" + " or ".join(f"({a})" for a in alternatives) + ")")
-        else:
-            residual["should"] = should
-    for condition in filter.get("must_not") or []:
-        expression = translate({**condition, "negate": True}) if "key" in condition else None
-        if expression is None:
-            residual.setdefault("must_not", []).append(condition)
-        else:
-            parts.append(expression)
-    if filter.get("min_should"):
-        residual["min_should"] = filter["min_should"]
-    expression = " and ".join(f"({p})" for p in parts) if parts else None
-    return expression, residual or None
-
-
-def _nested(condition: dict[str, Any], translate: Translator) -> str | None:
-    if any(key in condition for key in ("must", "should", "must_not", "min_should")):
-        expression, residual = split_filter(condition, translate)
-        return expression if residual is None and expression is not None else None
-    return translate(condition)
-
-
-def _condition(condition: dict[str, Any], fields: dict[str, dict[str, Any]]) -> str | None:
-    """One Qdrant field condition as a Milvus expression, or None where semantics differ."""
+def _condition(
+    condition: dict[str, Any], fields: dict[str, dict[str, Any]], negate: bool = False
+) -> str | None:
+    """One Qdrant field condition (or its negation) as a Milvus expression, or None where
+    semantics differ."""
     field = fields.get(condition.get("key", ""))
     if field is None:
         return None
     kind = field["type"]
     name = field["name"]
-    negate = condition.get("negate", False)
     if negate and field.get("nullable"):
         return None
     match = condition.get("match")

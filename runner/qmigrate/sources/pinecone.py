@@ -544,9 +544,11 @@ def _condition(condition: dict[str, Any]) -> dict[str, Any] | None:
         return None
     match = condition.get("match")
     if match is not None:
-        if "value" in match:
+        # Pinecone keeps every metadata number as a float, which Qdrant's integer match
+        # never selects: only string and boolean matches are pushed.
+        if "value" in match and isinstance(match["value"], str | bool):
             return {key: {"$eq": match["value"]}}
-        if match.get("any"):
+        if match.get("any") and all(isinstance(v, str) for v in match["any"]):
             return {key: {"$in": match["any"]}}
         return None
     bounds = condition.get("range")

@@ -1,0 +1,321 @@
+"""The source contract, checked the same way for every source that runs here.
+
+Each source gets one fixture below that loads `ROWS` into its real server (or file) and
+returns a `Case`; a new source joins by adding its fixture to `CASES`. The checks follow
+the engine's call order (push_down, describe, partitions, read, close):
+
+- describe() reports the count, the vectors and the payload fields before any data moves;
+- partitions are disjoint and cover everything, for several n;
+- reading resumes exactly from every cursor, after a JSON round trip;
+- for each filter of `FILTERS`, what the source pushes down plus the residual selects exactly
+  what Qdrant's filter selects;
+- closing twice is harmless.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+from qdrant_client import QdrantClient, models
+
+from qmigrate.mapping import ClientFilter
+from qmigrate.records import Partition, Record
+from qmigrate.sources.base import Source
+from tests.conftest import open_source
+from tests.sources.reference import ReferenceSource, selected_ids
+
+COUNT = 60
+DIM = 4
+BATCH = 7  # pages of odd sizes, so partitions end mid-page
+COLORS = ("red", "green", "blue")
+TAGS = (["x"], ["y"], ["x", "y"], ["z"])
+SHARED_FIELDS = {"color", "n", "price", "tags"}
+
+
+def rows() -> list[dict[str, Any]]:
+    """The data every source holds: string, integer, float, boolean and list fields."""
+    rng = np.random.default_rng(7)
+    return [
+        {
+            "id": i,
+            "vector": [float(v) for v in rng.uniform(-1, 1, DIM).astype(np.float32)],
+            "color": COLORS[i % 3],
+            "n": i % 10,
+            "price": i * 0.25 + 0.5,
+            "flag": i % 2 == 0,
+            "tags": TAGS[i % 4],
+        }
+        for i in range(COUNT)
+    ]
+
+
+def payload(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k not in ("id", "vector")}
+
+
+def match(key: str, value: Any) -> dict[str, Any]:
+    return {"key": key, "match": {"value": value}}
+
+
+# Qdrant filters over the shared fields: each source pushes what it can express exactly.
+FILTERS: list[dict[str, Any]] = [
+    {"must": [match("color", "red")]},
+    {"must": [{"key": "color", "match": {"any": ["red", "blue"]}}]},
+    {"must_not": [match("color", "red")]},
+    {"must": [{"key": "n", "range": {"gte": 3, "lt": 7}}]},
+    {"must": [match("n", 4)]},
+    {"must": [{"key": "price", "range": {"gt": 5.5}}]},
+    {"must": [match("flag", True)]},
+    {"must": [match("tags", "x")]},
+    {"must_not": [{"key": "tags", "match": {"any": ["x", "z"]}}]},
+    {"should": [match("color", "green"), {"key": "n", "range": {"gt": 8}}]},
+    {"should": [match("color", "green"), match("tags", "z")]},
+    {
+        "must": [{"should": [match("color", "red"), match("n", 1)]}],
+        "must_not": [{"key": "n", "range": {"lt": 2}}],
+    },
+    {"must": [match("color", "blue")], "must_not": [match("tags", "y")]},
+    {"min_should": {"conditions": [match("color", "red"), match("tags", "x")], "min_count": 2}},
+    {"must": [match("absent", "a")]},
+    {"must_not": [match("absent", "a")]},
+    {"must": [{"is_empty": {"key": "tags"}}]},
+]
+
+
+@dataclass
+class Case:
+    name: str
+    open: Callable[[], Source]  # a new, unused source
+    pushes_down: bool  # whether some filter of FILTERS is expected to reach the backend
+
+
+# --- the sources ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def reference_case() -> Case:
+    records = [Record(r["id"], {"vector": r["vector"]}, payload(r)) for r in rows()]
+    return Case("reference", lambda: ReferenceSource(records, BATCH), pushes_down=True)
+
+
+@pytest.fixture(scope="module")
+def file_case(tmp_path_factory: pytest.TempPathFactory) -> Case:
+    path = tmp_path_factory.mktemp("contract-file") / "rows.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows()))
+    config = {"path": str(path), "vectors": {"vector": {"distance": "cosine"}}}
+    return Case("file", lambda: open_source("file", config, BATCH), pushes_down=False)
+
+
+@pytest.fixture(scope="module")
+def qdrant_case(tmp_path_factory: pytest.TempPathFactory) -> Case:
+    path = tmp_path_factory.mktemp("contract-qdrant")
+    client = QdrantClient(path=str(path))
+    client.create_collection(
+        "contract", {"vector": models.VectorParams(size=DIM, distance=models.Distance.COSINE)}
+    )
+    points = [
+        models.PointStruct(id=r["id"], vector={"vector": r["vector"]}, payload=payload(r))
+        for r in rows()
+    ]
+    client.upsert("contract", points)
+    client.close()
+    config = {"path": str(path), "collection": "contract"}
+    return Case("qdrant", lambda: open_source("qdrant", config, BATCH), pushes_down=True)
+
+
+@pytest.fixture(scope="module")
+def chroma_case(chroma_server: Any) -> Case:
+    collection = chroma_server.client().create_collection(
+        "contract", embedding_function=None, metadata={"hnsw:space": "cosine"}
+    )
+    data = rows()
+    collection.add(
+        ids=[str(r["id"]) for r in data],
+        embeddings=[r["vector"] for r in data],
+        metadatas=[payload(r) for r in data],
+    )
+    config = {"url": chroma_server.url, "collection": "contract"}
+    return Case("chroma", lambda: open_source("chroma", config, BATCH), pushes_down=True)
+
+
+@pytest.fixture  # the fake is made per test
+def pinecone_case(pinecone_fake: Any) -> Case:
+    index = pinecone_fake.create_index("contract", dimension=DIM)
+    index.upsert(
+        {"id": f"r{r['id']:03d}", "values": r["vector"], "metadata": payload(r)} for r in rows()
+    )
+    config = {
+        "index": "contract",
+        "api_key": pinecone_fake.api_key,
+        "controller_host": pinecone_fake.url,
+    }
+    return Case("pinecone", lambda: open_source("pinecone", config, BATCH), pushes_down=True)
+
+
+@pytest.fixture(scope="module")
+def redis_case(redis_server: Any) -> Case:
+    client = redis_server.client()
+    client.execute_command(
+        "FT.CREATE", "contract", "ON", "HASH", "PREFIX", "1", "contract:", "SCHEMA",
+        "vector", "VECTOR", "FLAT", "6", "TYPE", "FLOAT32", "DIM", str(DIM),
+        "DISTANCE_METRIC", "COSINE",
+        "color", "TAG", "CASESENSITIVE", "tags", "TAG", "CASESENSITIVE",
+        "n", "NUMERIC", "price", "NUMERIC",
+    )  # fmt: skip
+    pipeline = client.pipeline(transaction=False)
+    for r in rows():
+        fields = {**payload(r), "flag": str(r["flag"]).lower(), "tags": ",".join(r["tags"])}
+        fields["vector"] = np.asarray(r["vector"], dtype="<f4").tobytes()
+        pipeline.hset(f"contract:{r['id']}", mapping=fields)
+    # Keys outside the prefix: SCAN walks them too, so the rows arrive over several pages.
+    for i in range(5000):
+        pipeline.set(f"contract-filler:{i}", i)
+    pipeline.execute()
+    config = {"url": redis_server.url, "index": "contract"}
+    return Case("redis", lambda: open_source("redis", config, BATCH), pushes_down=True)
+
+
+@pytest.fixture(scope="module")
+def milvus_case(milvus_lite_server: Any) -> Case:
+    from pymilvus import DataType, MilvusClient
+
+    client = milvus_lite_server.client()
+    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=DIM)
+    schema.add_field("color", DataType.VARCHAR, max_length=16)
+    schema.add_field("n", DataType.INT64)
+    schema.add_field("price", DataType.DOUBLE)
+    schema.add_field("flag", DataType.BOOL)
+    schema.add_field(
+        "tags", DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=4, max_length=4
+    )
+    index = client.prepare_index_params()
+    index.add_index("vector", index_type="FLAT", metric_type="COSINE")
+    client.create_collection("contract", schema=schema, index_params=index)
+    client.insert("contract", rows())
+    config = {"uri": milvus_lite_server.uri, "collection": "contract"}
+    return Case("milvus", lambda: open_source("milvus", config, BATCH), pushes_down=True)
+
+
+CASES = [
+    "reference_case",
+    "file_case",
+    "qdrant_case",
+    "chroma_case",
+    "pinecone_case",
+    "redis_case",
+    "milvus_case",
+]
+
+
+@pytest.fixture(params=CASES)
+def case(request: pytest.FixtureRequest) -> Case:
+    return request.getfixturevalue(request.param)
+
+
+@pytest.fixture
+def opened(case: Case) -> Iterator[Source]:
+    """A source as the engine starts one: push_down, then describe."""
+    source = case.open()
+    source.push_down(None)
+    source.describe()
+    yield source
+    source.close()
+
+
+# --- reading helpers ------------------------------------------------------------------
+
+
+def read_partition(source: Source, partition: Partition, cursor: Any = None) -> list[Record]:
+    return [r for page in source.read(partition, cursor) for r in page.records]
+
+
+def read_everything(source: Source, n: int) -> list[Record]:
+    return [r for p in source.partitions(n) for r in read_partition(source, p)]
+
+
+def round_trip(value: Any) -> Any:
+    """What a checkpoint store gives back: JSON."""
+    return json.loads(json.dumps(value))
+
+
+# --- the checks -----------------------------------------------------------------------
+
+
+def test_describe_reports_count_vectors_and_payload_fields(case: Case) -> None:
+    source = case.open()
+    source.push_down(None)
+    info = source.describe()
+    source.close()
+    assert info.count == COUNT
+    assert info.vectors and all(v.kind == "sparse" or v.size == DIM for v in info.vectors)
+    assert set(info.payload_fields) >= SHARED_FIELDS, info.payload_fields
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7])
+def test_partitions_are_disjoint_and_cover_everything(opened: Source, n: int) -> None:
+    partitions = opened.partitions(n)
+    assert len({p.key for p in partitions}) == len(partitions)
+    assert round_trip([p.spec for p in partitions]) == [p.spec for p in partitions]
+    ids = Counter(r.id for r in read_everything(opened, n))
+    assert sum(ids.values()) == COUNT, "some record was read twice or not at all"
+    assert len(ids) == COUNT and max(ids.values()) == 1
+
+
+def test_reading_resumes_exactly_from_every_cursor(opened: Source) -> None:
+    pages_seen = 0
+    for partition in opened.partitions(2):
+        pages = list(opened.read(partition, None))
+        pages_seen += len(pages)
+        ids = [r.id for page in pages for r in page.records]
+        done = 0
+        for page in pages:
+            done += len(page.records)
+            rest = read_partition(opened, partition, round_trip(page.cursor))
+            assert [r.id for r in rest] == ids[done:], f"resume after {page.cursor!r}"
+    assert pages_seen > 2, "too few pages to test resuming mid-partition"
+
+
+def test_pushed_part_and_residual_select_what_qdrant_selects(case: Case) -> None:
+    everything = case.open()
+    everything.push_down(None)
+    everything.describe()
+    records = read_everything(everything, 2)
+    everything.close()
+    pushed_any = False
+    for flt in FILTERS:
+        expected = selected_ids(records, flt)
+        source = case.open()
+        residual = source.push_down(flt)
+        pushed_any |= residual != flt
+        source.describe()
+        read = read_everything(source, 2)
+        source.close()
+        kept = ClientFilter(residual) if residual else None
+        got = {r.id for r in read if kept is None or kept.matches(r)}
+        assert got == expected, f"{case.name}: {json.dumps(flt)} (residual {json.dumps(residual)})"
+    assert pushed_any == case.pushes_down
+
+
+def test_the_filter_table_tells_sources_apart() -> None:
+    """A filter that selects all rows or none cannot catch a wrong pushdown: few may."""
+    records = [Record(r["id"], {"vector": r["vector"]}, payload(r)) for r in rows()]
+    sizes = [len(selected_ids(records, flt)) for flt in FILTERS]
+    assert sum(0 < size < COUNT for size in sizes) >= len(FILTERS) - 4, sizes
+
+
+def test_closing_twice_is_harmless(case: Case) -> None:
+    source = case.open()
+    source.close()  # before connecting
+    source = case.open()
+    source.push_down(None)
+    source.describe()
+    source.close()
+    source.close()
