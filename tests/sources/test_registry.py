@@ -1,0 +1,42 @@
+"""The registry is the one list of sources: each entry is complete, and the schema follows it."""
+
+from __future__ import annotations
+
+import importlib
+import json
+
+import pytest
+
+from qmigrate import spec
+from qmigrate.sources import REGISTRY, create_source
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_each_entry_names_a_module_and_a_schema_part_that_fit(name: str) -> None:
+    declared = REGISTRY[name]
+    assert hasattr(importlib.import_module(declared.module), "Source")
+    part = json.loads((spec.schema_dir() / declared.schema).read_text())
+    assert part["$id"] == f"https://qmigrate.dev/schemas/{declared.schema}"
+    keys = set(part["properties"])
+    assert part["properties"]["type"]["examples"] == [name]
+    assert declared.connection_keys <= keys, "a connection key the schema does not have"
+    assert set(declared.path_keys) <= keys, "a path key the schema does not have"
+
+
+def test_every_schema_part_is_registered() -> None:
+    parts = {p.name for p in (spec.schema_dir() / "sources").glob("*.schema.json")}
+    assert parts == {REGISTRY[name].schema.removeprefix("sources/") for name in REGISTRY}
+
+
+def test_the_job_schema_dispatches_exactly_the_registered_sources() -> None:
+    source = spec.job_schema_bundle()["properties"]["source"]
+    enum = source["properties"]["type"]["anyOf"][0]["enum"]
+    dispatched = [branch["if"]["properties"]["type"]["const"] for branch in source["allOf"]]
+    assert enum == dispatched == list(REGISTRY)
+
+
+def test_a_source_gets_the_schema_defaults_and_keeps_what_the_job_sets() -> None:
+    source = create_source({"type": "qdrant", "path": "/nonexistent", "collection": "c"}, 10)
+    assert source.config["timeout"] == 60 and source.config["prefer_grpc"] is False
+    source = create_source({"type": "qdrant", "path": "/x", "collection": "c", "timeout": 5}, 10)
+    assert source.config["timeout"] == 5
