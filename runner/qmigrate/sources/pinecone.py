@@ -405,16 +405,15 @@ class Source:
         """IDs on the lines that start in [start, end) of the ids file."""
         assert self.ids_file is not None
         start, end = byte_range
-        batch: list[str] = []
-        for line, position in lines_in_range(self.ids_file, start, end, offset):
-            vector_id = line.rstrip(b"\r\n").decode("ascii", errors="replace")
-            if vector_id:
-                batch.append(vector_id)
-            if len(batch) == self.page_size:
-                yield self._fetch(ns, batch), position
-                batch = []
-        if batch:
-            yield self._fetch(ns, batch), None
+
+        def ids() -> Iterator[tuple[list[str], int]]:
+            for line, position in lines_in_range(ids_file, start, end, offset):
+                vector_id = line.rstrip(b"\r\n").decode("ascii", errors="replace")
+                yield ([vector_id] if vector_id else []), position
+
+        ids_file = self.ids_file
+        for batch, position in kit.gather(ids(), self.page_size):
+            yield self._fetch(ns, batch), position
 
     def _meta(self, ns: str, _: Any, token: str | None) -> Iterator[tuple[list[Any], Any]]:
         while True:
