@@ -26,11 +26,6 @@ from tests.conftest import (
 )
 from tests.servers.chroma import ChromaServer, auth_gate
 
-
-def open_chroma(config: dict[str, Any], batch_size: int) -> Any:
-    return open_source("chroma", config, batch_size)
-
-
 chromadb = pytest.importorskip("chromadb")
 from chromadb.config import Settings  # noqa: E402
 
@@ -318,12 +313,12 @@ def test_pushdown_has_qdrant_semantics(
     tricky: dict[str, Any], flt: dict[str, Any], pushed: bool
 ) -> None:
     """Chroma's `where` plus the residual selects exactly what Qdrant's filter selects."""
-    everything = open_chroma(tricky, 4)
+    everything = open_source("chroma", tricky, 4)
     records = read_all(everything)
     everything.close()
     qdrant_filter = models.Filter.model_validate(flt)
     expected = sorted(r.id for r in records if check_filter(qdrant_filter, r.payload, r.id, {}))
-    source = open_chroma(tricky, 4)
+    source = open_source("chroma", tricky, 4)
     try:
         residual = source.push_down(flt)
         assert (source.where is not None and residual is None) is pushed, (source.where, residual)
@@ -341,7 +336,7 @@ def test_a_filter_is_split_into_pushed_and_client_side_parts() -> None:
         "must": [{"key": "category", "match": {"value": "news"}}, range_condition],
         "must_not": [{"key": "year", "match": {"value": 2012}}],
     }
-    source = open_chroma({"url": "http://unused", "collection": "x"}, 10)
+    source = open_source("chroma", {"url": "http://unused", "collection": "x"}, 10)
     residual = source.push_down(flt)
     assert source.where == {
         "$or": [{"category": {"$eq": "news"}}, {"category": {"$contains": "news"}}]
@@ -366,7 +361,7 @@ def test_describe_reports_space_dimension_count_and_keys(
 ) -> None:
     name = f"space-{distance.lower()}"
     create(chroma_server, name, make_rows(30, 5), **options)
-    source = open_chroma({"url": chroma_server.url, "collection": name}, 10)
+    source = open_source("chroma", {"url": chroma_server.url, "collection": name}, 10)
     try:
         info = source.describe()
     finally:
@@ -377,7 +372,7 @@ def test_describe_reports_space_dimension_count_and_keys(
 
 
 def test_partitions_are_disjoint_and_complete(articles: str) -> None:
-    source = open_chroma({"url": articles, "collection": "articles"}, 64)
+    source = open_source("chroma", {"url": articles, "collection": "articles"}, 64)
     try:
         parts = source.partitions(3)
         specs = [p.spec for p in parts]
@@ -389,7 +384,7 @@ def test_partitions_are_disjoint_and_complete(articles: str) -> None:
 
 
 def test_resuming_from_any_cursor_neither_skips_nor_repeats(articles: str) -> None:
-    source = open_chroma({"url": articles, "collection": "articles"}, 64)
+    source = open_source("chroma", {"url": articles, "collection": "articles"}, 64)
     try:
         (whole,) = source.partitions(1)
         pages = list(source.read(whole, None))
@@ -404,7 +399,7 @@ def test_resuming_from_any_cursor_neither_skips_nor_repeats(articles: str) -> No
 def test_a_delete_behind_the_cursor_stops_the_read(chroma_server: ChromaServer) -> None:
     rows = make_rows(40, 4, seed=2)
     create(chroma_server, "shrinking", rows)
-    source = open_chroma({"url": chroma_server.url, "collection": "shrinking"}, 10)
+    source = open_source("chroma", {"url": chroma_server.url, "collection": "shrinking"}, 10)
     try:
         (whole,) = source.partitions(1)
         pages = source.read(whole, None)
@@ -437,7 +432,7 @@ def gate(chroma_server: ChromaServer) -> Iterator[str]:
     ids=["basic", "bearer-token", "x-chroma-token"],
 )
 def test_authenticated_server(articles: str, gate: str, credentials: dict[str, str]) -> None:
-    source = open_chroma({"url": gate, "collection": "articles", **credentials}, 100)
+    source = open_source("chroma", {"url": gate, "collection": "articles", **credentials}, 100)
     try:
         assert source.describe().count == 700
         assert len(read_all(source)) == 700
@@ -458,7 +453,7 @@ def test_cloud_style_api_key_tenant_and_database(chroma_server: ChromaServer, ga
         "database": "prod",
         "collection": "orders",
     }
-    source = open_chroma(config, 100)
+    source = open_source("chroma", config, 100)
     try:
         assert source.describe().count == 20
     finally:
@@ -515,7 +510,7 @@ def test_embedded_directory(tmp_path: Path) -> None:
 
 
 def test_embedded_directory_that_does_not_exist_is_not_created(tmp_path: Path) -> None:
-    source = open_chroma({"path": str(tmp_path / "nothing"), "collection": "x"}, 10)
+    source = open_source("chroma", {"path": str(tmp_path / "nothing"), "collection": "x"}, 10)
     with pytest.raises(QmigrateError, match="no Chroma database"):
         source.describe()
     assert not (tmp_path / "nothing").exists()

@@ -14,11 +14,6 @@ from qmigrate.errors import QmigrateError
 from qmigrate.sources.base import Source
 from tests.conftest import open_source
 
-
-def open_file(config: dict[str, Any], batch_size: int) -> Any:
-    return open_source("file", config, batch_size)
-
-
 ROWS = [
     {
         "id": f"r{i}",
@@ -65,12 +60,12 @@ def read_all(source: Source, n: int) -> list[Any]:
 
 @pytest.mark.parametrize("n", [1, 2, 3, 7, 50])
 def test_partitions_cover_every_row_exactly_once(data_file: Path, n: int) -> None:
-    source = open_file({**CONFIG, "path": str(data_file)}, batch_size=16)
+    source = open_source("file", {**CONFIG, "path": str(data_file)}, batch_size=16)
     assert sorted(read_all(source, n)) == sorted(r["id"] for r in ROWS)
 
 
 def test_describe_counts_rows_and_infers_sizes(data_file: Path) -> None:
-    info = open_file({**CONFIG, "path": str(data_file)}, batch_size=16).describe()
+    info = open_source("file", {**CONFIG, "path": str(data_file)}, batch_size=16).describe()
     assert info.count == len(ROWS)
     vectors = {v.name: (v.kind, v.size, v.distance) for v in info.vectors}
     assert vectors == {"emb": ("dense", 2, "Cosine"), "sp": ("sparse", None, None)}
@@ -78,7 +73,7 @@ def test_describe_counts_rows_and_infers_sizes(data_file: Path) -> None:
 
 
 def test_records_keep_payload_types(data_file: Path) -> None:
-    source = open_file({**CONFIG, "path": str(data_file)}, batch_size=300)
+    source = open_source("file", {**CONFIG, "path": str(data_file)}, batch_size=300)
     (partition,) = source.partitions(1)
     record = next(iter(source.read(partition, None))).records[3]
     assert record.id == "r3"
@@ -87,7 +82,7 @@ def test_records_keep_payload_types(data_file: Path) -> None:
 
 
 def test_resuming_from_any_cursor_continues_exactly(data_file: Path) -> None:
-    source = open_file({**CONFIG, "path": str(data_file)}, batch_size=16)
+    source = open_source("file", {**CONFIG, "path": str(data_file)}, batch_size=16)
     for partition in source.partitions(3):
         pages = list(source.read(partition, None))
         expected = [r.id for page in pages for r in page.records]
@@ -100,20 +95,20 @@ def test_resuming_from_any_cursor_continues_exactly(data_file: Path) -> None:
 def test_glob_reads_several_files(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "a.jsonl", ROWS[:100])
     write_parquet(tmp_path / "b.parquet", ROWS[100:])
-    source = open_file({**CONFIG, "path": str(tmp_path / "*")}, batch_size=32)
+    source = open_source("file", {**CONFIG, "path": str(tmp_path / "*")}, batch_size=32)
     assert source.describe().count == len(ROWS)
     assert sorted(read_all(source, 4)) == sorted(r["id"] for r in ROWS)
 
 
 def test_no_matching_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(QmigrateError, match="no file matches"):
-        open_file({**CONFIG, "path": str(tmp_path / "*.jsonl")}, 10).describe()
+        open_source("file", {**CONFIG, "path": str(tmp_path / "*.jsonl")}, 10).describe()
 
 
 def test_a_broken_line_names_its_file_and_line(tmp_path: Path) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_text('{"id": 1, "emb": [1, 2]}\n\n{"id": 2, oops}\n')
-    source = open_file({**CONFIG, "path": str(path)}, 10)
+    source = open_source("file", {**CONFIG, "path": str(path)}, 10)
     with pytest.raises(QmigrateError, match=r"bad.jsonl line 3: not a JSON line"):
         read_all(source, 1)
 
@@ -121,7 +116,7 @@ def test_a_broken_line_names_its_file_and_line(tmp_path: Path) -> None:
 def test_deep_nesting_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "deep.jsonl"
     path.write_text('{"id": 1, "emb": [1, 2], "x": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
-    source = open_file({**CONFIG, "path": str(path)}, 10)
+    source = open_source("file", {**CONFIG, "path": str(path)}, 10)
     with pytest.raises(QmigrateError, match=r"deep.jsonl line 1: the JSON is nested too deeply"):
         read_all(source, 1)
 
@@ -139,6 +134,6 @@ def test_text_that_is_not_utf8_names_its_parquet_column(tmp_path: Path) -> None:
         }
     )
     pq.write_table(table, path)
-    source = open_file({**CONFIG, "path": str(path)}, 10)
+    source = open_source("file", {**CONFIG, "path": str(path)}, 10)
     with pytest.raises(QmigrateError, match=r"bad.parquet row group 0: column 'title' holds text"):
         read_all(source, 1)

@@ -24,11 +24,6 @@ from tests.conftest import (
 )
 from tests.servers.milvus import MilvusServer
 
-
-def open_milvus(config: dict[str, Any], batch_size: int) -> Any:
-    return open_source("milvus", config, batch_size)
-
-
 pymilvus = pytest.importorskip("pymilvus")
 from pymilvus import DataType, MilvusClient  # noqa: E402
 
@@ -295,12 +290,12 @@ def test_pushdown_has_qdrant_semantics(
 ) -> None:
     """Milvus's expression plus the residual selects exactly what Qdrant's filter selects."""
     config = {"uri": items.uri, "collection": "items"}
-    everything = open_milvus(config, 64)
+    everything = open_source("milvus", config, 64)
     records = read_all(everything)
     everything.close()
     qdrant_filter = models.Filter.model_validate(flt)
     expected = sorted(str(r.id) for r in records if check_filter(qdrant_filter, r.payload, 0, {}))
-    source = open_milvus(config, 64)
+    source = open_source("milvus", config, 64)
     try:
         residual = source.push_down(flt)
         assert (source.expression is not None and residual is None) is pushed, residual
@@ -333,7 +328,7 @@ def test_a_field_without_index_asks_for_target_vectors(
     schema.add_field("v", DataType.FLOAT_VECTOR, dim=2)
     client.create_collection("unindexed", schema=schema)
     client.close()
-    source = open_milvus({"uri": milvus_lite_server.uri, "collection": "unindexed"}, 10)
+    source = open_source("milvus", {"uri": milvus_lite_server.uri, "collection": "unindexed"}, 10)
     try:
         info = source.describe()
     finally:
@@ -345,7 +340,7 @@ def test_a_field_without_index_asks_for_target_vectors(
 
 
 def test_unknown_collection_lists_the_existing_ones(items: MilvusServer) -> None:
-    source = open_milvus({"uri": items.uri, "collection": "nope"}, 10)
+    source = open_source("milvus", {"uri": items.uri, "collection": "nope"}, 10)
     with pytest.raises(QmigrateError, match=r"collection 'nope' does not exist.*items"):
         source.describe()
     source.close()
@@ -355,7 +350,7 @@ def test_unknown_collection_lists_the_existing_ones(items: MilvusServer) -> None
 
 
 def test_a_missing_lite_file_is_not_created(tmp_path: Path) -> None:
-    source = open_milvus({"uri": str(tmp_path / "x.db"), "collection": "c"}, 10)
+    source = open_source("milvus", {"uri": str(tmp_path / "x.db"), "collection": "c"}, 10)
     with pytest.raises(QmigrateError, match="no milvus-lite database there"):
         source.describe()
     assert not (tmp_path / "x.db").exists()

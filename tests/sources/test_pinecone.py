@@ -42,11 +42,6 @@ from tests.conftest import (
 from tests.servers.pinecone_fake import DEFAULT_NAMESPACE, FakeIndex, PineconeFake
 from tests.servers.process import free_port
 
-
-def open_pinecone(config: dict[str, Any], batch_size: int) -> Any:
-    return open_source("pinecone", config, batch_size)
-
-
 Cli = Callable[..., CliResult]
 
 
@@ -468,7 +463,7 @@ def test_rate_limit_caps_requests_per_second(pinecone_fake: PineconeFake) -> Non
     index = pinecone_fake.create_index("docs", dimension=4)
     index.upsert(vectors(400, dimension=4, sparse=False))
     config = {"type": "pinecone", "api_key": pinecone_fake.api_key, "host": index.host}
-    source = open_pinecone({**config, "rate_limit": 20}, batch_size=100)
+    source = open_source("pinecone", {**config, "rate_limit": 20}, batch_size=100)
     try:
         source.describe()
         (partition,) = source.partitions(1)
@@ -491,7 +486,7 @@ def test_partitions_are_disjoint_complete_and_resume_from_every_cursor(
     chunks = [f"doc-{i}#c" for i in range(120)] + ["d", "doc", "doc-"]
     index.upsert([{"id": i, "values": [0.5] * 4} for i in chunks], namespace="chunks")
     config = {"type": "pinecone", "api_key": pinecone_fake.api_key, "host": index.host}
-    source = open_pinecone(config, batch_size=40)
+    source = open_source("pinecone", config, batch_size=40)
     try:
         source.describe()
         partitions = source.partitions(3)

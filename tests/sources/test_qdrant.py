@@ -23,10 +23,6 @@ from tests.conftest import (
 )
 
 
-def open_qdrant(config: dict[str, Any], batch_size: int) -> Any:
-    return open_source("qdrant", config, batch_size)
-
-
 def job(tmp_path: Path, **extra: Any) -> dict[str, Any]:
     document: dict[str, Any] = {
         "version": 1,
@@ -121,7 +117,9 @@ def test_partitions_cover_every_point_exactly_once(tmp_path: Path, kind: str, n:
         ids += [str(uuid.UUID(int=i * 2**120 + 7)) for i in range(200)] + [str(uuid.UUID(int=0))]
     client.upsert("c", [models.PointStruct(id=i, vector=[1.0, 0.0]) for i in ids])
     client.close()
-    source = open_qdrant({"type": "qdrant", "path": str(tmp_path / "p"), "collection": "c"}, 7)
+    source = open_source(
+        "qdrant", {"type": "qdrant", "path": str(tmp_path / "p"), "collection": "c"}, 7
+    )
     seen = ids_of_partitions(source, n)
     source.close()
     assert sorted(map(str, seen)) == sorted(map(str, ids))
@@ -131,7 +129,9 @@ def test_empty_collection_is_one_partition(tmp_path: Path) -> None:
     client = QdrantClient(path=str(tmp_path / "p"))
     client.create_collection("c", vectors_config=models.VectorParams(size=2, distance="Dot"))
     client.close()
-    source = open_qdrant({"type": "qdrant", "path": str(tmp_path / "p"), "collection": "c"}, 7)
+    source = open_source(
+        "qdrant", {"type": "qdrant", "path": str(tmp_path / "p"), "collection": "c"}, 7
+    )
     assert len(source.partitions(4)) == 1
     assert ids_of_partitions(source, 4) == []
     source.close()
@@ -139,8 +139,8 @@ def test_empty_collection_is_one_partition(tmp_path: Path) -> None:
 
 def test_missing_source_collection_lists_what_exists(tmp_path: Path) -> None:
     make_qdrant_collection(tmp_path / "source", count=1)
-    source = open_qdrant(
-        {"type": "qdrant", "path": str(tmp_path / "source"), "collection": "nope"}, 7
+    source = open_source(
+        "qdrant", {"type": "qdrant", "path": str(tmp_path / "source"), "collection": "nope"}, 7
     )
     with pytest.raises(
         QmigrateError, match=r"source collection 'nope' does not exist .* \(it has: docs\)"

@@ -23,11 +23,6 @@ from tests.conftest import (
 )
 from tests.servers.redis import PASSWORD, RedisServer, running_redis
 
-
-def open_redis(config: dict[str, Any], batch_size: int) -> Any:
-    return open_source("redis", config, batch_size)
-
-
 np = pytest.importorskip("numpy")
 pytest.importorskip("redis")
 
@@ -148,7 +143,7 @@ def test_plan_shows_discovery_and_payload_indexes(
     assert '"HASH"' in text and "product:" in text
     assert f'"count": {PRODUCTS + 1}' in text, "num_docs: the hash without a vector is held"
 
-    source = open_redis({"url": redis_server.url, "index": "products"}, 100)
+    source = open_source("redis", {"url": redis_server.url, "index": "products"}, 100)
     try:
         assert source.describe().payload_indexes == {
             "tags": "keyword",
@@ -335,7 +330,7 @@ def test_held_keys_beyond_one_search_result_page(
 
     numbered = [f"product:{i}".encode() for i in range(PRODUCTS)]  # over the 10,000 cap
     others = [b"product:bad-vector", b"other:1", b"unrelated", b"product:no-vector"]
-    source = open_redis({"url": redis_server.url, "index": "products"}, 100)
+    source = open_source("redis", {"url": redis_server.url, "index": "products"}, 100)
     try:
         assert source._held(others + numbered) == [b"product:no-vector", *numbered]
     finally:

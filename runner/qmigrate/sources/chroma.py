@@ -36,7 +36,6 @@ Where = dict[str, Any]
 
 CLOUD_URL = "https://api.trychroma.com"
 SPACES = {"cosine": "Cosine", "l2": "Euclid", "ip": "Dot"}
-SHOWN_NAMES = 20
 
 
 class ChromaRequestError(Exception):
@@ -146,10 +145,8 @@ class Source:
         try:
             self._collection = client.get_collection(self.name)
         except NotFoundError:
-            names = sorted(c.name for c in _request(client.list_collections))
-            shown = ", ".join(names[:SHOWN_NAMES]) or "no collections"
-            if len(names) > SHOWN_NAMES:
-                shown += f" and {len(names) - SHOWN_NAMES} more"
+            names = [c.name for c in _request(client.list_collections)]
+            shown = kit.some_of(names, "no collections")
             raise self._fail(
                 f"collection '{self.name}' does not exist in tenant '{self.tenant}', "
                 f"database '{self.database}' (it has: {shown})"

@@ -6,7 +6,8 @@
 - `gather`: small reads joined into pages of about a batch.
 - `Throttle`: a request rate shared by every thread of a source.
 - `SAMPLE_RECORDS`, `payload_fields`: what describe() samples to name payload fields.
-- `first_line`: a client exception as the one line the engine prints before data moves.
+- `first_line`: a client exception as the one line the engine prints before data moves;
+  `some_of`: the names a "does not exist" message lists.
 """
 
 from __future__ import annotations
@@ -170,6 +171,18 @@ class Throttle:
             self.next_slot = slot + self.interval
         if slot > now:
             time.sleep(slot - now)
+
+
+SHOWN_NAMES = 20
+
+
+def some_of(names: Iterable[str], nothing: str) -> str:
+    """What exists, for a "does not exist (it has: ...)" message: sorted, the first 20."""
+    ordered = sorted(names)
+    shown = ", ".join(ordered[:SHOWN_NAMES]) or nothing
+    if len(ordered) > SHOWN_NAMES:
+        shown += f" and {len(ordered) - SHOWN_NAMES} more"
+    return shown
 
 
 def first_line(exc: BaseException) -> str:

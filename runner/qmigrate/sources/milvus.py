@@ -53,7 +53,6 @@ INDEX_SCHEMAS = {
 INTEGER_TYPES = {DataType.INT8, DataType.INT16, DataType.INT32, DataType.INT64}
 # Milvus refuses a query whose limit exceeds this (queryNode.maxQueryResultWindow).
 MAX_QUERY_WINDOW = 16384
-SHOWN_NAMES = 20
 
 
 class MilvusRequestError(Exception):
@@ -160,10 +159,8 @@ class Source:
             return self._schema
         client = self.client
         if not client.has_collection(self.name):
-            names = sorted(client.list_collections())
-            shown = ", ".join(names[:SHOWN_NAMES]) or "no collections"
-            if len(names) > SHOWN_NAMES:
-                shown += f" and {len(names) - SHOWN_NAMES} more"
+            names = client.list_collections()
+            shown = kit.some_of(names, "no collections")
             raise self._fail(
                 f"collection '{self.name}' does not exist in database '{self.db_name}' "
                 f"(it has: {shown})"

@@ -134,7 +134,7 @@ class Source:
                     ) from None
                 raise self._fail(
                     f"index '{name}' does not exist at {self.client.config.host} "
-                    f"(the project has: {', '.join(sorted(names)) or 'no indexes'})"
+                    f"(the project has: {kit.some_of(names, 'no indexes')})"
                 ) from None
             except PineconeError as exc:
                 raise QmigrateError(f"{plane}: {_explain(exc)}") from None

@@ -81,10 +81,12 @@ class Source:
         client = connection.client
         with connection.lock:
             if not client.collection_exists(self.collection):
-                names = sorted(c.name for c in client.get_collections().collections)
+                names = kit.some_of(
+                    (c.name for c in client.get_collections().collections), "no collections"
+                )
                 raise QmigrateError(
                     f"source collection '{self.collection}' does not exist at "
-                    f"{connection.where} (it has: {', '.join(names) or 'no collections'})"
+                    f"{connection.where} (it has: {names})"
                 )
             info = client.get_collection(self.collection)
             count = client.count(self.collection, exact=True).count

@@ -31,7 +31,6 @@ DISTANCES = {"COSINE": "Cosine", "IP": "Dot", "L2": "Euclid"}
 INDEX_TYPES = {"TAG": "keyword", "NUMERIC": "float", "TEXT": "text", "GEO": "geo"}
 SCAN_COUNT = 1000
 INKEYS_CHUNK = 1000
-SHOWN_NAMES = 20
 
 
 def _text(value: Any) -> str:
@@ -148,10 +147,8 @@ class Source:
                     "load RediSearch (Redis Stack, Redis 8 or valkey with redisearch.so)"
                 )
             if "no such index" in lowered or "unknown index" in lowered:
-                names = sorted(_text(n) for n in self.client.execute_command("FT._LIST"))
-                shown = ", ".join(names[:SHOWN_NAMES]) or "no indexes"
-                if len(names) > SHOWN_NAMES:
-                    shown += f" and {len(names) - SHOWN_NAMES} more"
+                names = [_text(n) for n in self.client.execute_command("FT._LIST")]
+                shown = kit.some_of(names, "no indexes")
                 return f"index '{self.index}' does not exist (it has: {shown})"
         return message
 
