@@ -276,6 +276,7 @@ class Counters:
     invalid: int = 0
     duplicates: int = 0
     retries: int = 0
+    passed_over: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **amounts: int) -> None:
@@ -299,6 +300,7 @@ class Summary:
     total_points: int
     target_count: int
     count_check: str
+    passed_over: int = 0  # entries the source came across but does not hold (Page.passed_over)
     dead_letter: str | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -536,6 +538,7 @@ def _summary(
         total_points=counts.total_points,
         target_count=counts.target_count,
         count_check="ok" if not counts.problems else "; ".join(counts.problems),
+        passed_over=counters.passed_over,
         dead_letter=str(job.dead_letter_path) if counters.invalid else None,
         notes=counts.notes,
     )
@@ -656,6 +659,7 @@ class PartitionWorker:
             read=len(page.records),
             filtered=filtered,
             duplicates=duplicates,
+            passed_over=page.passed_over,
         )
 
     def _write(self, page: PreparedPage, state: PartitionState) -> None:
@@ -679,6 +683,7 @@ class PartitionWorker:
             filtered=page.filtered,
             invalid=len(page.dead_letters),
             duplicates=page.duplicates,
+            passed_over=page.passed_over,
         )
         if self.progress is not None:
             self.progress.advance(page.read)
@@ -754,6 +759,7 @@ class PreparedPage:
     read: int
     filtered: int
     duplicates: int
+    passed_over: int
 
 
 class PageWriter:

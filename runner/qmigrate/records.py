@@ -74,3 +74,6 @@ class Page:
 
     records: list[Record]
     cursor: Any
+    # Entries the source came across but does not hold, so never moves or counts (Redis:
+    # keys under the index prefix that the index left out); the summary reports them.
+    passed_over: int = 0

@@ -119,6 +119,7 @@ def test_hash_index_migrates_exactly_the_indexed_documents(
         parallelism,
         "ok",
     )
+    assert summary.passed_over == 1, "product:bad-vector is under the prefix, not indexed"
     assert_migrated(tmp_path / "t", products)
     client = QdrantClient(path=str(tmp_path / "t"))
     try:
@@ -203,6 +204,7 @@ def test_index_filter_excludes_documents_and_non_utf8_is_dead_lettered(
         tmp_path,
     )
     assert (summary.written, summary.invalid, summary.count_check) == (10, 1, "ok")
+    assert summary.passed_over == 10, "the index FILTER leaves out cheap:10 to cheap:19"
     letters = [json.loads(line) for line in Path(summary.dead_letter).read_text().splitlines()]
     assert [(d["id"], "not UTF-8" in d["error"]) for d in letters] == [("b", True)]
     points = read_collection(tmp_path / "t", "copy")

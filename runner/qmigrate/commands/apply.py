@@ -83,6 +83,8 @@ def render_text(summary: Summary) -> str:
     ]
     if summary.duplicates:
         lines.append(f"  duplicate IDs: {summary.duplicates:,}")
+    if summary.passed_over:
+        lines.append(f"  passed over {summary.passed_over:,} entries the source does not hold")
     lines += [f"  note: {note}" for note in summary.notes]
     if summary.retries:
         lines.append(f"  retried {summary.retries:,} transient failures")
@@ -117,6 +119,8 @@ def render_markdown(
                 "over all runs)",
             ),
         ]
+        if summary["passed_over"]:
+            rows.append(("passed over (not held by the source)", f"{summary['passed_over']:,}"))
         if summary["dead_letter"]:
             rows.append(("dead letter", summary["dead_letter"]))
         lines += md.table(("item", "value"), rows)

@@ -250,10 +250,11 @@ class Source:
                 keys.extend(k for k in found if in_bucket(k, bucket, buckets))
                 if scan == 0 or len(keys) >= self.batch_size:
                     break
-            records = self._fetch(self._held(keys), prefix)
+            held = self._held(keys)
+            records = self._fetch(held, prefix)
             if scan == 0:
                 prefix_number += 1
-            yield Page(records, {"prefix": prefix_number, "scan": scan})
+            yield Page(records, {"prefix": prefix_number, "scan": scan}, len(keys) - len(held))
 
     # --- reading --------------------------------------------------------------------
 
