@@ -102,10 +102,13 @@ def test_a_lease_from_another_machine_expires_and_wait_takes_over(
     url, store, _ = stand_in
     job = job_file(tmp_path, url)
     other = QdrantConnection(QdrantClient(url=url), where=url, local=False)
-    left = Lease("ci-runner-7 pid 4121", time.time() + 3, "ci-runner-7", 4121)
-    TargetStore(other).save_lease("shared", left)  # a run on another machine, killed
+    holder = "ci-runner-7 pid 4121"
+    # A run on another machine, killed: its lease holds until it expires (long enough here
+    # for a slow machine to start the refused run well before that).
+    TargetStore(other).save_lease("shared", Lease(holder, time.time() + 600, "ci-runner-7", 4121))
     refused = run_cli("apply", str(job))
     assert refused.code == 1 and "is being applied by ci-runner-7 pid 4121" in refused.stderr
+    TargetStore(other).save_lease("shared", Lease(holder, time.time() + 3, "ci-runner-7", 4121))
     started = time.monotonic()
     waited = run_cli("apply", str(job), "--wait", "--output", "json")
     assert waited.code == 0, waited.stderr
