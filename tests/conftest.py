@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
+import select
 import signal
 import subprocess
 import sys
@@ -189,24 +191,24 @@ def checkpoint_points(checkpoint_file: Path) -> int:
     )
 
 
-def apply_and_kill(
-    job: Path, checkpoint_file: Path, after_points: int, timeout: float = 120
+def apply_and_kill_when(
+    job: Path, reached: Callable[[], bool], timeout: float = 120, stderr: int = subprocess.DEVNULL
 ) -> bool:
-    """Start a real `qmigrate apply`, SIGKILL it once its checkpoints pass `after_points`.
+    """Start a real `qmigrate apply`, SIGKILL it as soon as `reached()` says it got far enough.
 
-    Returns True if the process was killed, False if it finished first. The job must use
-    `checkpoint: {store: file, path: ...}` pointing at `checkpoint_file`.
+    Returns True if the process was killed, False if it finished (or `timeout` passed) first.
+    Waiting for progress, not for a fixed time, lands the kill mid-run on a loaded machine.
     """
     process = subprocess.Popen(
         [sys.executable, "-m", "qmigrate", "apply", str(job)],
         cwd=job.parent,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=stderr,
     )
     deadline = time.monotonic() + timeout
     try:
         while process.poll() is None and time.monotonic() < deadline:
-            if checkpoint_points(checkpoint_file) >= after_points:
+            if reached():
                 os.kill(process.pid, signal.SIGKILL)
                 process.wait()
                 return True
@@ -216,6 +218,41 @@ def apply_and_kill(
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def apply_and_kill(
+    job: Path, checkpoint_file: Path, after_points: int, timeout: float = 120
+) -> bool:
+    """`apply_and_kill_when` its file checkpoints pass `after_points`. The job must use
+    `checkpoint: {store: file, path: ...}` pointing at `checkpoint_file`."""
+    return apply_and_kill_when(
+        job, lambda: checkpoint_points(checkpoint_file) >= after_points, timeout
+    )
+
+
+def apply_and_kill_at_progress(job: Path, after_points: int, timeout: float = 120) -> bool:
+    """`apply_and_kill_when` the progress bar shows `after_points` done (checkpointed), for
+    stores no other process can read while apply runs (local mode locks its directory).
+
+    apply's stderr is a pseudo-terminal, so it draws its bar every 0.2 s."""
+    controller, terminal = os.openpty()
+    drawn = ""
+
+    def reached() -> bool:
+        nonlocal drawn
+        while select.select([controller], [], [], 0)[0]:  # read all, or apply blocks on it
+            try:
+                drawn = (drawn + os.read(controller, 65536).decode(errors="replace"))[-1000:]
+            except OSError:  # apply has exited
+                return False
+        counts = re.findall(r"\] ([\d,]+)/", drawn)
+        return bool(counts) and int(counts[-1].replace(",", "")) >= after_points
+
+    try:
+        return apply_and_kill_when(job, reached, timeout, stderr=terminal)
+    finally:
+        os.close(terminal)
+        os.close(controller)
 
 
 def run_job(document: dict[str, Any], directory: Path, name: str = "job.yaml") -> Any:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import pkgutil
+import re
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,6 +15,7 @@ from typing import Any
 import pytest
 from qdrant_client import QdrantClient, models
 
+import qmigrate.commands
 from tests.conftest import REPO, CliResult, run_cli
 from tests.servers.process import free_port
 
@@ -49,11 +52,34 @@ def assert_one_line_error(result: CliResult, code: int, *fragments: str) -> None
         assert fragment in lines[0]
 
 
+COMMANDS = (
+    "validate",
+    "render",
+    "plan",
+    "apply",
+    "verify",
+    "status",
+    "reset",
+    "schema",
+    "init",
+    "completion",
+)
+
+
+def listed_commands(help_text: str) -> list[str]:
+    """The entries of --help's "commands:" section: argparse indents each subcommand's name
+    by four spaces there (its help text, and the description above, never start so)."""
+    section = help_text.split("\ncommands:\n", 1)[1]
+    return re.findall(r"^    (\S+)", section, flags=re.MULTILINE)
+
+
 def test_help_lists_every_command() -> None:
+    modules = {m.name for m in pkgutil.iter_modules(qmigrate.commands.__path__)} - {"common"}
+    assert modules == set(COMMANDS), "one module in qmigrate/commands per subcommand"
     result = run_cli("--help")
     assert result.code == 0
-    for command in ("validate", "render", "plan", "apply", "status", "reset", "schema", "init"):
-        assert command in result.stdout
+    listed = listed_commands(result.stdout)
+    assert listed == list(COMMANDS), f"missing: {set(COMMANDS) - set(listed)}"
 
 
 def test_usage_error_exits_2() -> None:

@@ -7,7 +7,7 @@ import io
 from qmigrate.progress import Progress, human_duration
 
 
-def test_plain_lines_for_ci_carry_counts_rate_and_eta() -> None:
+def test_plain_lines_for_ci_carry_counts_and_rate() -> None:
     stream = io.StringIO()
     with Progress("job", total=1000, stream=stream, interactive=False, interval=0.01) as progress:
         progress.advance(250)
@@ -16,6 +16,34 @@ def test_plain_lines_for_ci_carry_counts_rate_and_eta() -> None:
     assert "points/s" in line
     assert "[" not in line, "no bar outside a terminal"
     assert "\r" not in stream.getvalue()
+
+
+class Clock:
+    """A clock the test moves, so the rate and the ETA are known exactly."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_eta_is_the_remaining_points_at_the_recent_rate() -> None:
+    clock = Clock()
+    # A resumed job: 2,000 points were done before this run, and do not count in its rate.
+    progress = Progress(
+        "job", total=10_000, done=2_000, stream=io.StringIO(), interactive=False, clock=clock
+    )
+    with progress:
+        clock.now += 10
+        progress.advance(500)  # 50 points/s: 7,500 left take 150 s
+        assert progress.line() == "job: 2,500/10,000 (25%) 50 points/s ETA 2m30s"
+        clock.now += 10
+        progress.advance(1_500)  # 2,000 in 20 s: 100 points/s, 6,000 left
+        assert progress.line() == "job: 4,000/10,000 (40%) 100 points/s ETA 1m00s"
+        clock.now += 60
+        progress.advance(6_000)
+        assert progress.line() == "job: 10,000/10,000 (100%) 100 points/s", "no ETA when done"
 
 
 def test_terminal_gets_a_bar_redrawn_in_place() -> None:

@@ -12,17 +12,13 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import make_qdrant_collection, run_cli
+from tests.conftest import apply_and_kill_when, make_qdrant_collection, run_cli
 from tests.servers.qdrant_rest import Faults, Store
 
 LONG = os.environ.get("QMIGRATE_LONG_TESTS") == "1"
@@ -107,23 +103,12 @@ def test_kill_storm_ends_exact(
     moments = sorted(rng.sample(range(1, POINTS), KILLS))
     landed = 0
     for moment in moments:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "qmigrate", "apply", "job.yaml"],
-            cwd=tmp_path,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 120
-        while process.poll() is None and time.monotonic() < deadline:
-            if store.exists("copy") and store.count("copy") >= moment:
-                break
-            time.sleep(0.002)
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
-            landed += store.count("copy") < POINTS  # mid-run: not everything was there
-        else:
+        if not apply_and_kill_when(
+            tmp_path / "job.yaml",
+            lambda moment=moment: store.exists("copy") and store.count("copy") >= moment,
+        ):
             break  # it finished before this moment: the remaining kills cannot land
+        landed += store.count("copy") < POINTS  # mid-run: not everything was there
     assert landed >= KILLS // 2, f"only {landed} of {KILLS} kills landed mid-run"
     final = run_cli("apply", "job.yaml", "--output", "json", cwd=tmp_path)
     assert final.code == 0, final.stderr
