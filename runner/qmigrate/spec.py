@@ -6,6 +6,7 @@ it, each error with its path in the file and, where YAML can tell, its line.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import io
@@ -146,6 +147,16 @@ class MappingSpec:
 
 
 @dataclass(frozen=True)
+class ExecutorSpec:
+    """Where partitions run: threads here (local) or tasks on a Ray cluster."""
+
+    type: str = "local"
+    address: str = "auto"
+    tasks: int | None = None
+    num_cpus_per_task: float = 1
+
+
+@dataclass(frozen=True)
 class Job:
     name: str
     file: Path
@@ -166,6 +177,21 @@ class Job:
     document: dict[str, Any]
     # The source's local paths as absolute, real paths, resolved when the job is loaded.
     source_paths: dict[str, str] = field(default_factory=dict)
+    partitions: int | None = None
+    executor: ExecutorSpec = ExecutorSpec()
+
+    @property
+    def concurrency(self) -> int:
+        """Partitions moved at once: Ray tasks on a cluster, else threads."""
+        if self.executor.type == "ray":
+            return self.executor.tasks or self.parallelism
+        return self.parallelism
+
+    @property
+    def partition_count(self) -> int:
+        """What a new run asks the source for; a resumed run keeps its saved partitions, so
+        `partitions` is not part of the fingerprint."""
+        return self.partitions or self.concurrency
 
     def fingerprint_parts(self) -> dict[str, str]:
         """A short hash per part of the job that decides which points are written and how:
@@ -199,6 +225,18 @@ class Job:
     def fingerprint(self) -> str:
         """Hash of the whole job as far as it decides what is written: a change refuses resume."""
         return _short_hash(self.fingerprint_parts())
+
+
+def with_executor(job: Job, kind: str | None, address: str | None) -> Job:
+    """The job with the command line's --executor and --ray-address over its executor key."""
+    executor = job.executor
+    if kind is not None:
+        executor = dataclasses.replace(executor, type=kind)
+    if address is not None:
+        if executor.type != "ray":
+            raise invalid("--ray-address needs --executor ray (or executor.type: ray in the job)")
+        executor = dataclasses.replace(executor, address=address)
+    return dataclasses.replace(job, executor=executor)
 
 
 SOURCE_PATH_KEYS = ("path", "ids_file")  # source keys that name a local file or directory
@@ -247,6 +285,8 @@ def _job_from_document(document: dict[str, Any], file: Path) -> Job:
             if isinstance(document["source"].get(key), str)
         },
         document=document,
+        partitions=document.get("partitions"),
+        executor=ExecutorSpec(**document.get("executor", {})),
     )
 
 

@@ -121,7 +121,7 @@ class _Scan:
         resolved = self.resolved
         state = resolved.state
         partitions = (
-            state.partitions if state else resolved.source.partitions(resolved.job.parallelism)
+            state.partitions if state else resolved.source.partitions(resolved.job.partition_count)
         )
         total = resolved.info.count if resolved.residual_filter == resolved.job.filter else None
         with (
