@@ -134,9 +134,13 @@ def start_apply(path: Path, cluster: RayCluster) -> subprocess.Popen[bytes]:
     )
 
 
-def wait_for(condition: Any, timeout: float, what: str) -> Any:
+def wait_for(
+    condition: Any, timeout: float, what: str, driver: subprocess.Popen[Any] | None = None
+) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if driver is not None and driver.poll() is not None:
+            raise AssertionError(f"the driver exited ({driver.returncode}) before {what}")
         value = condition()
         if value:
             return value
@@ -240,7 +244,9 @@ def test_a_killed_worker_is_retried_and_resumes_from_its_cursor(
                     return lease, points[key]
             return None
 
-        lease, at_kill = wait_for(leased_with_progress, 120, "a task with 100 points written")
+        lease, at_kill = wait_for(
+            leased_with_progress, 120, "a task with 100 points written", driver
+        )
         key = lease["job"].removeprefix("pc partition ")
         os.kill(lease["pid"], signal.SIGKILL)  # the Ray worker process running that partition
         lowest, retried_by = at_kill, None
@@ -279,6 +285,7 @@ def test_a_killed_driver_is_finished_by_a_re_apply(
             lambda: sum(p["points"] for p in offsets(rest_target, "partition")) >= 400,
             120,
             "400 points written",
+            driver,
         )
         driver.send_signal(signal.SIGKILL)
     finally:

@@ -125,9 +125,7 @@ def run_partitions(
     pending = [
         p for p in state.partitions if not partition_states.get(p.key, PartitionState(p.key)).done
     ]
-    task = ray.remote(run_partition).options(
-        num_cpus=job.executor.num_cpus_per_task, max_retries=TASK_RETRIES
-    )
+    task = ray.remote(run_partition)
     before = _totals(partition_states)
     total = resolved.info.count if resolved.residual_filter == job.filter else None
     running: dict[Any, Partition] = {}
@@ -137,7 +135,12 @@ def run_partitions(
             while pending or running:
                 while pending and len(running) < job.concurrency:
                     partition = pending.pop(0)
-                    running[task.remote(shipped, partition)] = partition
+                    options = task.options(
+                        name=f"qmigrate {job.name} partition {partition.key}",
+                        num_cpus=job.executor.num_cpus_per_task,
+                        max_retries=TASK_RETRIES,
+                    )
+                    running[options.remote(shipped, partition)] = partition
                 ready, _ = ray.wait(list(running), num_returns=1, timeout=POLL_SECONDS)
                 for ref in ready:
                     counters.add(retries=_outcome(ref, running.pop(ref), job))
