@@ -297,6 +297,22 @@ def test_a_killed_driver_is_finished_by_a_re_apply(
     assert_exact(rest_target, expected)
 
 
+def test_a_failing_task_is_one_line_on_the_driver(
+    ray_cluster: RayCluster, pinecone_fake: PineconeFake, rest_target: str, tmp_path: Path
+) -> None:
+    pinecone_data(pinecone_fake, 200)
+    bad = {"id": "short-vector", "values": [0.5, 0.25], "metadata": {}}  # 2 of 4 dimensions
+    pinecone_fake.indexes["docs"].upsert([bad])
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(pinecone_job(pinecone_fake, rest_target, partitions=4)))
+
+    result = apply(path, ray_cluster)
+    assert result.code == 1 and "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("qmigrate:")]
+    assert len(errors) == 1, result.stderr  # beside it, at most progress lines
+    assert "record 'short-vector' cannot be migrated" in errors[0] and "on_invalid" in errors[0]
+
+
 # --- refusals, each one line before anything is written ------------------------------
 
 
