@@ -281,4 +281,5 @@ def assert_same_points(expected: dict[Any, Any], actual: dict[Any, Any]) -> None
 from tests.servers.chroma import chroma_server  # noqa: E402,F401
 from tests.servers.milvus import milvus_lite_server, milvus_server  # noqa: E402,F401
 from tests.servers.pinecone_fake import pinecone_fake  # noqa: E402,F401
+from tests.servers.ray_cluster import ray_cluster  # noqa: E402,F401
 from tests.servers.redis import redis_server  # noqa: E402,F401

@@ -159,8 +159,10 @@ def before_data_moves(source: Source) -> Iterator[None]:
 
 def refusals(resolved: Resolved) -> list[str]:
     """Every reason `apply` would stop before writing anything; `plan` reports the same."""
+    from qmigrate import executor_ray  # imports Ray only when a job asks for it
+
     job, state = resolved.job, resolved.state
-    reasons = []
+    reasons = executor_ray.refusals(job)
     if job.restart == "recreate":
         if not _may_recreate(resolved):
             reasons.append(
@@ -335,7 +337,7 @@ def start_state(resolved: Resolved, created: bool) -> tuple[JobState, dict[str, 
     if job.on_invalid == "dead_letter":
         job.dead_letter_path.unlink(missing_ok=True)  # a fresh run writes its own
     with before_data_moves(resolved.source):
-        partitions = resolved.source.partitions(job.parallelism)
+        partitions = resolved.source.partitions(job.partition_count)
     state = JobState(
         fingerprint=job.fingerprint(),
         partitions=partitions,
@@ -359,6 +361,10 @@ def apply(resolved: Resolved, progress_stream: Any = None, wait: bool = False) -
     reasons = refusals(resolved)
     if reasons:
         raise QmigrateError("; ".join(reasons))
+    if resolved.job.executor.type == "ray":
+        from qmigrate import executor_ray
+
+        executor_ray.connect(resolved.job)  # an unreachable cluster is refused here too
     # Nothing was written up to here: every refusal comes before the first write.
     with JobLease(resolved.store, resolved.job, wait):
         _reload_checkpoints(resolved)  # what a run that held the lease before us saved
@@ -402,7 +408,10 @@ def _apply(resolved: Resolved, progress_stream: Any) -> Summary:
         retried(lambda: target.set_hnsw_m(0), f"{job_label}: switching HNSW indexing off")
     counters = Counters()
     try:
-        _run_partitions(resolved, state, partition_states, counters, progress_stream)
+        run = _run_partitions
+        if job.executor.type == "ray":
+            from qmigrate.executor_ray import run_partitions as run
+        run(resolved, state, partition_states, counters, progress_stream)
     except BaseException:
         _give_indexing_back(resolved, state, quiet=True)
         raise

@@ -6,6 +6,7 @@ it, each error with its path in the file and, where YAML can tell, its line.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import hashlib
@@ -171,6 +172,16 @@ class MappingSpec:
 
 
 @dataclass(frozen=True)
+class ExecutorSpec:
+    """Where partitions run: threads here (local) or tasks on a Ray cluster."""
+
+    type: str = "local"
+    address: str = "auto"
+    tasks: int | None = None
+    num_cpus_per_task: float = 1
+
+
+@dataclass(frozen=True)
 class Job:
     name: str
     file: Path
@@ -191,6 +202,21 @@ class Job:
     document: dict[str, Any]
     # The source's local paths as absolute, real paths, resolved when the job is loaded.
     source_paths: dict[str, str] = field(default_factory=dict)
+    partitions: int | None = None
+    executor: ExecutorSpec = ExecutorSpec()
+
+    @property
+    def concurrency(self) -> int:
+        """Partitions moved at once: Ray tasks on a cluster, else threads."""
+        if self.executor.type == "ray":
+            return self.executor.tasks or self.parallelism
+        return self.parallelism
+
+    @property
+    def partition_count(self) -> int:
+        """What a new run asks the source for; a resumed run keeps its saved partitions, so
+        `partitions` is not part of the fingerprint."""
+        return self.partitions or self.concurrency
 
     def fingerprint_parts(self) -> dict[str, str]:
         """A short hash per part of the job that decides which points are written and how:
@@ -217,6 +243,18 @@ class Job:
     def fingerprint(self) -> str:
         """Hash of the whole job as far as it decides what is written: a change refuses resume."""
         return _short_hash(self.fingerprint_parts())
+
+
+def with_executor(job: Job, kind: str | None, address: str | None) -> Job:
+    """The job with the command line's --executor and --ray-address over its executor key."""
+    executor = job.executor
+    if kind is not None:
+        executor = dataclasses.replace(executor, type=kind)
+    if address is not None:
+        if executor.type != "ray":
+            raise invalid("--ray-address needs --executor ray (or executor.type: ray in the job)")
+        executor = dataclasses.replace(executor, address=address)
+    return dataclasses.replace(job, executor=executor)
 
 
 def _short_hash(value: Any) -> str:
@@ -262,6 +300,8 @@ def _job_from_document(document: dict[str, Any], file: Path) -> Job:
             if isinstance(document["source"].get(key), str)
         },
         document=document,
+        partitions=document.get("partitions"),
+        executor=ExecutorSpec(**document.get("executor", {})),
     )
 
 

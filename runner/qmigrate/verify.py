@@ -124,7 +124,7 @@ class _Scan:
             partitions = state.partitions
         else:
             with before_data_moves(resolved.source):
-                partitions = resolved.source.partitions(resolved.job.parallelism)
+                partitions = resolved.source.partitions(resolved.job.partition_count)
         total = resolved.info.count if resolved.residual_filter == resolved.job.filter else None
         with (
             Progress(f"verify {resolved.job.name}", total, stream=progress_stream) as progress,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
+from qmigrate import spec
 from qmigrate.commands.common import add_job_options, emit, fail_json, load_jobs
 from qmigrate.commands.verify import add_verify_options, overrides, verify_job, write_report
 from qmigrate.errors import EXIT_CHECK_FAILED, QmigrateError
@@ -33,6 +34,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="run verify on each job right after it succeeds (exit 3 if a check fails)",
     )
+    parser.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        help="where partitions run, over the job's executor.type: local threads (the default) "
+        "or tasks on a Ray cluster (pip install 'qmigrate[ray]')",
+    )
+    parser.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="the Ray cluster, over the job's executor.address: auto (the default), HOST:PORT "
+        "or ray://HOST:PORT",
+    )
     add_verify_options(parser)
     parser.set_defaults(run=run)
 
@@ -46,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     reports: list[Report] = []
     try:
         overrides(args)  # a bad option fails before any data moves
-        for job in load_jobs(args):
+        jobs = [spec.with_executor(job, args.executor, args.ray_address) for job in load_jobs(args)]
+        for job in jobs:
             resolved = engine.resolve(job)
             try:
                 summary = engine.apply(resolved, wait=args.wait)

@@ -92,7 +92,7 @@ def build_plan(resolved: Resolved) -> dict[str, Any]:
     if state is None:
         checkpoint = {"state": "none", "points": 0}
         with engine.before_data_moves(resolved.source):
-            partitions = resolved.source.partitions(job.parallelism)
+            partitions = resolved.source.partitions(job.partition_count)
     else:
         done = sum(1 for p in state.partitions if states.get(p.key) and states[p.key].done)
         starts_over = job.restart in ("restart", "recreate")
@@ -136,7 +136,8 @@ def build_plan(resolved: Resolved) -> dict[str, Any]:
         "checkpoint": {"store": job.checkpoint_store, **checkpoint},
         "partitions": [{"key": p.key, **p.spec} for p in partitions],
         "batch_size": job.batch_size,
-        "parallelism": job.parallelism,
+        "parallelism": job.concurrency,
+        "executor": job.executor.type,
         "restart": job.restart,
         "notes": [RESTART_KEEPS_STALE_POINTS] if job.restart == "restart" else [],
         "refusals": engine.refusals(resolved),
@@ -197,8 +198,8 @@ def render_text(plan: dict[str, Any]) -> str:
         f"{checkpoint['points']:,} points written"
     )
     lines.append(
-        f"  partitions: {len(plan['partitions'])}, parallelism {plan['parallelism']}, "
-        f"batch size {plan['batch_size']}, restart: {plan['restart']}"
+        f"  partitions: {len(plan['partitions'])}, parallelism {plan['parallelism']} "
+        f"({plan['executor']}), batch size {plan['batch_size']}, restart: {plan['restart']}"
     )
     lines += [f"  note: {note}" for note in plan["notes"]]
     lines += [f"  apply would refuse: {reason}" for reason in plan["refusals"]]

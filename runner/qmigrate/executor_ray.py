@@ -1,0 +1,224 @@
+"""The Ray executor: each partition of a job runs as a Ray task on a cluster.
+
+A task runs the engine's own code (`engine.resolve`, `PartitionWorker`), so records go from
+the source to the target inside the task, never through the driver. Tasks coordinate only
+through the checkpoint store in the target: a partition lease (the job lease's claim and
+heartbeat, on one partition) keeps two attempts of a partition apart, and every attempt
+starts from the cursor the last one saved. Ray retries a task whose process or node died;
+a re-applied job (after the driver died) skips finished partitions and re-leases the rest.
+
+Ray is imported only here, and only when a job asks for it (`qmigrate[ray]`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import socket
+import threading
+import time
+from typing import Any
+
+from qmigrate import engine
+from qmigrate.checkpoint import CheckpointStore, JobState, PartitionState
+from qmigrate.errors import QmigrateError
+from qmigrate.progress import Progress
+from qmigrate.records import Partition
+from qmigrate.redaction import remember_secrets
+from qmigrate.retry import describe, retried
+from qmigrate.spec import Job
+
+INSTALL_HINT = "pip install 'qmigrate[ray]'"
+TASK_RETRIES = 3  # attempts after a task's process or node died (Ray's max_retries)
+POLL_SECONDS = 1.0  # how often the driver reads the checkpoints for progress
+CONNECT_TIMEOUT = 5.0
+
+
+def refusals(job: Job) -> list[str]:
+    """Why a job cannot run on Ray, found before anything is written (plan shows them too)."""
+    if job.executor.type != "ray":
+        return []
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return [f"executor ray needs Ray, which is not installed: {INSTALL_HINT}"]
+    reasons = []
+    if job.target.path is not None:
+        reasons.append(
+            "target.path (Qdrant local mode) cannot be used with executor ray: many "
+            "processes cannot share a local-mode directory; migrate into a Qdrant server "
+            "(target.url)"
+        )
+    if job.checkpoint_store == "file":
+        reasons.append(
+            "checkpoint.store file cannot be used with executor ray: tasks on other machines "
+            "coordinate through the checkpoints in the target; use store: target"
+        )
+    source = job.source
+    if (source["type"] == "qdrant" and source.get("path")) or (
+        source["type"] == "milvus" and "://" not in str(source.get("uri", "://"))
+    ):
+        reasons.append(
+            f"a {source['type']} source in a local file cannot be read by Ray tasks (one "
+            "process at a time may open it): read from a server, or use executor local"
+        )
+    return reasons
+
+
+def connect(job: Job) -> None:
+    """Join the job's Ray cluster; an unreachable one is one line, before anything is written."""
+    try:
+        import ray
+    except ImportError:
+        raise QmigrateError(
+            f"executor ray needs Ray, which is not installed: {INSTALL_HINT}"
+        ) from None
+    if ray.is_initialized():
+        return
+    address = job.executor.address
+    where = f"the Ray cluster at {address}"
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if address != "auto" and port.isdigit():
+        try:  # Ray itself retries an unreachable head for a minute before it gives up
+            socket.create_connection((host, int(port)), CONNECT_TIMEOUT).close()
+        except OSError as exc:
+            raise QmigrateError(
+                f"cannot reach {where}: {exc.strerror or exc} (is the cluster running and "
+                "executor.address / --ray-address right?)"
+            ) from None
+    try:
+        ray.init(
+            address=address,
+            logging_level=logging.ERROR,
+            log_to_driver=False,  # the driver prints progress and the summary, as a local run
+            configure_logging=True,
+        )
+    except Exception as exc:
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise QmigrateError(f"cannot reach {where}: {first_line}") from None
+    _cluster_notices_to_stderr(ray)
+
+
+def _cluster_notices_to_stderr(ray: Any) -> None:
+    """Ray prints the cluster's notices (a worker died...) to the driver's stdout, which
+    `--output json` keeps for one JSON document: send them to stderr with the progress."""
+    worker = ray._private.worker
+    original = getattr(worker, "print_to_stdstream", None)
+    if original is None:
+        return
+    worker.print_to_stdstream = lambda data, **kw: original({**data, "is_err": True}, **kw)
+
+
+def run_partitions(
+    resolved: engine.Resolved,
+    state: JobState,
+    partition_states: dict[str, PartitionState],
+    counters: engine.Counters,
+    progress_stream: Any,
+) -> None:
+    """The Ray counterpart of the engine's thread pool: at most `executor.tasks` partitions
+    at once, progress and this run's counts read back from the checkpoints."""
+    import ray
+
+    job = resolved.job
+    shipped = _portable(job)
+    pending = [
+        p for p in state.partitions if not partition_states.get(p.key, PartitionState(p.key)).done
+    ]
+    task = ray.remote(run_partition)
+    before = _totals(partition_states)
+    total = resolved.info.count if resolved.residual_filter == job.filter else None
+    running: dict[Any, Partition] = {}
+    with Progress(job.name, total, before["read"], stream=progress_stream) as progress:
+        seen, polled = before["read"], time.monotonic()
+        try:
+            while pending or running:
+                while pending and len(running) < job.concurrency:
+                    partition = pending.pop(0)
+                    options = task.options(
+                        name=f"qmigrate {job.name} partition {partition.key}",
+                        num_cpus=job.executor.num_cpus_per_task,
+                        max_retries=TASK_RETRIES,
+                    )
+                    running[options.remote(shipped, partition)] = partition
+                ready, _ = ray.wait(list(running), num_returns=1, timeout=POLL_SECONDS)
+                for ref in ready:
+                    counters.add(retries=_outcome(ref, running.pop(ref), job))
+                if time.monotonic() - polled >= POLL_SECONDS:
+                    now = _totals(_load(resolved.store, job))["read"]
+                    progress.advance(now - seen)
+                    seen, polled = now, time.monotonic()
+        finally:
+            for ref in running:  # the first failure (or Ctrl-C) stops the other partitions
+                ray.cancel(ref)
+        after = _totals(_load(resolved.store, job))
+        progress.advance(after["read"] - seen)
+    counters.add(**{name: after[name] - before[name] for name in before})
+
+
+def run_partition(job: Job, partition: Partition) -> int:
+    """One partition, in a Ray worker: the engine's resolve and PartitionWorker, from the cursor
+    the last attempt saved. Returns how many transient failures it rode out."""
+    remember_secrets(job.document)  # a message the task raises is masked here already
+    resolved = engine.resolve(job)
+    try:
+        lease_job = dataclasses.replace(job, name=f"{job.name} partition {partition.key}")
+        with engine.JobLease(resolved.store, lease_job, wait=True):
+            # Read after the lease is ours: an attempt that died before us saved up to here.
+            saved = _load(resolved.store, job).get(partition.key)
+            state = saved or PartitionState(partition.key)
+            if state.done:
+                return 0
+            counters = engine.Counters()
+            engine.PartitionWorker(resolved, counters, threading.Event()).run(partition, state)
+            return counters.retries
+    finally:
+        resolved.close()
+
+
+def _portable(job: Job) -> Job:
+    """The job as another process sees it: local paths made absolute (a task's working
+    directory is not the driver's)."""
+    return dataclasses.replace(
+        job,
+        source={**job.source, **job.source_paths},
+        dead_letter_path=job.dead_letter_path.absolute(),
+    )
+
+
+def _outcome(ref: Any, partition: Partition, job: Job) -> int:
+    """A finished task's retry count, or its failure as one line."""
+    import ray
+
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        cause = exc.cause
+        if isinstance(cause, QmigrateError):
+            raise cause.with_traceback(None) from None
+        raise QmigrateError(
+            f"job '{job.name}': partition {partition.key} failed: {describe(cause)}"
+        ) from None
+    except ray.exceptions.RayError as exc:
+        raise QmigrateError(
+            f"job '{job.name}': partition {partition.key}: its Ray task was lost "
+            f"{TASK_RETRIES + 1} times ({type(exc).__name__}); the next apply resumes it "
+            "from its checkpoint"
+        ) from None
+
+
+def _load(store: CheckpointStore, job: Job) -> dict[str, PartitionState]:
+    return retried(
+        lambda: store.load_partitions(job.name), f"job '{job.name}': reading checkpoints"
+    )
+
+
+def _totals(states: dict[str, PartitionState]) -> dict[str, int]:
+    """What the checkpoints say was moved, in the counters' terms."""
+    totals = {
+        "written": sum(s.points for s in states.values()),
+        "filtered": sum(s.filtered for s in states.values()),
+        "invalid": sum(s.invalid for s in states.values()),
+        "duplicates": sum(s.duplicates for s in states.values()),
+    }
+    return {"read": sum(totals.values()), **totals}
