@@ -62,10 +62,16 @@ class Row:
     note: str = ""
 
     def cells(self, points: int) -> str:
+        if self.wall != self.wall:  # not run
+            return "– | – | – | –"
         return (
             f"{self.wall:.2f} | {points / self.wall:,.0f} | {self.cpu / points * 1e6:,.0f} | "
             f"{self.rss_kib / 1024:,.0f}"
         )
+
+
+NAN = float("nan")
+NOT_RUN = Row(NAN, NAN, 0)
 
 
 def medians(samples: list[tuple[float, float, int]], note: str = "") -> Row:
@@ -100,6 +106,8 @@ class Bench:
         targets = {"sink REST": self.sink_rest, "sink gRPC": self.sink_grpc, "local disk": {}}
         rows = {}
         for name, target in targets.items():
+            if name.split()[-1].lower() not in self.args.writes:
+                continue
 
             def write(tag: str, target: dict[str, Any] = target, name: str = name) -> Usage:
                 tag = f"{name.replace(' ', '-')}-{tag}"
@@ -137,7 +145,7 @@ class Bench:
             )
         )
         if isinstance(source.vdf, str):
-            rows["(e) vdf-io"] = Row(float("nan"), float("nan"), 0, f"not run: {source.vdf}")
+            rows["(e) vdf-io"] = Row(NAN, NAN, 0, f"not run: {source.vdf}")
         else:
             rows["(e) vdf-io"] = self.repeat(
                 lambda tag: self.vdf(source.vdf(conn), f"{name}-{tag}")
@@ -213,23 +221,25 @@ def report(
     ]
     for name, row in writes.items():
         lines.append(f"| (all) | {name} | {row.cells(args.points)} | |")
-    ratios = ["", "| source | c/a | c/b | d/c | e/c | best p |", "|---|---:|---:|---:|---:|---:|"]
+    ratios = [
+        "",
+        "| source | c/a | c/b | c/max(a,b) | d/c | e/c | CPU c/d | best p |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    write = writes.get("(b) write, sink gRPC", NOT_RUN).wall
     for source, rows in per_source.items():
-        for name, row in rows.items():
-            cells = row.cells(args.points) if row.wall == row.wall else "– | – | – | –"
-            lines.append(f"| {source} | {name} | {cells} | {row.note} |")
+        lines += [
+            f"| {source} | {name} | {row.cells(args.points)} | {row.note} |"
+            for name, row in rows.items()
+        ]
         best_name = min((n for n in rows if n.startswith("(c)")), key=lambda n: rows[n].wall)
-        best = rows[best_name].wall
-
-        def ratio(value: float) -> str:
-            return f"{value:.2f}" if value == value else "–"
-
-        ratios.append(
-            f"| {source} | {ratio(best / rows['(a) read'].wall)} | "
-            f"{ratio(best / writes['(b) write, sink gRPC'].wall)} | "
-            f"{ratio(rows['(d) loop'].wall / best)} | {ratio(rows['(e) vdf-io'].wall / best)} | "
-            f"{best_name.split('=')[1]} |"
-        )
+        best, read, loop = rows[best_name], rows["(a) read"].wall, rows["(d) loop"]
+        values = (
+            best.wall / read, best.wall / write, best.wall / max(read, write),
+            loop.wall / best.wall, rows["(e) vdf-io"].wall / best.wall, best.cpu / loop.cpu,
+        )  # fmt: skip
+        cells = " | ".join(f"{v:.2f}" if v == v else "–" for v in values)
+        ratios.append(f"| {source} | {cells} | {best_name.split('=')[1]} |")
     return "\n".join(lines + ratios)
 
 
@@ -250,6 +260,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--parallelism", type=int, nargs="+", default=[2])
     parser.add_argument("--sources", nargs="+", choices=list(SOURCES), default=list(SOURCES))
+    writes = ["rest", "grpc", "disk"]  # disk: ~1,000 points/s here, minutes at 100k per run
+    parser.add_argument("--writes", nargs="+", choices=writes, default=writes, help="(b) targets")
     parser.add_argument("--vdf-python", default="/work/vdf-venv/bin/python")
     parser.add_argument("--write", action="store_true", help="regenerate BENCHMARKS.md's section")
     args = parser.parse_args()

@@ -1,16 +1,17 @@
 """What the benchmarks share: the repo on sys.path, the sink in a process of its own, timing a
-child process from the kernel's accounting, and timing a job in-process through the engine."""
+child process from the kernel's accounting, and timing jobs in-process through the engine."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -105,3 +106,8 @@ def timed_apply(document: dict[str, Any], root: Path) -> float:
     elapsed = time.perf_counter() - started
     assert summary.count_check == "ok", summary.count_check
     return elapsed
+
+
+def median_rate(points: int, runs: int, measure: Callable[[], float]) -> float:
+    """Median points/s over `runs` calls of `measure` (which returns seconds)."""
+    return statistics.median(points / measure() for _ in range(runs))
