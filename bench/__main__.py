@@ -11,10 +11,12 @@ process measured by the kernel (wall, CPU user + system, peak RSS), as medians o
                sink (gRPC), one sequential loop
   (e) vdf-io   export_vdf then import_vdf into the sink, from its own venv (--vdf-python),
                where it supports the pair, with what it lost
-Ratios are of wall time: c/a and c/b (want about 1), d/c and e/c (want 2 and 3 or more),
-with c at its best parallelism.
+Ratios are of wall time, with c at its best parallelism: c/a, c/b and c/max(a,b) (issue
+12 wants about 1, at most 1.10), d/c and e/c (wants 2 and 3 or more); and of client CPU,
+c/d (wants 0.5 or less). --write regenerates the section of bench/BENCHMARKS.md.
 
-    python -m bench --points 100000 --dim 768 --runs 3 --sources file chroma redis milvus
+    python -m bench --points 100000 --dim 768 --runs 3 --sources file chroma redis milvus \
+        --writes rest grpc --write
 """
 
 from __future__ import annotations
@@ -176,8 +178,8 @@ class Bench:
         out = run_child_usage(
             [python, "-c", VDF_RUN, "export", *export_args], work, VDF_ENV, check=False
         )
-        if out.failure:
-            return out._replace(failure=f"export_vdf failed: {out.failure}")
+        if out.failure:  # nothing moved: no time to compare
+            return Usage(NAN, NAN, out.rss_kib, "", f"export_vdf failed: {out.failure}")
         (exported,) = work.glob("vdf_*")
         sink = QdrantClient(url=self.rest_url)
         before = {c.name for c in sink.get_collections().collections}
