@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from server_path import run_child_usage, running_sink
+from harness import run_child_usage, running_sink
 
 ROW_GROUP = 10_000
 
@@ -73,9 +73,8 @@ def main() -> None:
             }
             job_file = root / f"{size}.yaml"
             job_file.write_text(json.dumps(job))
-            wall, cpu, peak = run_child_usage(
-                [sys.executable, "-m", "qmigrate", "apply", str(job_file)]
-            )
+            usage = run_child_usage([sys.executable, "-m", "qmigrate", "apply", str(job_file)])
+            wall, peak = usage.wall, usage.rss_kib
             peaks[size] = peak
             print(
                 f"{size:>10,} rows: {wall:6.1f} s, {size / wall:,.0f} points/s, "

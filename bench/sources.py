@@ -1,0 +1,320 @@
+"""The harness's sources: per source, how to start it, load it, read it raw, and name it to
+qmigrate and to vdf-io. Everything is keyed by a JSON-able `conn` dict, since the raw
+reads run in child processes (`bench/steps.py`) whose CPU the kernel accounts for alone.
+
+Every source holds the same data set (`vectors.npy` and `payload(i)`), so the raw write
+(b) is measured once per run for all of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+Row = tuple[Any, list[float], dict[str, Any]]  # native ID, vector, payload
+COLLECTION = "bench"
+
+
+def payload(i: int) -> dict[str, Any]:
+    return {
+        "category": f"c{i % 10}",
+        "year": 2000 + i % 25,
+        "score": (i % 97) / 97,
+        "text": f"document {i}: " + "lorem ipsum " * 6,
+    }
+
+
+@dataclass(frozen=True)
+class BenchSource:
+    start: Callable[[Path], contextlib.AbstractContextManager[dict[str, Any]]]
+    load: Callable[[dict[str, Any], np.ndarray], None]
+    read: Callable[[dict[str, Any], int], Iterator[list[Row]]]  # the native client, raw
+    job: Callable[[dict[str, Any]], dict[str, Any]]  # qmigrate's `source:` (and `mapping:`)
+    vdf: Callable[[dict[str, Any]], list[str]] | str  # export_vdf arguments, or why not
+
+
+# --- file (JSONL) ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _file_start(root: Path) -> Iterator[dict[str, Any]]:
+    yield {"path": str(root / "rows.jsonl")}
+
+
+def _file_load(conn: dict[str, Any], vectors: np.ndarray) -> None:
+    import orjson
+
+    with open(conn["path"], "wb") as handle:
+        for i, vector in enumerate(vectors):
+            row = {"id": i, "v": vector, **payload(i)}
+            handle.write(orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
+
+
+def _file_read(conn: dict[str, Any], batch: int) -> Iterator[list[Row]]:
+    page: list[Row] = []
+    with open(conn["path"]) as handle:
+        for line in handle:
+            row = json.loads(line)
+            page.append((row.pop("id"), row.pop("v"), row))
+            if len(page) == batch:
+                yield page
+                page = []
+    if page:
+        yield page
+
+
+FILE = BenchSource(
+    start=_file_start,
+    load=_file_load,
+    read=_file_read,
+    job=lambda conn: {
+        "source": {"type": "file", "path": conn["path"], "vectors": {"v": {"distance": "cosine"}}},
+        "mapping": {"vectors": {"v": ""}},  # the unnamed vector, as the raw write makes
+    },
+    vdf="vdf-io reads no JSONL: its import takes only its own VDF directory (Parquet + meta)",
+)
+
+
+# --- Qdrant local mode --------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _qdrant_start(root: Path) -> Iterator[dict[str, Any]]:
+    yield {"path": str(root / "qdrant-source")}
+
+
+def _qdrant_load(conn: dict[str, Any], vectors: np.ndarray) -> None:
+    from qdrant_client import QdrantClient, models
+
+    client = QdrantClient(path=conn["path"])
+    params = models.VectorParams(size=vectors.shape[1], distance=models.Distance.COSINE)
+    client.create_collection(COLLECTION, vectors_config=params)
+    for start in range(0, len(vectors), 1000):
+        points = [
+            models.PointStruct(id=i, vector=vectors[i].tolist(), payload=payload(i))
+            for i in range(start, min(len(vectors), start + 1000))
+        ]
+        client.upsert(COLLECTION, points, wait=True)
+    client.close()
+
+
+def _qdrant_read(conn: dict[str, Any], batch: int) -> Iterator[list[Row]]:
+    from qdrant_client import QdrantClient
+
+    client = QdrantClient(path=conn["path"])
+    offset = None
+    while True:
+        records, offset = client.scroll(
+            COLLECTION, limit=batch, offset=offset, with_payload=True, with_vectors=True
+        )
+        yield [(r.id, r.vector, r.payload) for r in records]
+        if offset is None:
+            break
+    client.close()
+
+
+QDRANT = BenchSource(
+    start=_qdrant_start,
+    load=_qdrant_load,
+    read=_qdrant_read,
+    job=lambda conn: {"source": {"type": "qdrant", "path": conn["path"], "collection": COLLECTION}},
+    vdf="vdf-io's Qdrant export takes only a server URL (no local-mode path), and no "
+    "Qdrant server runs here",
+)
+
+
+# --- Chroma server ------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _chroma_start(root: Path) -> Iterator[dict[str, Any]]:
+    from tests.servers.chroma import running_chroma
+
+    (root / "chroma").mkdir()
+    with running_chroma(root / "chroma") as server:
+        yield {"url": server.url, "port": server.port}
+
+
+def _chroma_client(conn: dict[str, Any]) -> Any:
+    import chromadb
+    from chromadb.config import Settings
+
+    return chromadb.HttpClient(host=conn["url"], settings=Settings(anonymized_telemetry=False))
+
+
+def _chroma_load(conn: dict[str, Any], vectors: np.ndarray) -> None:
+    collection = _chroma_client(conn).create_collection(COLLECTION, embedding_function=None)
+    for start in range(0, len(vectors), 1000):
+        numbers = range(start, min(len(vectors), start + 1000))
+        metadatas = [payload(i) for i in numbers]
+        documents = [m.pop("text") for m in metadatas]
+        collection.add(
+            ids=[f"doc-{i}" for i in numbers],
+            embeddings=vectors[start : numbers.stop],
+            metadatas=metadatas,
+            documents=documents,
+        )
+
+
+def _chroma_read(conn: dict[str, Any], batch: int) -> Iterator[list[Row]]:
+    collection = _chroma_client(conn).get_collection(COLLECTION)
+    total, offset = collection.count(), 0
+    include: Any = ["embeddings", "metadatas", "documents"]
+    while offset < total:
+        got = collection.get(offset=offset, limit=batch, include=include)
+        columns = (got["ids"], got["embeddings"].tolist(), got["metadatas"], got["documents"])
+        rows = zip(*columns, strict=True)
+        yield [(i, v, {**m, "document": d}) for i, v, m, d in rows]
+        offset += len(got["ids"])
+
+
+CHROMA = BenchSource(
+    start=_chroma_start,
+    load=_chroma_load,
+    read=_chroma_read,
+    job=lambda conn: {"source": {"type": "chroma", "url": conn["url"], "collection": COLLECTION}},
+    vdf=lambda conn: [
+        "chroma",
+        "--host_port",
+        f"127.0.0.1:{conn['port']}",
+        "--collections",
+        COLLECTION,
+    ],
+)
+
+
+# --- Milvus (milvus-lite server) ----------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _milvus_start(root: Path) -> Iterator[dict[str, Any]]:
+    from tests.servers.milvus import running_milvus_lite
+
+    (root / "milvus").mkdir()
+    with running_milvus_lite(root / "milvus") as server:
+        yield {"uri": server.uri}
+
+
+def _milvus_load(conn: dict[str, Any], vectors: np.ndarray) -> None:
+    from pymilvus import DataType, MilvusClient
+
+    from tests.servers.milvus import MilvusServer
+
+    client = MilvusServer(conn["uri"]).client()
+    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("pk", DataType.INT64, is_primary=True)
+    schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=vectors.shape[1])
+    schema.add_field("category", DataType.VARCHAR, max_length=16)
+    schema.add_field("year", DataType.INT64)
+    schema.add_field("score", DataType.DOUBLE)
+    schema.add_field("text", DataType.VARCHAR, max_length=256)
+    index = client.prepare_index_params()
+    index.add_index("embedding", index_type="FLAT", metric_type="COSINE")
+    client.create_collection(COLLECTION, schema=schema, index_params=index)
+    for start in range(0, len(vectors), 2000):
+        numbers = range(start, min(len(vectors), start + 2000))
+        client.insert(
+            COLLECTION, [{"pk": i, "embedding": vectors[i], **payload(i)} for i in numbers]
+        )
+    client.flush(COLLECTION)
+    client.load_collection(COLLECTION)
+    client.close()
+
+
+def _milvus_read(conn: dict[str, Any], batch: int) -> Iterator[list[Row]]:
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(conn["uri"], timeout=60)
+    iterator = client.query_iterator(
+        COLLECTION, batch_size=batch, output_fields=["*"], consistency_level="Strong"
+    )
+    while page := iterator.next():
+        rows = []
+        for row in page:
+            vector = np.asarray(row.pop("embedding"), dtype=np.float32).tolist()
+            rows.append((row.pop("pk"), vector, row))
+        yield rows
+    iterator.close()
+    client.close()
+
+
+MILVUS = BenchSource(
+    start=_milvus_start,
+    load=_milvus_load,
+    read=_milvus_read,
+    job=lambda conn: {"source": {"type": "milvus", "uri": conn["uri"], "collection": COLLECTION}},
+    vdf=lambda conn: ["milvus", "--uri", conn["uri"], "--token", "", "--collections", COLLECTION],
+)
+
+
+# --- Redis (valkey-server with RediSearch) ------------------------------------------------
+
+
+@contextlib.contextmanager
+def _redis_start(root: Path) -> Iterator[dict[str, Any]]:
+    from tests.servers.redis import running_redis
+
+    (root / "redis").mkdir()
+    with running_redis(root / "redis", password=None) as server:
+        yield {"url": server.url, "port": server.port}
+
+
+def _redis_load(conn: dict[str, Any], vectors: np.ndarray) -> None:
+    import redis
+
+    client = redis.Redis(port=conn["port"], protocol=2)
+    client.execute_command(
+        "FT.CREATE", COLLECTION, "ON", "HASH", "PREFIX", "1", "doc:", "SCHEMA",
+        "embedding", "VECTOR", "FLAT", "6", "TYPE", "FLOAT32", "DIM", vectors.shape[1],
+        "DISTANCE_METRIC", "COSINE", "category", "TAG", "year", "NUMERIC", "score", "NUMERIC",
+        "text", "TEXT",
+    )  # fmt: skip
+    for start in range(0, len(vectors), 1000):
+        pipeline = client.pipeline(transaction=False)
+        for i in range(start, min(len(vectors), start + 1000)):
+            mapping = {"embedding": vectors[i].astype("<f4").tobytes(), **payload(i)}
+            pipeline.hset(f"doc:{i}", mapping=mapping)
+        pipeline.execute()
+    client.close()
+
+
+def _redis_read(conn: dict[str, Any], batch: int) -> Iterator[list[Row]]:
+    import redis
+
+    client = redis.Redis(port=conn["port"], protocol=2)
+    cursor = None
+    while cursor != 0:
+        cursor, keys = client.scan(cursor or 0, match="doc:*", count=batch)
+        pipeline = client.pipeline(transaction=False)
+        for key in keys:
+            pipeline.hgetall(key)
+        rows = []
+        for key, fields in zip(keys, pipeline.execute(), strict=True):
+            vector = np.frombuffer(fields.pop(b"embedding"), dtype="<f4").tolist()
+            rows.append((key.decode(), vector, {k.decode(): v.decode() for k, v in fields.items()}))
+        yield rows
+    client.close()
+
+
+REDIS = BenchSource(
+    start=_redis_start,
+    load=_redis_load,
+    read=_redis_read,
+    job=lambda conn: {"source": {"type": "redis", "url": conn["url"], "index": COLLECTION}},
+    vdf="vdf-io has no Redis export",
+)
+
+
+SOURCES: dict[str, BenchSource] = {
+    "file": FILE,
+    "qdrant": QDRANT,
+    "chroma": CHROMA,
+    "milvus": MILVUS,
+    "redis": REDIS,
+}
