@@ -74,3 +74,9 @@ class Page:
 
     records: list[Record]
     cursor: Any
+
+
+class CursorLost(Exception):
+    """Raised by `read` when a cursor it yielded no longer names a position (a Redis SCAN
+    cursor means nothing to a restarted server): the engine reads the partition again from
+    its start, its counts reset. Upserts are idempotent, so re-reading is harmless."""

@@ -1,7 +1,10 @@
 """Redis (the query engine, RediSearch): one FT index over HASH or JSON documents.
 
 Reading: SCAN over each index prefix (MATCH, a large COUNT) gives keys and a stateless
-cursor that survives `kill -9`. Each scanned batch is checked with
+cursor that survives `kill -9`, but not a restart of the server: SCAN cursors follow its
+hash table, whose seed is new in every server process. So a cursor carries the server's
+`run_id` (asked in the pipeline of each SCAN), and a cursor from another server process
+makes the engine read the partition again from its start (`CursorLost`). Each scanned batch is checked with
 `FT.SEARCH idx <query> INKEYS ... NOCONTENT`, which answers exactly which of those keys
 the index holds (a missing or malformed vector, or a document the index FILTER excludes,
 is not held and does not move; the pushed-down filter goes in the same query). The held
@@ -25,7 +28,7 @@ import numpy as np
 import redis
 
 from qmigrate.errors import QmigrateError
-from qmigrate.records import Page, Partition, Record, SourceInfo, VectorField
+from qmigrate.records import CursorLost, Page, Partition, Record, SourceInfo, VectorField
 
 DISTANCES = {"COSINE": "Cosine", "IP": "Dot", "L2": "Euclid"}
 INDEX_TYPES = {"TAG": "keyword", "NUMERIC": "float", "TEXT": "text", "GEO": "geo"}
@@ -239,11 +242,12 @@ class Source:
         return [Partition(f"{i:04d}", {"bucket": i, "buckets": n}) for i in range(n)]
 
     def read(self, partition: Partition, cursor: Any) -> Iterator[Page]:
-        """Pages of one bucket; the cursor is (prefix number, SCAN cursor after the page)."""
+        """Pages of one bucket; the cursor is (prefix number, SCAN cursor after the page, the
+        server process that cursor belongs to)."""
         self._discover()
         bucket, buckets = partition.spec["bucket"], partition.spec["buckets"]
         position = cursor or {"prefix": 0, "scan": 0}
-        prefix_number, scan = position["prefix"], position["scan"]
+        prefix_number, scan, run = position["prefix"], position["scan"], position.get("run")
         while prefix_number < len(self.prefixes):
             prefix = self.prefixes[prefix_number]
             pattern = _glob_escape(prefix) + "*"
@@ -251,14 +255,25 @@ class Source:
             while True:
                 # Each bucket keeps 1/buckets of what SCAN returns: ask for that much more.
                 count = max(SCAN_COUNT, self.batch_size * buckets)
-                scan, found = self.client.scan(scan, match=pattern, count=count)
+                pipeline = self.client.pipeline(transaction=False)
+                pipeline.info("server")
+                pipeline.scan(scan, match=pattern, count=count)
+                # Pipelined: the SCAN ran on the server process the INFO names, even when
+                # redis-py reconnected on its own to a restarted server.
+                server, (next_scan, found) = pipeline.execute()
+                if scan != 0 and run is not None and server["run_id"] != run:
+                    raise CursorLost(
+                        "the Redis server restarted, and a SCAN cursor means nothing to "
+                        "another server process"
+                    )
+                run, scan = server["run_id"], next_scan
                 keys.extend(k for k in found if in_bucket(k, bucket, buckets))
                 if scan == 0 or len(keys) >= self.batch_size:
                     break
             records = self._fetch(self._held(keys), prefix)
             if scan == 0:
                 prefix_number += 1
-            yield Page(records, {"prefix": prefix_number, "scan": scan})
+            yield Page(records, {"prefix": prefix_number, "scan": scan, "run": run})
 
     # --- reading --------------------------------------------------------------------
 
