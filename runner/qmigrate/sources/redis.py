@@ -4,11 +4,12 @@ Reading: SCAN over each index prefix (MATCH, a large COUNT) gives keys and a sta
 cursor that survives `kill -9`, but not a restart of the server: SCAN cursors follow its
 hash table, whose seed is new in every server process. So a cursor carries the server's
 `run_id` (asked in the pipeline of each SCAN), and a cursor from another server process
-makes the engine read the partition again from its start (`CursorLost`). Each scanned batch is checked with
-`FT.SEARCH idx <query> INKEYS ... NOCONTENT`, which answers exactly which of those keys
-the index holds (a missing or malformed vector, or a document the index FILTER excludes,
-is not held and does not move; the pushed-down filter goes in the same query). The held
-documents are fetched with one pipelined HGETALL / JSON.GET round trip.
+makes the engine read the partition again from its start (`CursorLost`). Each scanned
+batch is checked with `FT.SEARCH idx <query> INKEYS ... NOCONTENT`, which answers exactly
+which of those keys the index holds (a missing or malformed vector, or a document the
+index FILTER excludes, is not held and does not move; the pushed-down filter goes in the
+same query). The held documents are fetched with one pipelined HGETALL / JSON.GET round
+trip.
 
 Partitions: a SCAN cursor cannot be split, so each partition scans every key (keys only,
 cheap) and keeps those whose CRC32 falls in its bucket; the expensive part, fetching
