@@ -71,23 +71,34 @@ def running_milvus_lite(directory: Path, port: int | None = None) -> Iterator[Mi
 def running_milvus(directory: Path) -> Iterator[MilvusServer]:
     """The real Milvus 2.3 standalone server with authorization on, its data in `directory`.
 
-    One at a time on a machine: its embedded etcd listens on the fixed peer port 2380.
+    Its embedded etcd gets free ports from a config file of its own: by default it binds
+    the fixed peer port 2380, and a second server on the machine (another test session's)
+    would not start.
     """
-    port = free_port()
+    port, etcd_client, etcd_peer = free_port(), free_port(), free_port()
+    etcd = directory / "etcd.yaml"
+    client_url, peer_url = f"http://127.0.0.1:{etcd_client}", f"http://127.0.0.1:{etcd_peer}"
+    etcd.write_text(
+        f"name: default\nlisten-peer-urls: {peer_url}\ninitial-advertise-peer-urls: {peer_url}\n"
+        f"initial-cluster: default={peer_url}\n"
+        f"listen-client-urls: {client_url}\nadvertise-client-urls: {client_url}\n"
+    )
     command = [_binary("milvus-server"), "--data", str(directory / "data")]
     command += ["--proxy-port", str(port), "--authorization-enabled", "true"]
+    command += ["--etcd-port", str(etcd_client)]
     log = directory / "server.log"
 
     def ready() -> bool:
         # milvus-server prints its banner once its own readiness check passed.
         return port_open(port) and "Ctrl+C to exit" in log.read_text(errors="replace")
 
-    unbuffered = {"PYTHONUNBUFFERED": "1"}
+    # Milvus reads `etcd.config.path` from ETCD_CONFIG_PATH; milvus-server has no flag for it.
+    environment = {"PYTHONUNBUFFERED": "1", "ETCD_CONFIG_PATH": str(etcd)}
     process = contextlib.ExitStack()
 
     def start() -> None:
         # First it unpacks its xz-compressed binary into the data directory: slow when busy.
-        process.enter_context(server_process(command, ready, log, timeout=300, env=unbuffered))
+        process.enter_context(server_process(command, ready, log, timeout=300, env=environment))
 
     def stop() -> None:
         try:
