@@ -240,7 +240,7 @@ def test_milvus_source_connects_once_the_server_is_back(
 def test_milvus_server_stopped_and_restarted_mid_run(
     tmp_path: Path, stand_in: tuple[str, Store, Faults], milvus_server: MilvusServer
 ) -> None:
-    """The session's real Milvus 2.3 standalone server (only one runs on a machine),
+    """The session's real Milvus 2.3 standalone server (it takes ~8 s to start: reused),
     restarted on the same port and data directory. It takes ~8 s to come back, about what
     the retries here wait: either outcome is fine."""
     pytest.importorskip("pymilvus")
