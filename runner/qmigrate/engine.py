@@ -34,7 +34,7 @@ from qmigrate.counts import count_check
 from qmigrate.errors import QmigrateError
 from qmigrate.mapping import ClientFilter, InvalidRecord, Mapper
 from qmigrate.progress import Progress
-from qmigrate.records import Page, Partition, Record, SourceInfo
+from qmigrate.records import CursorLost, Page, Partition, Record, SourceInfo
 from qmigrate.retry import Backoff, describe, is_transient, retried
 from qmigrate.sources import create_source
 from qmigrate.sources.base import Source
@@ -608,9 +608,14 @@ class PartitionWorker:
 
     def run(self, partition: Partition, state: PartitionState) -> None:
         """Read, then map one page while the page before it is written (`PageWriter`)."""
-        with PageWriter(lambda page: self._write(page, state), self.stop) as writer:
-            for page in self._pages(partition, state):
-                writer.put(self._prepare(page))
+        while True:
+            try:
+                with PageWriter(lambda page: self._write(page, state), self.stop) as writer:
+                    for page in self._pages(partition, state):
+                        writer.put(self._prepare(page))
+                break
+            except CursorLost as exc:  # the writer has written what it held
+                self._start_over(partition, state, exc)
         if not self.stop.is_set():
             state.done = True
             self._save(state)
@@ -629,6 +634,8 @@ class PartitionWorker:
                     yield page
                     cursor = page.cursor
                 return
+            except CursorLost:
+                raise
             except Exception as exc:
                 failures += 1
                 if not is_transient(exc) or not backoff.wait(failures, exc):
@@ -636,6 +643,17 @@ class PartitionWorker:
                 self.counters.add(retries=1)
             finally:
                 pages.close()
+
+    def _start_over(self, partition: Partition, state: PartitionState, exc: CursorLost) -> None:
+        """Forget a partition's progress: its points are written again, its counts anew."""
+        print(
+            f"qmigrate: job '{self.job.name}': partition {partition.key}: {exc}; "
+            "reading it again from its start",
+            file=sys.stderr,
+        )
+        state.cursor = None
+        state.points = state.filtered = state.invalid = state.duplicates = 0
+        self._save(state)
 
     def _prepare(self, page: Page) -> PreparedPage:
         """Filter and map a page; invalid records and duplicate IDs are decided here."""

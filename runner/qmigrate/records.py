@@ -77,3 +77,9 @@ class Page:
     # Entries the source came across but does not hold, so never moves or counts (Redis:
     # keys under the index prefix that the index left out); the summary reports them.
     passed_over: int = 0
+
+
+class CursorLost(Exception):
+    """Raised by `read` when a cursor it yielded no longer names a position (a Redis SCAN
+    cursor means nothing to a restarted server): the engine reads the partition again from
+    its start, its counts reset. Upserts are idempotent, so re-reading is harmless."""

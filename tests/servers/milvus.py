@@ -14,7 +14,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +29,9 @@ ROOT_TOKEN = "root:Milvus"  # the real server's built-in user, when authorizatio
 class MilvusServer:
     uri: str
     token: str | None = None
+    # The real server only: `with server.stopped():` stops it by PID for the block, then
+    # starts it again on the same port and data directory.
+    stopped: Callable[[], contextlib.AbstractContextManager[None]] | None = None
 
     def client(self):  # noqa: ANN201 - pymilvus is imported lazily, like the source
         from pymilvus import MilvusClient, MilvusException
@@ -54,9 +57,10 @@ def _binary(name: str) -> str:
 
 
 @contextlib.contextmanager
-def running_milvus_lite(directory: Path) -> Iterator[MilvusServer]:
-    """`milvus-lite server` on a free port, its data in `directory`."""
-    port = free_port()
+def running_milvus_lite(directory: Path, port: int | None = None) -> Iterator[MilvusServer]:
+    """`milvus-lite server` on `port` (default: a free one), its data in `directory`; the same
+    directory and port restart the same server."""
+    port = port or free_port()
     command = [_binary("milvus-lite"), "server", "--data-dir", str(directory / "data")]
     command += ["--host", "127.0.0.1", "--port", str(port)]
     with server_process(command, lambda: port_open(port), directory / "server.log"):
@@ -65,23 +69,56 @@ def running_milvus_lite(directory: Path) -> Iterator[MilvusServer]:
 
 @contextlib.contextmanager
 def running_milvus(directory: Path) -> Iterator[MilvusServer]:
-    """The real Milvus 2.3 standalone server with authorization on, its data in `directory`."""
-    port = free_port()
+    """The real Milvus 2.3 standalone server with authorization on, its data in `directory`.
+
+    Its embedded etcd gets free ports from a config file of its own: by default it binds
+    the fixed peer port 2380, and a second server on the machine (another test session's)
+    would not start.
+    """
+    port, etcd_client, etcd_peer = free_port(), free_port(), free_port()
+    etcd = directory / "etcd.yaml"
+    client_url, peer_url = f"http://127.0.0.1:{etcd_client}", f"http://127.0.0.1:{etcd_peer}"
+    etcd.write_text(
+        f"name: default\nlisten-peer-urls: {peer_url}\ninitial-advertise-peer-urls: {peer_url}\n"
+        f"initial-cluster: default={peer_url}\n"
+        f"listen-client-urls: {client_url}\nadvertise-client-urls: {client_url}\n"
+    )
     command = [_binary("milvus-server"), "--data", str(directory / "data")]
     command += ["--proxy-port", str(port), "--authorization-enabled", "true"]
+    command += ["--etcd-port", str(etcd_client)]
     log = directory / "server.log"
 
     def ready() -> bool:
         # milvus-server prints its banner once its own readiness check passed.
         return port_open(port) and "Ctrl+C to exit" in log.read_text(errors="replace")
 
-    unbuffered = {"PYTHONUNBUFFERED": "1"}
-    # First it unpacks its xz-compressed binary into the data directory: slow on a busy machine.
+    # Milvus reads `etcd.config.path` from ETCD_CONFIG_PATH; milvus-server has no flag for it.
+    environment = {"PYTHONUNBUFFERED": "1", "ETCD_CONFIG_PATH": str(etcd)}
+    process = contextlib.ExitStack()
+
+    def start() -> None:
+        # First it unpacks its xz-compressed binary into the data directory: slow when busy.
+        process.enter_context(server_process(command, ready, log, timeout=300, env=environment))
+
+    def stop() -> None:
+        try:
+            process.close()
+        finally:
+            _kill_children_of(directory / "data" / "bin")
+
+    @contextlib.contextmanager
+    def stopped() -> Iterator[None]:
+        stop()
+        try:
+            yield
+        finally:
+            start()
+
     try:
-        with server_process(command, ready, log, timeout=300, env=unbuffered):
-            yield MilvusServer(f"http://127.0.0.1:{port}", ROOT_TOKEN)
+        start()
+        yield MilvusServer(f"http://127.0.0.1:{port}", ROOT_TOKEN, stopped)
     finally:
-        _kill_children_of(directory / "data" / "bin")
+        stop()
 
 
 def _kill_children_of(binaries: Path) -> None:

@@ -55,10 +55,12 @@ def redis_command(directory: Path, port: int, modules: bool = True) -> list[str]
 
 @contextlib.contextmanager
 def running_redis(
-    directory: Path, password: str | None = PASSWORD, modules: bool = True
+    directory: Path, password: str | None = PASSWORD, modules: bool = True, port: int | None = None
 ) -> Iterator[RedisServer]:
-    """valkey-server on a free port, stopped by PID at the end."""
-    server = RedisServer(free_port(), password, directory / "redis.sock")
+    """valkey-server on `port` (default: a free one), stopped by PID at the end. It saves
+    nothing by itself; a `SAVE` writes `directory`/dump.rdb, which the next server started
+    in that directory loads."""
+    server = RedisServer(port or free_port(), password, directory / "redis.sock")
     command = redis_command(directory, server.port, modules)
     command += ["--unixsocket", str(server.socket)]
     if password:

@@ -21,6 +21,7 @@ import contextlib
 import json
 import logging
 import math
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,8 @@ INDEX_SCHEMAS = {
 INTEGER_TYPES = {DataType.INT8, DataType.INT16, DataType.INT32, DataType.INT64}
 # Milvus refuses a query whose limit exceeds this (queryNode.maxQueryResultWindow).
 MAX_QUERY_WINDOW = 16384
+CONNECT_ATTEMPTS = 3
+COLLECTION_NOT_LOADED = 101  # Milvus's code for a query on a released collection
 
 
 class MilvusRequestError(Exception):
@@ -65,6 +68,7 @@ class MilvusRequestError(Exception):
     def __init__(self, error: MilvusException) -> None:
         super().__init__(f"{type(error).__name__}: {error.message} (code {error.code})")
         self._code = _grpc_name(error)
+        self.milvus_code = error.code
 
     def code(self) -> Any:
         return _GrpcCode(self._code)
@@ -76,12 +80,19 @@ class _GrpcCode:
 
 
 def _grpc_name(error: MilvusException) -> str:
-    """UNAVAILABLE for a lost connection, RESOURCE_EXHAUSTED for a rate limit, else UNKNOWN."""
-    cause = error.__cause__ or error.__context__
-    cause_code = getattr(cause, "code", None)
-    if callable(cause_code):
-        with contextlib.suppress(Exception):
-            return str(cause_code().name)
+    """UNAVAILABLE for a lost connection, RESOURCE_EXHAUSTED for a rate limit, else UNKNOWN.
+
+    The gRPC error, when there is one, sits anywhere in the chain: pymilvus wraps its own
+    exceptions when its retries of a lost connection run out (some `raise e from e`)."""
+    chain: list[BaseException] = []
+    link: BaseException | None = error
+    while link is not None and link not in chain:
+        chain.append(link)
+        cause_code = getattr(link, "code", None)
+        if callable(cause_code):
+            with contextlib.suppress(Exception):
+                return str(cause_code().name)
+        link = link.__cause__ or link.__context__
     message = (error.message or "").lower()
     if "unavailable" in message or "connect" in message:
         return "UNAVAILABLE"
@@ -141,16 +152,25 @@ class Source:
             options["token"] = self.config["token"]
         if self.timeout is not None:
             options["timeout"] = self.timeout
-        try:
-            self._client = MilvusClient(**options)
-        except MilvusException as exc:
-            if exc.code == 2 and "token" in options:
-                # pymilvus says the same for a wrong token and an unreachable server.
-                raise self._fail(
-                    "the server is unreachable or rejected the token (user:password or API key)"
-                ) from None
-            raise self._fail(_first_line(exc.message) or type(exc).__name__) from None
-        return self._client
+        for attempt in range(1, CONNECT_ATTEMPTS + 1):
+            try:
+                # pymilvus shares one gRPC channel per server between clients, and milvus-lite
+                # may drop it (GOAWAY "too_many_pings"): after a failure, a channel of its own.
+                self._client = MilvusClient(**options, dedicated=attempt > 1)
+                return self._client
+            except MilvusException as exc:
+                if attempt == CONNECT_ATTEMPTS or _grpc_name(exc) != "UNAVAILABLE":
+                    raise self._connect_error(exc, options) from None
+                time.sleep(attempt)
+        raise AssertionError("unreachable")
+
+    def _connect_error(self, exc: MilvusException, options: dict[str, Any]) -> QmigrateError:
+        if exc.code == 2 and "token" in options:
+            # pymilvus says the same for a wrong token and an unreachable server.
+            return self._fail(
+                "the server is unreachable or rejected the token (user:password or API key)"
+            )
+        return self._fail(_first_line(exc.message) or type(exc).__name__)
 
     @property
     def schema(self) -> dict[str, Any]:
@@ -386,17 +406,28 @@ class Source:
     ) -> list[dict[str, Any]]:
         client = self.client
         names = [milvus_partition] if milvus_partition is not None else self.selected
-        return list(
-            _request(
-                lambda: client.query(
-                    self.name,
-                    filter=expression,
-                    partition_names=names,
-                    consistency_level="Strong",
-                    **options,
+
+        def query() -> list[dict[str, Any]]:
+            return list(
+                _request(
+                    lambda: client.query(
+                        self.name,
+                        filter=expression,
+                        partition_names=names,
+                        consistency_level="Strong",
+                        **options,
+                    )
                 )
             )
-        )
+
+        try:
+            return query()
+        except MilvusRequestError as exc:
+            if exc.milvus_code != COLLECTION_NOT_LOADED:
+                raise
+        # A restarted server (or milvus-lite) has released the collection: load it again.
+        _request(lambda: client.load_collection(self.name))
+        return query()
 
     def _after(self, key: Any) -> str:
         if key is None:

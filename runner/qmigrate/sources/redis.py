@@ -1,11 +1,15 @@
 """Redis (the query engine, RediSearch): one FT index over HASH or JSON documents.
 
 Reading: SCAN over each index prefix (MATCH, a large COUNT) gives keys and a stateless
-cursor that survives `kill -9`. Each scanned batch is checked with
-`FT.SEARCH idx <query> INKEYS ... NOCONTENT`, which answers exactly which of those keys
-the index holds (a missing or malformed vector, or a document the index FILTER excludes,
-is not held and does not move; the pushed-down filter goes in the same query). The held
-documents are fetched with one pipelined HGETALL / JSON.GET round trip.
+cursor that survives `kill -9`, but not a restart of the server: SCAN cursors follow its
+hash table, whose seed is new in every server process. So a cursor carries the server's
+`run_id` (asked in the pipeline of each SCAN), and a cursor from another server process
+makes the engine read the partition again from its start (`CursorLost`). Each scanned
+batch is checked with `FT.SEARCH idx <query> INKEYS ... NOCONTENT`, which answers exactly
+which of those keys the index holds (a missing or malformed vector, or a document the
+index FILTER excludes, is not held and does not move; the pushed-down filter goes in the
+same query). The held documents are fetched with one pipelined HGETALL / JSON.GET round
+trip.
 
 Partitions: a SCAN cursor cannot be split, so each partition scans every key (keys only,
 cheap) and keeps those whose CRC32 falls in its bucket; the expensive part, fetching
@@ -24,7 +28,7 @@ import numpy as np
 import redis
 
 from qmigrate.errors import QmigrateError
-from qmigrate.records import Page, Partition, Record, SourceInfo, VectorField
+from qmigrate.records import CursorLost, Page, Partition, Record, SourceInfo, VectorField
 from qmigrate.sources import kit
 
 DISTANCES = {"COSINE": "Cosine", "IP": "Dot", "L2": "Euclid"}
@@ -234,11 +238,12 @@ class Source:
         return [Partition(f"{i:04d}", {"bucket": i, "buckets": n}) for i in range(n)]
 
     def read(self, partition: Partition, cursor: Any) -> Iterator[Page]:
-        """Pages of one bucket; the cursor is (prefix number, SCAN cursor after the page)."""
+        """Pages of one bucket; the cursor is (prefix number, SCAN cursor after the page, the
+        server process that cursor belongs to)."""
         self._discover()
         bucket, buckets = partition.spec["bucket"], partition.spec["buckets"]
         position = cursor or {"prefix": 0, "scan": 0}
-        prefix_number, scan = position["prefix"], position["scan"]
+        prefix_number, scan, run = position["prefix"], position["scan"], position.get("run")
         while prefix_number < len(self.prefixes):
             prefix = self.prefixes[prefix_number]
             pattern = _glob_escape(prefix) + "*"
@@ -246,7 +251,18 @@ class Source:
             while True:
                 # Each bucket keeps 1/buckets of what SCAN returns: ask for that much more.
                 count = max(SCAN_COUNT, self.batch_size * buckets)
-                scan, found = self.client.scan(scan, match=pattern, count=count)
+                pipeline = self.client.pipeline(transaction=False)
+                pipeline.info("server")
+                pipeline.scan(scan, match=pattern, count=count)
+                # Pipelined: the SCAN ran on the server process the INFO names, even when
+                # redis-py reconnected on its own to a restarted server.
+                server, (next_scan, found) = pipeline.execute()
+                if scan != 0 and run is not None and server["run_id"] != run:
+                    raise CursorLost(
+                        "the Redis server restarted, and a SCAN cursor means nothing to "
+                        "another server process"
+                    )
+                run, scan = server["run_id"], next_scan
                 keys.extend(k for k in found if in_bucket(k, bucket, buckets))
                 if scan == 0 or len(keys) >= self.batch_size:
                     break
@@ -254,7 +270,11 @@ class Source:
             records = self._fetch(held, prefix)
             if scan == 0:
                 prefix_number += 1
-            yield Page(records, {"prefix": prefix_number, "scan": scan}, len(keys) - len(held))
+            yield Page(
+                records,
+                {"prefix": prefix_number, "scan": scan, "run": run},
+                len(keys) - len(held),
+            )
 
     # --- reading --------------------------------------------------------------------
 
