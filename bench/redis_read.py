@@ -31,7 +31,7 @@ import redis
 from harness import median_rate, timed_apply
 from latency_proxy import latency_proxy
 
-from qmigrate.sources.redis import Source
+from qmigrate.sources import create_source
 from tests.servers.redis import running_redis
 
 BATCH = 256
@@ -86,7 +86,9 @@ def raw_read(port: int, count: int) -> float:
 
 def source_read(port: int, count: int, parallelism: int) -> float:
     """Seconds for the Redis source to yield every record, its partitions on parallel threads."""
-    source = Source({"url": f"redis://127.0.0.1:{port}", "index": "bench"}, BATCH)
+    source = create_source(
+        {"type": "redis", "url": f"redis://127.0.0.1:{port}", "index": "bench"}, BATCH
+    )
     started = time.perf_counter()
     with ThreadPoolExecutor(parallelism) as pool:
         parts = source.partitions(parallelism)

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from qmigrate.sources import create_source
 from tests.conftest import apply_and_kill_when, make_qdrant_collection, run_cli
 from tests.servers.qdrant_rest import Faults, Store
 
@@ -145,9 +146,7 @@ def largest_page(source: dict, parallelism: int) -> int:
     so its SCANs return the same keys in the same order."""
     if source["type"] != "redis":
         return BATCH
-    from qmigrate.sources.redis import Source
-
-    reader = Source(source, BATCH)
+    reader = create_source(source, BATCH)
     try:
         return max(
             len(page.records)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from qmigrate.errors import QmigrateError
-from tests.conftest import run_job
+from tests.conftest import open_source, run_job
 from tests.servers.chroma import running_chroma
 from tests.servers.milvus import MilvusServer, running_milvus_lite
 from tests.servers.qdrant_rest import Faults, Store
@@ -211,8 +211,6 @@ def test_milvus_source_connects_once_the_server_is_back(
     pytest.importorskip("pymilvus")
     from pymilvus import MilvusClient, MilvusException
 
-    from qmigrate.sources.milvus import Source
-
     (tmp_path / "lite").mkdir()
     with running_milvus_lite(tmp_path / "lite") as server:
         port = int(server.uri.rsplit(":", 1)[1])
@@ -232,7 +230,9 @@ def test_milvus_source_connects_once_the_server_is_back(
 
         monkeypatch.setattr("qmigrate.sources.milvus.MilvusClient", connect)
         # localhost, not 127.0.0.1: no channel that pymilvus shares with the test's client.
-        source = Source({"uri": f"http://localhost:{port}", "collection": "back"}, 20)
+        source = open_source(
+            "milvus", {"uri": f"http://localhost:{port}", "collection": "back"}, 20
+        )
         try:
             assert source.describe().count == 50
         finally:
