@@ -189,7 +189,7 @@ CHROMA = BenchSource(
 )
 
 
-# --- Milvus (milvus-lite server) ----------------------------------------------------------
+# --- Milvus (the milvus-lite server, and the real Milvus 2.3 standalone server) ------------
 
 
 @contextlib.contextmanager
@@ -198,7 +198,16 @@ def _milvus_start(root: Path) -> Iterator[dict[str, Any]]:
 
     (root / "milvus").mkdir()
     with running_milvus_lite(root / "milvus") as server:
-        yield {"uri": server.uri}
+        yield {"uri": server.uri, "token": ""}
+
+
+@contextlib.contextmanager
+def _milvus_server_start(root: Path) -> Iterator[dict[str, Any]]:
+    from tests.servers.milvus import running_milvus
+
+    (root / "milvus-server").mkdir()
+    with running_milvus(root / "milvus-server") as server:
+        yield {"uri": server.uri, "token": server.token}
 
 
 def _milvus_load(conn: dict[str, Any], vectors: np.ndarray) -> None:
@@ -206,7 +215,7 @@ def _milvus_load(conn: dict[str, Any], vectors: np.ndarray) -> None:
 
     from tests.servers.milvus import MilvusServer
 
-    client = MilvusServer(conn["uri"]).client()
+    client = MilvusServer(conn["uri"], conn["token"]).client()
     schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
     schema.add_field("pk", DataType.INT64, is_primary=True)
     schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=vectors.shape[1])
@@ -230,7 +239,7 @@ def _milvus_load(conn: dict[str, Any], vectors: np.ndarray) -> None:
 def _milvus_read(conn: dict[str, Any], batch: int) -> Iterator[list[Row]]:
     from pymilvus import MilvusClient
 
-    client = MilvusClient(conn["uri"], timeout=60)
+    client = MilvusClient(conn["uri"], token=conn["token"], timeout=60)
     iterator = client.query_iterator(
         COLLECTION, batch_size=batch, output_fields=["*"], consistency_level="Strong"
     )
@@ -244,12 +253,24 @@ def _milvus_read(conn: dict[str, Any], batch: int) -> Iterator[list[Row]]:
     client.close()
 
 
+def _milvus_job(conn: dict[str, Any]) -> dict[str, Any]:
+    source = {"type": "milvus", "uri": conn["uri"], "collection": COLLECTION}
+    return {"source": {**source, "token": conn["token"]} if conn["token"] else source}
+
+
 MILVUS = BenchSource(
     start=_milvus_start,
     load=_milvus_load,
     read=_milvus_read,
-    job=lambda conn: {"source": {"type": "milvus", "uri": conn["uri"], "collection": COLLECTION}},
+    job=_milvus_job,
     vdf=lambda conn: ["milvus", "--uri", conn["uri"], "--token", "", "--collections", COLLECTION],
+)
+MILVUS_SERVER = BenchSource(
+    start=_milvus_server_start,
+    load=_milvus_load,
+    read=_milvus_read,
+    job=_milvus_job,
+    vdf="vdf-io's Milvus export cannot run (ExportMilvus lacks two required methods)",
 )
 
 
@@ -316,5 +337,6 @@ SOURCES: dict[str, BenchSource] = {
     "qdrant": QDRANT,
     "chroma": CHROMA,
     "milvus": MILVUS,
+    "milvus-server": MILVUS_SERVER,
     "redis": REDIS,
 }

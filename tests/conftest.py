@@ -167,17 +167,22 @@ def read_collection(path: Path, name: str) -> dict[Any, models.Record]:
     """Every point of a local-mode collection, by ID."""
     client = QdrantClient(path=str(path))
     try:
-        out: dict[Any, models.Record] = {}
-        offset = None
-        while True:
-            points, offset = client.scroll(
-                name, limit=1000, offset=offset, with_payload=True, with_vectors=True
-            )
-            out.update({p.id: p for p in points})
-            if offset is None:
-                return out
+        return scroll_all(client, name)
     finally:
         client.close()
+
+
+def scroll_all(client: QdrantClient, name: str) -> dict[Any, models.Record]:
+    """Every point of a collection, by ID, with payloads and vectors."""
+    out: dict[Any, models.Record] = {}
+    offset = None
+    while True:
+        points, offset = client.scroll(
+            name, limit=1000, offset=offset, with_payload=True, with_vectors=True
+        )
+        out.update({p.id: p for p in points})
+        if offset is None:
+            return out
 
 
 def checkpoint_points(checkpoint_file: Path) -> int:

@@ -23,7 +23,7 @@ import pytest
 import yaml
 from qdrant_client import QdrantClient
 
-from tests.conftest import REPO, CliResult, run_cli
+from tests.conftest import REPO, CliResult, run_cli, scroll_all
 from tests.servers.pinecone_fake import PineconeFake
 from tests.servers.process import free_port, port_open, server_process
 from tests.servers.qdrant_rest import running
@@ -53,15 +53,7 @@ def rest_target(tmp_path: Path) -> Iterator[str]:
 def target_points(url: str, collection: str) -> dict[Any, Any]:
     client = QdrantClient(url=url, timeout=30)
     try:
-        out: dict[Any, Any] = {}
-        offset = None
-        while True:
-            points, offset = client.scroll(
-                collection, limit=500, offset=offset, with_payload=True, with_vectors=True
-            )
-            out.update({p.id: p for p in points})
-            if offset is None:
-                return out
+        return scroll_all(client, collection)
     finally:
         client.close()
 
