@@ -60,13 +60,16 @@ def _schema_documents() -> dict[str, dict[str, Any]]:
     return documents
 
 
+@functools.cache
 def _load_schemas() -> tuple[dict[str, Any], referencing.Registry]:
+    """The job schema and a registry of every schema; shared, so callers must not change
+    them (job_schema_bundle works on a copy)."""
     documents = _schema_documents()
     registry: referencing.Registry = referencing.Registry().with_resources(
         (document["$id"], referencing.Resource.from_contents(document))
         for document in documents.values()
     )
-    return json.loads(json.dumps(documents["job.schema.json"])), registry
+    return documents["job.schema.json"], registry
 
 
 def source_defaults(source_type: str) -> dict[str, Any]:

@@ -170,7 +170,7 @@ class Source:
             return self._fail(
                 "the server is unreachable or rejected the token (user:password or API key)"
             )
-        return self._fail(_first_line(exc.message) or type(exc).__name__)
+        return self._fail(kit.first_line(exc))
 
     @property
     def schema(self) -> dict[str, Any]:
@@ -451,10 +451,6 @@ class Source:
         if self.partition_field:
             row[self.partition_field] = milvus_partition
         return Record(record_id, vectors, row)
-
-
-def _first_line(text: str | None) -> str:
-    return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
 
 
 def _index_schema(field: dict[str, Any]) -> str | None:
