@@ -108,6 +108,20 @@ def timed_apply(document: dict[str, Any], root: Path) -> float:
     return elapsed
 
 
+def print_runs_table(column: str, times: dict[Any, list[float]], points: int, base: Any) -> None:
+    """A Markdown table: each setting's run times, median, points/s and speed-up over `base`."""
+    baseline = statistics.median(times[base])
+    print(f"| {column} | runs (s) | median (s) | points/s | vs {base} |")
+    print("|---|---|---:|---:|---:|")
+    for setting, runs in times.items():
+        median = statistics.median(runs)
+        shown = ", ".join(f"{t:.2f}" for t in runs)
+        print(
+            f"| {setting} | {shown} | {median:.2f} | {points / median:,.0f} "
+            f"| {baseline / median:.2f}x |"
+        )
+
+
 def median_rate(points: int, runs: int, measure: Callable[[], float]) -> float:
     """Median points/s over `runs` calls of `measure` (which returns seconds)."""
     return statistics.median(points / measure() for _ in range(runs))

@@ -15,14 +15,13 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import random
-import statistics
 import tempfile
 import uuid
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from harness import timed_apply
+from harness import print_runs_table, timed_apply
 
 from tests.servers.pinecone_fake import PineconeFake
 
@@ -110,22 +109,13 @@ def main() -> None:
     requests = parent.recv()
     server.join(10)
 
-    base = statistics.median(times[1])
     print(
         f"\n{args.points:,} records x {args.dim}, {args.ids} IDs in one namespace, "
         f"{args.latency * 1000:.0f} ms "
         f"per request, batch {BATCH}, target :memory:, median of {args.runs} "
         f"({requests:,} requests served)\n"
     )
-    print("| parallelism | runs (s) | median (s) | points/s | speed-up |")
-    print("|---:|---|---:|---:|---:|")
-    for parallelism, runs in times.items():
-        median = statistics.median(runs)
-        shown = ", ".join(f"{t:.2f}" for t in runs)
-        print(
-            f"| {parallelism} | {shown} | {median:.2f} | {args.points / median:,.0f} "
-            f"| {base / median:.2f}x |"
-        )
+    print_runs_table("parallelism", times, args.points, base=1)
 
 
 if __name__ == "__main__":

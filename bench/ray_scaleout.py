@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from harness import REPO, timed_apply
+from harness import REPO, print_runs_table, timed_apply
 from pinecone_parallelism import BATCH, serve
 
 from tests.servers.process import free_port, port_open, server_process
@@ -94,21 +93,12 @@ def main() -> None:
     requests = parent.recv()
     fake.join(10)
 
-    base = statistics.median(times["ray, tasks 1"])
     print(
         f"\n{args.points:,} records x {args.dim}, UUID IDs, {args.latency * 1000:.0f} ms per "
         f"request, batch {BATCH}, {args.partitions} partitions, target the sink over REST, "
         f"median of {args.runs} ({requests:,} requests served)\n"
     )
-    print("| executor | runs (s) | median (s) | points/s | vs ray 1 task |")
-    print("|---|---|---:|---:|---:|")
-    for label, runs in times.items():
-        median = statistics.median(runs)
-        shown = ", ".join(f"{t:.2f}" for t in runs)
-        print(
-            f"| {label} | {shown} | {median:.2f} | {args.points / median:,.0f} "
-            f"| {base / median:.2f}x |"
-        )
+    print_runs_table("executor", times, args.points, base="ray, tasks 1")
 
 
 def ray(address: str, tasks: int) -> dict[str, Any]:
