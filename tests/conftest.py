@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 from qdrant_client import QdrantClient, models
@@ -277,8 +278,18 @@ def assert_same_points(expected: dict[Any, Any], actual: dict[Any, Any]) -> None
     """Same IDs, vectors and payloads, point by point."""
     assert sorted(map(str, actual)) == sorted(map(str, expected))
     for point_id, point in expected.items():
-        assert actual[point_id].vector == point.vector, point_id
+        assert as_stored(actual[point_id].vector) == as_stored(point.vector), point_id
         assert actual[point_id].payload == point.payload, point_id
+
+
+def as_stored(vector: Any) -> Any:
+    """A vector as Qdrant keeps it: float32 values (local mode would keep a float64 list
+    as it is given; qmigrate sends float32, as every server stores)."""
+    if isinstance(vector, dict):
+        return {name: as_stored(value) for name, value in vector.items()}
+    if isinstance(vector, models.SparseVector):
+        return vector
+    return np.asarray(vector, dtype=np.float32).tolist()
 
 
 # Server fixtures live in tests/servers/, one module per system, imported here so every

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import numpy as np
 import pytest
 
 from qmigrate.mapping import ID_NAMESPACE, ClientFilter, InvalidRecord, Mapper, point_id
@@ -66,7 +67,8 @@ def test_mapping_renames_and_filters_payload() -> None:
         Record("x-1", {"embedding": [1, 2.0, 3]}, {"a": 1, "b": 2, "c": 3, "secret": 4})
     )
     assert point.id == str(uuid.uuid5(ID_NAMESPACE, "x-1"))
-    assert point.vector == {"dense": [1, 2.0, 3]}
+    assert point.vector["dense"].tolist() == [1, 2.0, 3]
+    assert list(point.vector) == ["dense"]
     assert point.payload == {"alpha": 1, "b": "overridden", "origin": "test", "source_id": "x-1"}
 
 
@@ -74,7 +76,7 @@ def test_original_id_can_be_dropped() -> None:
     mapper = Mapper(MappingSpec(keep_original_id_as=None), {"": LAYOUT["dense"]})
     point = mapper.to_point(Record("x-1", {"": [1.0, 2.0, 3.0]}, {"k": "v"}))
     assert point.payload == {"k": "v"}
-    assert point.vector == [1.0, 2.0, 3.0], "a lone unnamed vector is sent unnamed"
+    assert point.vector.tolist() == [1.0, 2.0, 3.0], "a lone unnamed vector is sent unnamed"
 
 
 def test_sparse_and_multi_vectors_are_checked_and_converted() -> None:
@@ -90,7 +92,7 @@ def test_sparse_and_multi_vectors_are_checked_and_converted() -> None:
         )
     )
     assert point.vector["text"].indices == [1, 4]
-    assert point.vector["multi"] == [[1.0, 2.0], [3.0, 4.0]]
+    assert [row.tolist() for row in point.vector["multi"]] == [[1.0, 2.0], [3.0, 4.0]]
     dict_sparse = mapper.to_point(Record(8, {"text": {"indices": [2], "values": [1.0]}}))
     assert dict_sparse.vector["text"].values == [1.0]
 
@@ -130,7 +132,7 @@ def test_records_that_cannot_be_mapped_say_why(vectors: dict, reason: str) -> No
 def test_largest_float32_values_are_kept() -> None:
     biggest = 3.4028234e38
     point = Mapper(MappingSpec(), LAYOUT).to_point(Record(1, {"dense": [biggest, -biggest, 0]}))
-    assert point.vector["dense"] == [biggest, -biggest, 0]
+    assert point.vector["dense"].tolist() == np.float32([biggest, -biggest, 0]).tolist()
 
 
 def test_client_filter_follows_qdrant_semantics() -> None:
@@ -180,10 +182,43 @@ def test_client_filter_should_and_min_should() -> None:
 
 
 def test_numpy_scalars_are_numbers_but_numpy_booleans_are_not() -> None:
-    import numpy as np
-
     mapper = Mapper(MappingSpec(), LAYOUT)
     values = [np.float32(0.5), np.float64(1.5), np.int64(2)]
-    assert mapper.to_point(Record(1, {"dense": values})).vector["dense"] == values
+    assert mapper.to_point(Record(1, {"dense": values})).vector["dense"].tolist() == values
     with pytest.raises(InvalidRecord, match="not a number"):
         mapper.to_point(Record(1, {"dense": [np.bool_(True), 1.0, 2.0]}))
+
+
+def test_float32_arrays_pass_through_uncopied() -> None:
+    """Vectors cost no copy between the source and the wire encoder."""
+    mapper = Mapper(MappingSpec(), {"": LAYOUT["dense"]})
+    vector = np.asarray([0.5, 1.5, 2.5], dtype=np.float32)
+    assert mapper.to_point(Record(1, {"": vector})).vector is vector
+
+
+@pytest.mark.parametrize(
+    ("vector", "reason"),
+    [
+        (np.asarray([1.0, np.nan, 2.0], dtype=np.float32), "not finite in float32"),
+        (np.asarray([1.0, 1e39, 2.0]), "not finite in float32"),
+        (np.asarray([True, False, True]), "not a number"),
+        (np.asarray(["1", "2", "3"]), "not a number"),
+        (np.zeros((3, 1), dtype=np.float32), "is a 2-D array, not one vector"),
+        (np.zeros(4, dtype=np.float32), "has 4 dimensions, expected 3"),
+    ],
+)
+def test_arrays_that_cannot_be_vectors_say_why(vector: np.ndarray, reason: str) -> None:
+    with pytest.raises(InvalidRecord, match=reason):
+        Mapper(MappingSpec(), LAYOUT).to_point(Record(1, {"dense": vector}))
+
+
+def test_other_arrays_become_float32() -> None:
+    mapper = Mapper(MappingSpec(), LAYOUT)
+    for vector in (
+        np.asarray([1.0, 2.0, 3.0]),
+        np.arange(3),
+        np.asarray([1.0, 2, 3], dtype=object),
+    ):
+        dense = mapper.to_point(Record(1, {"dense": vector})).vector["dense"]
+        assert dense.dtype == np.float32 and dense.flags.c_contiguous
+        assert dense.tolist() == np.asarray(vector, dtype=np.float32).tolist()

@@ -23,7 +23,7 @@ import pytest
 import yaml
 from qdrant_client import QdrantClient
 
-from tests.conftest import REPO, CliResult, run_cli, scroll_all
+from tests.conftest import REPO, CliResult, as_stored, run_cli, scroll_all
 from tests.servers.pinecone_fake import PineconeFake
 from tests.servers.process import free_port, port_open, server_process
 from tests.servers.qdrant_rest import running
@@ -107,7 +107,7 @@ def assert_exact(url: str, expected: dict[Any, dict[str, Any]]) -> None:
     assert sorted(map(str, points)) == sorted(map(str, expected))
     for key, want in expected.items():
         assert points[key].payload == want["payload"], key
-        assert points[key].vector == want["vector"], key
+        assert as_stored(points[key].vector) == as_stored(want["vector"]), key
 
 
 def apply(path: Path, cluster: RayCluster, *extra: str) -> CliResult:

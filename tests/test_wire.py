@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
+from qdrant_client import grpc as pb
 from qdrant_client import models
 from qdrant_client.conversions.conversion import RestToGrpc
 
@@ -36,22 +38,77 @@ def points() -> list[models.PointStruct]:
     ]
 
 
+def mapped(point: models.PointStruct) -> models.PointStruct:
+    """The point as `mapping` hands it on: dense vectors and multi-vector rows as float32."""
+
+    def arrays(vector: Any) -> Any:
+        if isinstance(vector, dict):
+            return {name: arrays(value) for name, value in vector.items()}
+        if isinstance(vector, list) and isinstance(vector[0], list):
+            return [np.asarray(row, dtype=np.float32) for row in vector]
+        if isinstance(vector, list):
+            return np.asarray(vector, dtype=np.float32)
+        return vector
+
+    return models.PointStruct.model_construct(
+        id=point.id, vector=arrays(point.vector), payload=point.payload
+    )
+
+
+@pytest.mark.parametrize("wait", [True, False])
+@pytest.mark.parametrize("as_mapped", [False, True])
 @pytest.mark.parametrize("index", range(len(IDS)))
-def test_grpc_points_equal_the_clients_conversion(index: int) -> None:
+def test_grpc_request_equals_the_clients_conversion(
+    index: int, as_mapped: bool, wait: bool
+) -> None:
     point = points()[index]
-    assert wire.grpc_points([point])[0] == RestToGrpc.convert_point_struct(point)
+    sent = mapped(point) if as_mapped else point
+    request = pb.UpsertPoints.FromString(wire.grpc_upsert_request("c", [sent, sent], wait))
+    expected = pb.UpsertPoints(
+        collection_name="c", wait=wait, points=[RestToGrpc.convert_point_struct(point)] * 2
+    )
+    assert request == expected
 
 
-def test_rest_body_equals_the_clients_json() -> None:
+def test_grpc_request_without_payload_and_with_long_lengths() -> None:
+    """Lengths of 128 bytes and more take varints of several bytes."""
+    point = models.PointStruct.model_construct(
+        id=2**40, vector=np.arange(3072, dtype=np.float32), payload=None
+    )
+    request = pb.UpsertPoints.FromString(wire.grpc_upsert_request("c" * 200, [point], True))
+    assert request.collection_name == "c" * 200
+    assert request.points[0].id.num == 2**40
+    assert list(request.points[0].vectors.vector.dense.data) == list(range(3072))
+    assert not request.points[0].payload
+
+
+def test_local_points_are_lists() -> None:
+    for point in map(mapped, points()):
+        local = wire.local_points([point])[0]
+        assert orjson.dumps(local.vector, default=wire._rest_default) == orjson.dumps(
+            point.vector, option=wire.JSON_OPTIONS, default=wire._rest_default
+        )
+        assert not any(isinstance(v, np.ndarray) for v in _leaves(local.vector))
+
+
+def _leaves(vector: Any) -> list[Any]:
+    if isinstance(vector, dict):
+        return [leaf for value in vector.values() for leaf in _leaves(value)]
+    if isinstance(vector, list):
+        return [vector] + [leaf for row in vector for leaf in _leaves(row)]
+    return [vector]
+
+
+@pytest.mark.parametrize("as_mapped", [False, True])
+def test_rest_body_equals_the_clients_json(as_mapped: bool) -> None:
     batch = points()
-    body = orjson.loads(wire.rest_upsert_body(batch))
+    sent = [mapped(p) for p in batch] if as_mapped else batch
+    body = orjson.loads(wire.rest_upsert_body(sent))
     expected = json.loads(models.PointsList(points=batch).model_dump_json(exclude_none=True))
     assert body == expected
 
 
 def test_numpy_vectors_go_out_as_numbers() -> None:
-    import numpy as np
-
     point = models.PointStruct.model_construct(
         id=1, vector=np.asarray([0.5, 1.5], dtype=np.float32), payload={}
     )

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime
 import json
-import math
 import numbers
 import uuid
+from array import array
 from typing import Any
 
+import numpy as np
 import orjson
 from qdrant_client import models
 from qdrant_client.local.payload_filters import check_filter
@@ -139,38 +140,54 @@ def _json_default(value: Any) -> Any:
 def _vector_bytes(value: Any) -> int:
     if isinstance(value, models.SparseVector):
         return 8 * len(value.indices)
-    if value and isinstance(value[0], list):
-        return sum(4 * len(v) for v in value)
-    return 4 * len(value)
+    if isinstance(value, list):  # a multi-vector: its rows
+        return sum(row.nbytes for row in value)
+    return int(value.nbytes)
 
 
-FLOAT32_MAX = 3.4028234663852886e38
 NUMBER_TYPES = {float, int}  # exactly: bool is an int subclass, and JSON true is no number
 
 
 def _numbers(what: str, values: list[Any]) -> None:
-    """Every value a number that float32 holds finitely; Qdrant stores float32, and an
-    infinity or NaN there ranks the point first with score NaN."""
+    """Every value a number; bool counts as int in Python, but a JSON true is no number."""
     if not set(map(type, values)) <= NUMBER_TYPES and not all(
         isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values
     ):  # the slow check only for other number types (numpy scalars)
         raise InvalidRecord(f"{what} holds a value that is not a number")
-    if values and not (min(values) >= -FLOAT32_MAX and max(values) <= FLOAT32_MAX):
-        raise InvalidRecord(f"{what} holds a value that is not finite in float32")
-    if not math.isfinite(sum(values)):  # NaN passes the comparisons above
-        raise InvalidRecord(f"{what} holds a value that is not finite in float32")
 
 
-def _dense(name: str, value: Any, size: int | None) -> list[float]:
-    if not isinstance(value, list):
-        tolist = getattr(value, "tolist", None)
-        if tolist is None:
-            raise InvalidRecord(f"vector '{name}' is a {type(value).__name__}, not a list")
-        value = tolist()
-    if len(value) != size:
-        raise InvalidRecord(f"vector '{name}' has {len(value)} dimensions, expected {size}")
-    _numbers(f"vector '{name}'", value)
-    return value
+def _float32(what: str, values: Any) -> np.ndarray:
+    """The values as one contiguous float32 array, each finite: Qdrant stores float32, and an
+    infinity or NaN there ranks the point first with score NaN. A float32 array from the
+    source passes through uncopied; the wire encoders send its bytes as they are."""
+    if isinstance(values, list):
+        _numbers(what, values)
+        try:  # array('f') converts a list of numbers at C speed; overflow becomes inf
+            floats = np.frombuffer(array("f", values), dtype=np.float32)
+        except OverflowError:
+            raise InvalidRecord(f"{what} holds a value that is not finite in float32") from None
+    else:
+        floats = np.asarray(values)
+        if floats.dtype.kind == "O":
+            return _float32(what, floats.tolist())
+        if floats.dtype.kind not in "fiu":
+            raise InvalidRecord(f"{what} holds a value that is not a number")
+        with np.errstate(over="ignore"):  # a float64 beyond float32 becomes inf: refused below
+            floats = np.ascontiguousarray(floats, dtype=np.float32)
+    if not np.isfinite(floats).all():
+        raise InvalidRecord(f"{what} holds a value that is not finite in float32")
+    return floats
+
+
+def _dense(name: str, value: Any, size: int | None) -> np.ndarray:
+    if not isinstance(value, (list, np.ndarray)):
+        raise InvalidRecord(f"vector '{name}' is a {type(value).__name__}, not a list")
+    floats = _float32(f"vector '{name}'", value)
+    if floats.ndim != 1:
+        raise InvalidRecord(f"vector '{name}' is a {floats.ndim}-D array, not one vector")
+    if len(floats) != size:
+        raise InvalidRecord(f"vector '{name}' has {len(floats)} dimensions, expected {size}")
+    return floats
 
 
 def _sparse(name: str, value: Any) -> models.SparseVector:
@@ -189,7 +206,7 @@ def _sparse(name: str, value: Any) -> models.SparseVector:
         raise InvalidRecord(f"sparse vector '{name}' has an index that is not an unsigned integer")
     if len(set(indices)) != len(indices):  # Qdrant refuses them, failing the whole batch
         raise InvalidRecord(f"sparse vector '{name}' has a duplicate index")
-    _numbers(f"sparse vector '{name}'", values)
+    _float32(f"sparse vector '{name}'", values)
     return models.SparseVector.model_construct(indices=indices, values=values)
 
 

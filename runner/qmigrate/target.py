@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -130,8 +131,11 @@ class QdrantTarget:
         self.client = self.connection.client
         if self.connection.local:
             self._write = self._write_models
+        elif spec.prefer_grpc:
+            self._grpc_upsert = _encoded_upsert_call(self.client)
+            self._write = self._write_grpc
         else:
-            self._write = self._write_grpc if spec.prefer_grpc else self._write_rest
+            self._write = self._write_rest
 
     @property
     def identity(self) -> dict[str, str]:
@@ -306,17 +310,15 @@ class QdrantTarget:
     def _write_models(self, points: list[models.PointStruct]) -> None:
         """Local mode takes the models themselves."""
         with self.connection.lock:
-            self.client.upsert(self.collection, points=points, wait=True)
+            self.client.upsert(self.collection, points=wire.local_points(points), wait=True)
 
     def _write_grpc(self, points: list[models.PointStruct]) -> None:
         """A server: the request is encoded straight from the points (`wire`)."""
-        request = pb.UpsertPoints(
-            collection_name=self.collection, wait=True, points=wire.grpc_points(points)
-        )
-        if request.ByteSize() > MAX_REQUEST_BYTES and len(points) > 1:
+        request = wire.grpc_upsert_request(self.collection, points, wait=True)
+        if len(request) > MAX_REQUEST_BYTES and len(points) > 1:
             self._write_halves(points, self._write_grpc)
             return
-        self.client.grpc_points.Upsert(request, timeout=self.spec.timeout)
+        self._grpc_upsert(request, timeout=self.spec.timeout)
 
     def _write_rest(self, points: list[models.PointStruct]) -> None:
         body = wire.rest_upsert_body(points)
@@ -348,6 +350,19 @@ class QdrantTarget:
     def count(self) -> int:
         with self.connection.lock:
             return self.client.count(self.collection, exact=True).count
+
+
+def _encoded_upsert_call(client: Any) -> Callable[..., Any]:
+    """Points.Upsert for a request already encoded (`wire`), on qdrant-client's own channel,
+    so that its API key, TLS and options apply. qdrant-client offers no public handle on the
+    channel; tests/test_target.py guards this against its upgrades."""
+    client.grpc_points  # noqa: B018 (opens the client's channels)
+    channel = client._client._grpc_channel_pool[0]
+    return channel.unary_unary(
+        "/qdrant.Points/Upsert",
+        request_serializer=None,
+        response_deserializer=pb.PointsOperationResponse.FromString,
+    )
 
 
 def _quantization(config: dict[str, Any]) -> models.QuantizationConfig:

@@ -36,6 +36,7 @@ from tests.conftest import (
     REPO,
     CliResult,
     apply_and_kill,
+    as_stored,
     open_source,
     read_collection,
 )
@@ -147,7 +148,7 @@ def assert_target_equals(path: Path, collection: str, expected: dict[Any, dict[s
     for point_key, want in expected.items():
         point = points[point_key]
         assert point.payload == want["payload"], point_key
-        assert point.vector == want["vector"], point_key
+        assert as_stored(point.vector) == as_stored(want["vector"]), point_key
 
 
 def job(fake: PineconeFake, store: Path, source: dict[str, Any], **extra: Any) -> dict[str, Any]:

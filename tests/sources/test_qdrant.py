@@ -14,6 +14,7 @@ from qdrant_client import QdrantClient, models
 from qmigrate.errors import QmigrateError
 from qmigrate.sources.base import Source
 from tests.conftest import (
+    as_stored,
     assert_same_points,
     make_qdrant_collection,
     open_source,
@@ -91,7 +92,7 @@ def test_mapping_renames_vectors_and_reshapes_payload(tmp_path: Path) -> None:
     source = read_collection(tmp_path / "source", "docs")
     for point_id, point in read_collection(tmp_path / "target", "copy").items():
         original = source[point_id]
-        assert point.vector["semantic"] == original.vector["dense"]
+        assert as_stored(point.vector["semantic"]) == as_stored(original.vector["dense"])
         assert point.payload["index"] == original.payload["i"]
         assert point.payload["migrated"] is True
         assert "geo" not in point.payload and "i" not in point.payload

@@ -345,8 +345,8 @@ def test_decodes_float16_and_bfloat16() -> None:
     values = [1.5, -2.0, 0.25]
     half = np.array(values, "<f2").tobytes()
     bf16 = (np.array(values, "<f4").view("<u4") >> 16).astype("<u2").tobytes()
-    assert decode_vector(half, "FLOAT16") == values
-    assert decode_vector(bf16, "BFLOAT16") == values
+    assert decode_vector(half, "FLOAT16").tolist() == values
+    assert decode_vector(bf16, "BFLOAT16").tolist() == values
 
 
 def test_redis_transport_errors_are_transient_and_auth_errors_fatal(tmp_path: Path) -> None:

@@ -272,7 +272,7 @@ class Source:
 
     def _records(self, result: Any, skip: int) -> list[Record]:
         ids = result["ids"][skip:]
-        vectors = np.asarray(result["embeddings"][skip:]).tolist()
+        vectors = list(np.asarray(result["embeddings"][skip:]))  # rows, not copied
         metadatas = result["metadatas"][skip:]
         documents = result["documents"][skip:] if self.document_field else [None] * len(ids)
         field = self.document_field

@@ -48,13 +48,14 @@ def _pairs(reply: Any) -> dict[str, Any]:
     return {_text(reply[i]): reply[i + 1] for i in range(0, len(reply) - 1, 2)}
 
 
-def decode_vector(blob: bytes, data_type: str) -> list[float]:
-    """A HASH vector blob (little-endian) as floats; BFLOAT16 is the top half of a float32."""
+def decode_vector(blob: bytes, data_type: str) -> np.ndarray:
+    """A HASH vector blob (little-endian) as an array over the blob itself; BFLOAT16 is the
+    top half of a float32."""
     if data_type == "BFLOAT16":
         halves = np.frombuffer(blob, dtype="<u2").astype(np.uint32) << 16
-        return halves.view(np.float32).tolist()
+        return halves.view(np.float32)
     dtype = {"FLOAT32": "<f4", "FLOAT64": "<f8", "FLOAT16": "<f2"}[data_type]
-    return np.frombuffer(blob, dtype=dtype).tolist()
+    return np.frombuffer(blob, dtype=dtype)
 
 
 def encode_vector(vector: list[float], data_type: str) -> bytes:
