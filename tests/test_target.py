@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from qdrant_client import QdrantClient, models
 
@@ -19,6 +20,9 @@ from qmigrate.errors import QmigrateError
 from qmigrate.records import SourceInfo, VectorField
 from qmigrate.spec import MappingSpec, TargetSpec
 from qmigrate.target import QdrantTarget, target_layout
+from tests.servers.process import free_port
+from tests.servers.qdrant_grpc import running_both
+from tests.servers.qdrant_rest import running
 
 INFO = SourceInfo(
     count=3,
@@ -313,3 +317,82 @@ def test_a_batch_too_large_for_one_request_is_split(monkeypatch: pytest.MonkeyPa
     sizes = [size for size, _ in _UpsertRecorder.upserts]
     assert len(sizes) > 1 and max(sizes) <= 1_000_000, sizes
     assert sum(count for _, count in _UpsertRecorder.upserts) == 64
+
+
+def mapped_points() -> list[models.PointStruct]:
+    """Points as the mapper hands them on (float32 arrays), of every kind of vector."""
+    from qmigrate.mapping import Mapper
+    from qmigrate.records import Record, SparseVector
+
+    layout = target_layout(INFO, MappingSpec(), TargetSpec(collection="c"))
+    mapper = Mapper(MappingSpec(), layout)
+    rng = np.random.default_rng(3)
+    return [
+        mapper.to_point(
+            Record(
+                i,
+                {
+                    "dense": rng.standard_normal(4).astype(np.float32),
+                    "text": SparseVector([i, i + 7], [0.5, 1.5]),
+                    "late": rng.standard_normal((2, 2)).tolist(),
+                },
+                {"i": i, "tags": ["a", "b"], "nested": {"x": 1.5}},
+            )
+        )
+        for i in range(20)
+    ]
+
+
+def assert_stored(store: Any, collection: str, sent: list[models.PointStruct]) -> None:
+    found = {
+        p.id: p for p in store.call("retrieve", collection, [p.id for p in sent], with_vectors=True)
+    }
+    assert sorted(found) == sorted(p.id for p in sent)
+    for point in sent:
+        got = found[point.id]
+        assert got.payload == point.payload
+        want = point.vector
+        dense = np.asarray(want["dense"], dtype=np.float64)
+        assert got.vector["dense"] == pytest.approx(
+            (dense / np.linalg.norm(dense)).tolist(), abs=1e-6
+        )
+        assert np.asarray(got.vector["late"]).tolist() == np.asarray(want["late"]).tolist()
+        assert got.vector["text"].indices == want["text"].indices
+        assert got.vector["text"].values == want["text"].values
+
+
+def test_grpc_is_chosen_where_the_server_offers_it() -> None:
+    """The default: the hand-encoded gRPC upsert reaches a gRPC server whole."""
+    with running_both() as (url, grpc_port, store):
+        target = QdrantTarget(TargetSpec(collection="c", url=url, grpc_port=grpc_port))
+        assert target.connection.grpc
+        target.create(target_layout(INFO, MappingSpec(), TargetSpec(collection="c")), INFO)
+        sent = mapped_points()
+        target.upsert(sent)
+        target.close()
+        assert store.upserts == {"rest": 0, "grpc": 1}
+        assert_stored(store, "c", sent)
+
+
+def test_rest_when_the_server_offers_no_grpc(capsys: pytest.CaptureFixture[str]) -> None:
+    with running() as (url, store, _faults):
+        target = QdrantTarget(TargetSpec(collection="c", url=url, grpc_port=free_port()))
+        assert not target.connection.grpc
+        target.create(target_layout(INFO, MappingSpec(), TargetSpec(collection="c")), INFO)
+        sent = mapped_points()
+        target.upsert(sent)
+        target.close()
+        assert store.upserts == {"rest": 1, "grpc": 0}
+        assert_stored(store, "c", sent)
+    assert "no gRPC on port" in capsys.readouterr().err
+
+
+def test_prefer_grpc_false_forces_rest() -> None:
+    with running_both() as (url, grpc_port, store):
+        spec = TargetSpec(collection="c", url=url, grpc_port=grpc_port, prefer_grpc=False)
+        target = QdrantTarget(spec)
+        assert not target.connection.grpc
+        target.create(target_layout(INFO, MappingSpec(), TargetSpec(collection="c")), INFO)
+        target.upsert(mapped_points())
+        target.close()
+        assert store.upserts == {"rest": 1, "grpc": 0}

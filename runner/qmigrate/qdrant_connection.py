@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
+import grpc
 from qdrant_client import QdrantClient
+from qdrant_client import grpc as pb
 
 from qmigrate.errors import QmigrateError
 from qmigrate.retry import describe
@@ -27,6 +30,7 @@ class QdrantConnection:
     where: str
     local: bool
     lock: Any = field(default_factory=contextlib.nullcontext)
+    grpc: bool = False  # a server client that talks gRPC
 
     def close(self) -> None:
         with self.lock:
@@ -38,13 +42,14 @@ def connect(
     path: str | None,
     url: str | None,
     api_key: str | None,
-    prefer_grpc: bool,
+    prefer_grpc: bool | None,
     timeout: float,
     grpc_port: int = 6334,
     role: str,
     create: bool = True,
 ) -> QdrantConnection:
     """Open and check a connection; unreachable servers and bad keys fail here, by name.
+    `prefer_grpc` None: gRPC if the server answers on `grpc_port`, else REST.
 
     Without `create`, a local directory that does not exist is not made: an empty
     in-memory stand-in describes it (no collections, no checkpoints).
@@ -68,9 +73,23 @@ def connect(
                 ) from None
             raise
         return QdrantConnection(client, where=path, local=True, lock=threading.RLock())
+    if prefer_grpc is None:
+        prefer_grpc = _grpc_answers(url, api_key, grpc_port, timeout, role)
+    client = _server_client(url, api_key, prefer_grpc, grpc_port, timeout)
+    connection = QdrantConnection(client, where=str(url), local=False, grpc=prefer_grpc)
+    try:
+        client.get_collections()
+    except Exception as exc:
+        raise QmigrateError(f"{role} Qdrant at {url}: {describe(exc)}") from None
+    return connection
+
+
+def _server_client(
+    url: str | None, api_key: str | None, prefer_grpc: bool, grpc_port: int, timeout: float
+) -> QdrantClient:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Api key is used with an insecure connection")
-        client = QdrantClient(
+        return QdrantClient(
             url=url,
             api_key=api_key or None,
             prefer_grpc=prefer_grpc,
@@ -80,9 +99,36 @@ def connect(
             # slow to answer; a real incompatibility fails the calls below with a message.
             check_compatibility=False,
         )
-    connection = QdrantConnection(client, where=str(url), local=False)
+
+
+# Only these say "no gRPC here"; any other answer (a wrong key, say) came from a gRPC server.
+NO_GRPC = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.UNIMPLEMENTED,
+}
+GRPC_PROBE_SECONDS = 5
+
+
+def _grpc_answers(
+    url: str | None, api_key: str | None, grpc_port: int, timeout: float, role: str
+) -> bool:
+    """Whether the server speaks gRPC on `grpc_port`: gRPC when it does (it costs the client
+    half the CPU of REST per point, bench/BENCHMARKS.md), else REST, said in one line."""
+    client = _server_client(url, api_key, True, grpc_port, timeout)
     try:
-        client.get_collections()
-    except Exception as exc:
-        raise QmigrateError(f"{role} Qdrant at {url}: {describe(exc)}") from None
-    return connection
+        client.grpc_collections.List(
+            pb.ListCollectionsRequest(), timeout=min(timeout, GRPC_PROBE_SECONDS)
+        )
+        return True
+    except grpc.RpcError as exc:
+        if exc.code() not in NO_GRPC:
+            return True
+        print(
+            f"qmigrate: {role} Qdrant at {url}: no gRPC on port {grpc_port} "
+            f"({exc.code().name}); using REST (set prefer_grpc to choose)",
+            file=sys.stderr,
+        )
+        return False
+    finally:
+        client.close()

@@ -149,7 +149,7 @@ class TargetSpec:
     path: str | None = None
     url: str | None = None
     api_key: str | None = None
-    prefer_grpc: bool = False
+    prefer_grpc: bool | None = None  # None: gRPC where the server offers it
     grpc_port: int = 6334
     timeout: float = 60
     on_missing: str = "create"

@@ -131,7 +131,7 @@ class QdrantTarget:
         self.client = self.connection.client
         if self.connection.local:
             self._write = self._write_models
-        elif spec.prefer_grpc:
+        elif self.connection.grpc:
             self._grpc_upsert = _encoded_upsert_call(self.client)
             self._write = self._write_grpc
         else:

@@ -45,6 +45,11 @@ class Store:
         self.lock = threading.Lock()
         self.accepted = 0  # points upserted into data collections, duplicates included
         self.writes: dict[str, int] = {}  # points upserted per kept collection, rewrites too
+        self.upserts = {"rest": 0, "grpc": 0}  # upsert requests, by protocol
+
+    def count_upsert(self, protocol: str) -> None:
+        with self.lock:
+            self.upserts[protocol] += 1
 
     def keeps(self, name: str) -> bool:
         return self.keep_points or name in ALWAYS_KEPT
@@ -89,6 +94,7 @@ class Store:
         self.ids.pop(name, None)
 
     def upsert(self, name: str, body: dict[str, Any]) -> None:
+        self.count_upsert("rest")
         if self.keeps(name):
             self.call("upsert", name, models.PointsList.model_validate(body).points)
             with self.lock:

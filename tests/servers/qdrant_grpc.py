@@ -1,0 +1,161 @@
+"""A stand-in Qdrant gRPC endpoint beside the REST one (`qdrant_rest`), on the same store:
+for transport tests of the gRPC path (no Qdrant server runs here).
+
+It answers the gRPC calls qmigrate's target and checkpoint store make. Kept collections
+are qdrant-client local mode, so points written through it are real and can be compared;
+the benchmark sink (`bench/sink.py`) serves it over a store that keeps only IDs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from concurrent import futures
+from typing import Any
+
+import grpc
+from qdrant_client import grpc as pb
+from qdrant_client import models
+from qdrant_client.conversions.conversion import GrpcToRest, RestToGrpc
+
+from tests.servers.qdrant_rest import VERSION, Store, _dump, serve_rest
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+def _completed() -> pb.UpdateResult:
+    return pb.UpdateResult(operation_id=0, status=pb.UpdateStatus.Completed)
+
+
+class Collections(pb.CollectionsServicer):
+    def __init__(self, sink: Store) -> None:
+        self.sink = sink
+
+    def List(self, request: Any, context: Any) -> Any:
+        with self.sink.lock:
+            names = [c.name for c in self.sink.local.get_collections().collections]
+        return pb.ListCollectionsResponse(
+            collections=[pb.CollectionDescription(name=n) for n in names]
+        )
+
+    def CollectionExists(self, request: Any, context: Any) -> Any:
+        exists = self.sink.exists(request.collection_name)
+        return pb.CollectionExistsResponse(result=pb.CollectionExists(exists=exists))
+
+    def Get(self, request: Any, context: Any) -> Any:
+        if not self.sink.exists(request.collection_name):
+            context.abort(grpc.StatusCode.NOT_FOUND, f"Collection {request.collection_name}")
+        info = RestToGrpc.convert_collection_info(self.sink.info(request.collection_name))
+        return pb.GetCollectionInfoResponse(result=info)
+
+    def Create(self, request: Any, context: Any) -> Any:
+        body: dict[str, Any] = {}
+        if request.HasField("vectors_config"):
+            body["vectors"] = _dump(GrpcToRest.convert_vectors_config(request.vectors_config))
+        if request.HasField("sparse_vectors_config"):
+            sparse = GrpcToRest.convert_sparse_vector_config(request.sparse_vectors_config)
+            body["sparse_vectors"] = _dump(sparse)
+        self.sink.create(request.collection_name, body)
+        return pb.CollectionOperationResponse(result=True)
+
+    def Update(self, request: Any, context: Any) -> Any:
+        body: dict[str, Any] = {}
+        if request.HasField("hnsw_config"):
+            body["hnsw_config"] = _dump(GrpcToRest.convert_hnsw_config_diff(request.hnsw_config))
+        self.sink.update(request.collection_name, body)
+        return pb.CollectionOperationResponse(result=True)
+
+    def Delete(self, request: Any, context: Any) -> Any:
+        self.sink.delete(request.collection_name)
+        return pb.CollectionOperationResponse(result=True)
+
+
+class Points(pb.PointsServicer):
+    def __init__(self, sink: Store) -> None:
+        self.sink = sink
+
+    def Upsert(self, request: Any, context: Any) -> Any:
+        name = request.collection_name
+        self.sink.count_upsert("grpc")
+        if self.sink.keeps(name):
+            points = [GrpcToRest.convert_point_struct(p) for p in request.points]
+            self.sink.call("upsert", name, points)
+            with self.sink.lock:
+                self.sink.writes[name] = self.sink.writes.get(name, 0) + len(points)
+        else:
+            ids = [p.id.num if p.id.HasField("num") else p.id.uuid for p in request.points]
+            self.sink.upsert_ids(name, ids)
+        return pb.PointsOperationResponse(result=_completed())
+
+    def Count(self, request: Any, context: Any) -> Any:
+        count = self.sink.count(request.collection_name)
+        return pb.CountResponse(result=pb.CountResult(count=count))
+
+    def CreateFieldIndex(self, request: Any, context: Any) -> Any:
+        return pb.PointsOperationResponse(result=_completed())
+
+    def Get(self, request: Any, context: Any) -> Any:
+        name = request.collection_name
+        ids = [GrpcToRest.convert_point_id(i) for i in request.ids]
+        if self.sink.keeps(name):
+            found = self.sink.call("retrieve", name, ids, with_payload=True)
+            return pb.GetResponse(result=[RestToGrpc.convert_record(r) for r in found])
+        with self.sink.lock:
+            present = self.sink.ids.get(name, set())
+            found = [models.Record(id=i, payload={}) for i in ids if i in present]
+        return pb.GetResponse(result=[RestToGrpc.convert_record(r) for r in found])
+
+    def Scroll(self, request: Any, context: Any) -> Any:
+        flt = GrpcToRest.convert_filter(request.filter) if request.HasField("filter") else None
+        offset = GrpcToRest.convert_point_id(request.offset) if request.HasField("offset") else None
+        points, next_offset = self.sink.call(
+            "scroll",
+            request.collection_name,
+            scroll_filter=flt,
+            limit=request.limit or 10,
+            offset=offset,
+            with_payload=True,
+        )
+        response = pb.ScrollResponse(result=[RestToGrpc.convert_record(p) for p in points])
+        if next_offset is not None:
+            response.next_page_offset.CopyFrom(RestToGrpc.convert_extended_point_id(next_offset))
+        return response
+
+    def Delete(self, request: Any, context: Any) -> Any:
+        selector = GrpcToRest.convert_points_selector(request.points)
+        self.sink.call("delete", request.collection_name, points_selector=selector)
+        return pb.PointsOperationResponse(result=_completed())
+
+
+class Health(pb.QdrantServicer):
+    def HealthCheck(self, request: Any, context: Any) -> Any:
+        return pb.HealthCheckReply(title="qmigrate stand-in", version=VERSION)
+
+
+def serve_grpc(store: Store, port: int = 0) -> tuple[grpc.Server, int]:
+    """Serve `store` over gRPC on loopback; (server, port). `stop(0)` ends it."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=8),
+        options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)],
+    )
+    pb.add_CollectionsServicer_to_server(Collections(store), server)
+    pb.add_PointsServicer_to_server(Points(store), server)
+    pb.add_QdrantServicer_to_server(Health(), server)
+    bound = server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    return server, bound
+
+
+@contextlib.contextmanager
+def running_both() -> Iterator[tuple[str, int, Store]]:
+    """(REST url, gRPC port, store) of a stand-in speaking both, until the block ends."""
+    store = Store()
+    rest = serve_rest(store)
+    server, port = serve_grpc(store)
+    try:
+        yield f"http://127.0.0.1:{rest.server_address[1]}", port, store
+    finally:
+        server.stop(0)
+        rest.shutdown()
+        rest.server_close()
+        store.local.close()
