@@ -138,11 +138,11 @@ def _json_default(value: Any) -> Any:
 
 
 def _vector_bytes(value: Any) -> int:
-    if isinstance(value, models.SparseVector):
-        return 8 * len(value.indices)
+    if isinstance(value, np.ndarray):  # first: isinstance on a pydantic model is slow
+        return value.nbytes
     if isinstance(value, list):  # a multi-vector: its rows
         return sum(row.nbytes for row in value)
-    return int(value.nbytes)
+    return 8 * len(value.indices)  # sparse
 
 
 NUMBER_TYPES = {float, int}  # exactly: bool is an int subclass, and JSON true is no number
