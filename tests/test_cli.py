@@ -346,7 +346,8 @@ def test_unexpected_server_answers_are_one_line_not_a_traceback(
     tmp_path: Path, write_job: Callable, cli: Cli
 ) -> None:
     with serving(_BrokenQdrant) as url:
-        write_job(file_job(tmp_path, target={"url": url, "collection": "x"}))
+        target = {"url": url, "collection": "x", "prefer_grpc": False}  # a REST-only server
+        write_job(file_job(tmp_path, target=target))
         for command in ("plan", "apply"):
             assert_one_line_error(cli(command, "job.yaml"), 1, "unexpected failure: HTTP 418")
 

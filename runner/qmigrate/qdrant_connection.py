@@ -73,14 +73,22 @@ def connect(
                 ) from None
             raise
         return QdrantConnection(client, where=path, local=True, lock=threading.RLock())
+    no_grpc = None
     if prefer_grpc is None:
-        prefer_grpc = _grpc_answers(url, api_key, grpc_port, timeout, role)
+        no_grpc = _no_grpc(url, api_key, grpc_port, timeout)
+        prefer_grpc = no_grpc is None
     client = _server_client(url, api_key, prefer_grpc, grpc_port, timeout)
     connection = QdrantConnection(client, where=str(url), local=False, grpc=prefer_grpc)
     try:
         client.get_collections()
     except Exception as exc:
         raise QmigrateError(f"{role} Qdrant at {url}: {describe(exc)}") from None
+    if no_grpc is not None:
+        print(
+            f"qmigrate: {role} Qdrant at {url}: no gRPC on port {grpc_port} ({no_grpc}); "
+            "using REST (set prefer_grpc to choose)",
+            file=sys.stderr,
+        )
     return connection
 
 
@@ -110,25 +118,16 @@ NO_GRPC = {
 GRPC_PROBE_SECONDS = 5
 
 
-def _grpc_answers(
-    url: str | None, api_key: str | None, grpc_port: int, timeout: float, role: str
-) -> bool:
-    """Whether the server speaks gRPC on `grpc_port`: gRPC when it does (it costs the client
-    half the CPU of REST per point, bench/BENCHMARKS.md), else REST, said in one line."""
+def _no_grpc(url: str | None, api_key: str | None, grpc_port: int, timeout: float) -> str | None:
+    """Why the server does not speak gRPC on `grpc_port`, or None when it does. gRPC is the
+    default where offered: it costs the client half the CPU of REST (bench/BENCHMARKS.md)."""
     client = _server_client(url, api_key, True, grpc_port, timeout)
     try:
         client.grpc_collections.List(
             pb.ListCollectionsRequest(), timeout=min(timeout, GRPC_PROBE_SECONDS)
         )
-        return True
+        return None
     except grpc.RpcError as exc:
-        if exc.code() not in NO_GRPC:
-            return True
-        print(
-            f"qmigrate: {role} Qdrant at {url}: no gRPC on port {grpc_port} "
-            f"({exc.code().name}); using REST (set prefer_grpc to choose)",
-            file=sys.stderr,
-        )
-        return False
+        return exc.code().name if exc.code() in NO_GRPC else None
     finally:
         client.close()
