@@ -113,3 +113,8 @@ def test_numpy_vectors_go_out_as_numbers() -> None:
         id=1, vector=np.asarray([0.5, 1.5], dtype=np.float32), payload={}
     )
     assert orjson.loads(wire.rest_upsert_body([point]))["points"][0]["vector"] == [0.5, 1.5]
+
+
+@pytest.mark.parametrize("number", [0, 1, 127, 128, 300, 16383, 16384, 2**21, 2**63, 2**64 - 1])
+def test_varints_are_protobufs(number: int) -> None:
+    assert b"\x08" + wire._varint(number) == pb.PointId(num=number).SerializeToString()

@@ -161,11 +161,14 @@ def _float32(what: str, values: Any) -> np.ndarray:
     infinity or NaN there ranks the point first with score NaN. A float32 array from the
     source passes through uncopied; the wire encoders send its bytes as they are."""
     if isinstance(values, list):
-        _numbers(what, values)
         try:  # array('f') converts a list of numbers at C speed; overflow becomes inf
             floats = np.frombuffer(array("f", values), dtype=np.float32)
+        except TypeError:
+            raise InvalidRecord(f"{what} holds a value that is not a number") from None
         except OverflowError:
             raise InvalidRecord(f"{what} holds a value that is not finite in float32") from None
+        if ((floats == 0) | (floats == 1)).any():  # a boolean became 0 or 1: look closer
+            _numbers(what, values)
     else:
         floats = np.asarray(values)
         if floats.dtype.kind == "O":

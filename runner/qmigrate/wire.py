@@ -120,6 +120,8 @@ def _delimited(field: int, body: bytes) -> bytes:
 def _varint(number: int) -> bytes:
     if number < 0x80:
         return bytes((number,))
+    if number < 0x4000:  # a vector's length, mostly
+        return bytes((number & 0x7F | 0x80, number >> 7))
     out = bytearray()
     while number >= 0x80:
         out.append(number & 0x7F | 0x80)
