@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 
 from qmigrate.errors import QmigrateError
@@ -164,7 +165,7 @@ class Source:
             rows = table.num_rows
             offset = skip if index == group else 0
             while offset < rows:
-                rows_slice = _rows(table.slice(offset, self.batch_size), file, index)
+                rows_slice = self._parquet_rows(table.slice(offset, self.batch_size), file, index)
                 records = [
                     self._record(row, f"{file} row group {index}, row {offset + n}")
                     for n, row in enumerate(rows_slice)
@@ -172,6 +173,21 @@ class Source:
                 offset += len(rows_slice)
                 next_cursor = [index, offset] if offset < rows else [index + 1, 0]
                 yield Page(records, next_cursor)
+
+    def _parquet_rows(self, table: Any, file: Path, group: int) -> list[dict[str, Any]]:
+        """Rows as dicts; a dense vector column of floats goes over as one float32 matrix,
+        each row's vector a view of it, never a list of Python floats."""
+        matrices = {}
+        for name, config in self.vector_config.items():
+            if config.get("kind", "dense") == "dense" and name in table.column_names:
+                matrix = _float_matrix(table.column(name))
+                if matrix is not None:
+                    matrices[name] = matrix
+        rows = _rows(table.drop_columns(list(matrices)), file, group)
+        for name, matrix in matrices.items():
+            for row, vector in zip(rows, matrix, strict=True):
+                row[name] = vector
+        return rows
 
     # --- rows -----------------------------------------------------------------------
 
@@ -225,6 +241,28 @@ def _rows(table: Any, file: Path, group: int) -> list[dict[str, Any]]:
                     f"({exc.reason} at byte {exc.start})"
                 ) from None
         raise
+
+
+def _float_matrix(column: Any) -> np.ndarray | None:
+    """A column of equal-length float lists without nulls as an (n, dim) float32 array;
+    None for anything else, which then goes row by row to the mapper to be judged."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    column = column.combine_chunks()
+    kind = column.type
+    if not (pa.types.is_list(kind) or pa.types.is_large_list(kind)) and not (
+        pa.types.is_fixed_size_list(kind)
+    ):
+        return None
+    if not pa.types.is_floating(kind.value_type) or column.null_count or len(column) == 0:
+        return None
+    lengths = pc.list_value_length(column)
+    dim = lengths[0].as_py()
+    values = column.flatten()  # the slice's values only
+    if values.null_count or pc.min_max(lengths).as_py() != {"min": dim, "max": dim}:
+        return None
+    return values.to_numpy().astype(np.float32, copy=False).reshape(len(column), dim)
 
 
 def _count_lines(file: Path) -> int:
