@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
+
 VectorKind = Literal["dense", "sparse", "multi"]
 DISTANCES = {"cosine": "Cosine", "dot": "Dot", "euclid": "Euclid", "manhattan": "Manhattan"}
 
@@ -15,7 +17,9 @@ class SparseVector:
     values: list[float]
 
 
-Vector = list[float] | SparseVector | list[list[float]]
+Vector = list[float] | np.ndarray | SparseVector | list[list[float]]
+"""A dense vector is best handed over as a 1-D numpy array when the source's client has
+one (a float32 array goes to the wire uncopied); a list of numbers works too."""
 
 
 @dataclass
