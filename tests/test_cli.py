@@ -18,6 +18,7 @@ from qdrant_client import QdrantClient, models
 import qmigrate.commands
 from tests.conftest import REPO, CliResult, run_cli
 from tests.servers.process import free_port
+from tests.servers.qdrant_rest import running
 
 Cli = Callable[..., CliResult]
 
@@ -527,3 +528,21 @@ def test_every_error_line_carries_the_prefix(tmp_path: Path, cli: Cli) -> None:
     lines = result.stderr.strip().splitlines()
     assert result.code == 2 and len(lines) >= 3
     assert all(line.startswith("qmigrate: error: ") for line in lines), lines
+
+
+def test_plan_and_summary_name_a_fallback_to_rest(
+    tmp_path: Path, write_job: Callable, cli: Cli
+) -> None:
+    """No gRPC answering is no error: plan says how the target will be written, and the
+    summary notes it once."""
+    port = free_port()
+    with running() as (url, _store, _faults):
+        write_job(file_job(tmp_path, target={"url": url, "collection": "x", "grpc_port": port}))
+        planned = cli("plan", "job.yaml")
+        assert planned.code == 0, planned.stderr
+        assert f"at {url} over REST (no gRPC on port {port}: UNAVAILABLE)" in planned.stdout
+        applied = cli("apply", "--output", "json", "job.yaml")
+        assert applied.code == 0, applied.stderr
+        notes = applied.json()["jobs"][0]["notes"]
+        assert f"target written over REST (no gRPC on port {port}: UNAVAILABLE)" in notes
+        assert applied.stderr.strip() == "", "nothing on stderr for a working job"

@@ -549,11 +549,17 @@ def _summary(
         count_check="ok" if not counts.problems else "; ".join(counts.problems),
         passed_over=counters.passed_over,
         dead_letter=str(job.dead_letter_path) if counters.invalid else None,
-        notes=counts.notes,
+        notes=counts.notes + _transport_notes(resolved),
     )
     if counts.problems:
         raise CountCheckFailed(summary)
     return summary
+
+
+def _transport_notes(resolved: Resolved) -> list[str]:
+    """A server written to over REST because no gRPC answered: said once, in the summary."""
+    transport = resolved.target.connection.transport
+    return [f"target written over {transport}"] if transport.startswith("REST (") else []
 
 
 class CountCheckFailed(QmigrateError):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -31,6 +30,12 @@ class QdrantConnection:
     local: bool
     lock: Any = field(default_factory=contextlib.nullcontext)
     grpc: bool = False  # a server client that talks gRPC
+    transport: str = ""  # how it talks, as plan and the summary say it
+
+    def __post_init__(self) -> None:
+        self.transport = self.transport or (
+            "local mode" if self.local else "gRPC" if self.grpc else "REST"
+        )
 
     def close(self) -> None:
         with self.lock:
@@ -84,11 +89,7 @@ def connect(
     except Exception as exc:
         raise QmigrateError(f"{role} Qdrant at {url}: {describe(exc)}") from None
     if no_grpc is not None:
-        print(
-            f"qmigrate: {role} Qdrant at {url}: no gRPC on port {grpc_port} ({no_grpc}); "
-            "using REST (set prefer_grpc to choose)",
-            file=sys.stderr,
-        )
+        connection.transport = f"REST (no gRPC on port {grpc_port}: {no_grpc})"
     return connection
 
 
@@ -120,7 +121,8 @@ GRPC_PROBE_SECONDS = 5
 
 def _no_grpc(url: str | None, api_key: str | None, grpc_port: int, timeout: float) -> str | None:
     """Why the server does not speak gRPC on `grpc_port`, or None when it does. gRPC is the
-    default where offered: it costs the client half the CPU of REST (bench/BENCHMARKS.md)."""
+    default where offered: it costs the client half the CPU of REST (bench/BENCHMARKS.md).
+    Plan and the summary name the transport, so a fallback to REST is seen, not printed."""
     client = _server_client(url, api_key, True, grpc_port, timeout)
     try:
         client.grpc_collections.List(

@@ -16,7 +16,7 @@ import yaml
 from tests.conftest import run_cli
 from tests.servers.qdrant_rest import Faults, Store
 
-ROWS = 4000
+ROWS = 20_000  # wide enough that the signal lands mid-run on a fast machine too
 
 
 @pytest.mark.parametrize(

@@ -126,6 +126,7 @@ def build_plan(resolved: Resolved) -> dict[str, Any]:
         "target": {
             "collection": job.target.collection,
             "location": target.connection.where,
+            "transport": target.connection.transport,
             "action": action,
             "problems": problems,
             "vectors": [_vector(v) for v in resolved.layout.values()],
@@ -174,7 +175,8 @@ def render_text(plan: dict[str, Any]) -> str:
         where = "partly pushed down; the rest" if flt["pushed_down"] else "the whole filter"
         lines.append(f"  filter: {where} evaluated client-side: {json.dumps(flt['client_side'])}")
     lines.append(
-        f"  target: collection '{target['collection']}' at {target['location']}: {target['action']}"
+        f"  target: collection '{target['collection']}' at {target['location']} "
+        f"over {target['transport']}: {target['action']}"
     )
     lines.append("    vectors: " + "; ".join(_describe_vector(v) for v in target["vectors"]))
     for problem in target["problems"]:
