@@ -361,39 +361,37 @@ def assert_stored(store: Any, collection: str, sent: list[models.PointStruct]) -
         assert got.vector["text"].values == want["text"].values
 
 
+def write_through(spec: TargetSpec, store: Any) -> tuple[str, str]:
+    """Create the collection, upsert `mapped_points` once and check they arrived whole;
+    (the transport the target named, the protocol the one upsert took)."""
+    target = QdrantTarget(spec)
+    transport = target.connection.transport
+    target.create(target_layout(INFO, MappingSpec(), TargetSpec(collection="c")), INFO)
+    sent = mapped_points()
+    target.upsert(sent)
+    target.close()
+    assert_stored(store, "c", sent)
+    (protocol,) = [name for name, count in store.upserts.items() if count == 1]
+    assert sum(store.upserts.values()) == 1
+    return transport, protocol
+
+
 def test_grpc_is_chosen_where_the_server_offers_it() -> None:
     """The default: the hand-encoded gRPC upsert reaches a gRPC server whole."""
     with running_both() as (url, grpc_port, store):
-        target = QdrantTarget(TargetSpec(collection="c", url=url, grpc_port=grpc_port))
-        assert target.connection.grpc
-        target.create(target_layout(INFO, MappingSpec(), TargetSpec(collection="c")), INFO)
-        sent = mapped_points()
-        target.upsert(sent)
-        target.close()
-        assert store.upserts == {"rest": 0, "grpc": 1}
-        assert_stored(store, "c", sent)
+        spec = TargetSpec(collection="c", url=url, grpc_port=grpc_port)
+        assert write_through(spec, store) == ("gRPC", "grpc")
 
 
 def test_rest_when_the_server_offers_no_grpc() -> None:
     with running() as (url, store, _faults):
         port = free_port()
-        target = QdrantTarget(TargetSpec(collection="c", url=url, grpc_port=port))
-        assert not target.connection.grpc
-        assert target.connection.transport == f"REST (no gRPC on port {port}: UNAVAILABLE)"
-        target.create(target_layout(INFO, MappingSpec(), TargetSpec(collection="c")), INFO)
-        sent = mapped_points()
-        target.upsert(sent)
-        target.close()
-        assert store.upserts == {"rest": 1, "grpc": 0}
-        assert_stored(store, "c", sent)
+        spec = TargetSpec(collection="c", url=url, grpc_port=port)
+        fallback = f"REST (no gRPC on port {port}: UNAVAILABLE)"
+        assert write_through(spec, store) == (fallback, "rest")
 
 
 def test_prefer_grpc_false_forces_rest() -> None:
     with running_both() as (url, grpc_port, store):
         spec = TargetSpec(collection="c", url=url, grpc_port=grpc_port, prefer_grpc=False)
-        target = QdrantTarget(spec)
-        assert not target.connection.grpc
-        target.create(target_layout(INFO, MappingSpec(), TargetSpec(collection="c")), INFO)
-        target.upsert(mapped_points())
-        target.close()
-        assert store.upserts == {"rest": 1, "grpc": 0}
+        assert write_through(spec, store) == ("REST", "rest")
