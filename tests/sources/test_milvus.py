@@ -402,6 +402,21 @@ def test_real_server_migration_resumes_after_kill_9(
     assert_kill_resume(milvus_server, "real", rows, tmp_path)
 
 
+def test_real_server_rows_written_just_before_the_job_are_read(
+    milvus_server: MilvusServer, tmp_path: Path
+) -> None:
+    """Pages are read at the collection's default consistency (Bounded here), which alone
+    misses rows the query node has not consumed yet; describe's Strong count(*) makes it
+    catch up before the first page."""
+    rows = one_vector(make_rows(300, seed=4))
+    client = milvus_server.client()
+    create_items(client, "fresh", rows)  # no flush, and the job starts at once
+    client.close()
+    summary = run_job(job(milvus_server, "fresh", tmp_path / "t"), tmp_path)
+    assert (summary.written, summary.count_check) == (300, "ok")
+    assert_migrated(tmp_path / "t", rows, field=False)
+
+
 def test_real_server_rejects_a_wrong_token_in_one_line(
     milvus_server: MilvusServer, tmp_path: Path
 ) -> None:

@@ -1,7 +1,12 @@
 """Milvus and Zilliz Cloud (a server URI) or a milvus-lite file, read through pymilvus.
 
 Reading: keyset pages on the primary key (`pk > last`, the smallest `batch_size` keys the
-server returns, Strong consistency), never deep offsets; the cursor is the last key read.
+server returns), never deep offsets; the cursor is the last key read. Consistency: a page
+needs pymilvus's `iterator` flag (for the smallest keys), and with it pymilvus sends the
+collection's default consistency whatever level is asked for; Milvus 2.3 returns no session
+timestamp to pin pages to either. So describe's count(*) runs at Strong (no flag): its wait
+makes the query node consume every write acknowledged before it, and the pages that follow
+see them (seen on the standalone 2.3 server, one query node; with replicas, not tested).
 Partitions are key ranges crossed with the selected Milvus partitions. Their boundaries
 come from one key-only scan when the job is planned, and are stored with the checkpoint
 (a Partition's spec), so a resumed job reads the same ranges.
@@ -253,7 +258,7 @@ class Source:
             "collection": self.name,
             "primary_key": f"{self.primary['name']} ({self.primary['type'].name})",
             "partitions": ", ".join(self._milvus_partitions()),
-            "consistency": "Strong",
+            "consistency": "Strong for the count, the collection's default for pages",
         }
         binary = [f["name"] for f in self._vector_fields() if f["type"] == DataType.BINARY_VECTOR]
         if binary:
