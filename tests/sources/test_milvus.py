@@ -6,6 +6,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 from qdrant_client import QdrantClient, models
@@ -191,6 +192,38 @@ def test_one_partition_is_read_alone(items: MilvusServer, tmp_path: Path) -> Non
     assert_migrated(tmp_path / "t", archive, field=False)
 
 
+@pytest.mark.parametrize("server_fixture", ["milvus_lite_server", "milvus_server"])
+def test_a_page_of_float_vectors_is_one_float32_array_not_copied(
+    server_fixture: str, request: pytest.FixtureRequest
+) -> None:
+    """Each record's vector is a view of its page's float32 array, exactly what was inserted
+    (to float32): no list of Python floats per row, no copy per row."""
+    server: MilvusServer = request.getfixturevalue(server_fixture)
+    rows = one_vector(make_rows(150, seed=3))
+    client = server.client()
+    create_items(client, "views", rows)
+    client.close()
+    config = {"uri": server.uri, "collection": "views"}
+    source = open_source(
+        "milvus", {**config, "token": server.token} if server.token else config, 64
+    )
+    try:
+        source.describe()
+        pages = [page for part in source.partitions(1) for page in source.read(part, None)]
+    finally:
+        source.close()
+    inserted = {expected_id(r): np.asarray(r["text"], dtype=np.float32) for r in rows}
+    assert sorted(len(page.records) for page in pages) == [22, 64, 64]
+    for page in pages:
+        bases = [record.vectors["text"].base for record in page.records]
+        assert bases[0] is not None and bases[0].size == 8 * len(bases), "one array per page"
+        assert all(base is bases[0] for base in bases), "one array per page"
+        for record in page.records:
+            vector = record.vectors["text"]
+            assert (type(vector), vector.dtype, vector.shape) == (np.ndarray, np.float32, (8,))
+            assert np.array_equal(vector, inserted[point_id(record.id)[0]]), record.id
+
+
 def test_varchar_keys_follow_the_id_policy(
     milvus_lite_server: MilvusServer, tmp_path: Path
 ) -> None:
@@ -367,6 +400,21 @@ def test_real_server_migration_resumes_after_kill_9(
     create_items(client, "real", rows)
     client.close()
     assert_kill_resume(milvus_server, "real", rows, tmp_path)
+
+
+def test_real_server_rows_written_just_before_the_job_are_read(
+    milvus_server: MilvusServer, tmp_path: Path
+) -> None:
+    """Pages are read at the collection's default consistency (Bounded here), which alone
+    misses rows the query node has not consumed yet; describe's Strong count(*) makes it
+    catch up before the first page."""
+    rows = one_vector(make_rows(300, seed=4))
+    client = milvus_server.client()
+    create_items(client, "fresh", rows)  # no flush, and the job starts at once
+    client.close()
+    summary = run_job(job(milvus_server, "fresh", tmp_path / "t"), tmp_path)
+    assert (summary.written, summary.count_check) == (300, "ok")
+    assert_migrated(tmp_path / "t", rows, field=False)
 
 
 def test_real_server_rejects_a_wrong_token_in_one_line(
