@@ -461,3 +461,16 @@ def test_real_server_binary_vectors_become_0_1_with_manhattan(
         models.Distance.MANHATTAN,
         models.Datatype.UINT8,
     )
+
+
+def test_a_collection_still_released_after_its_reload_is_transient() -> None:
+    """A restarted server may answer code 101 again right after `_query` loaded the
+    collection: the engine backs off and reads again, instead of failing the job."""
+    from pymilvus.exceptions import MilvusException
+
+    from qmigrate.retry import is_transient
+    from qmigrate.sources.milvus import COLLECTION_NOT_LOADED, MilvusRequestError
+
+    released = MilvusException(code=COLLECTION_NOT_LOADED, message="collection not loaded")
+    assert is_transient(MilvusRequestError(released))
+    assert not is_transient(MilvusRequestError(MilvusException(code=1, message="bad filter")))

@@ -101,6 +101,8 @@ def _grpc_name(error: MilvusException) -> str:
     message = (error.message or "").lower()
     if "unavailable" in message or "connect" in message:
         return "UNAVAILABLE"
+    if error.code == COLLECTION_NOT_LOADED:  # still so after `_query` loaded it again: a
+        return "UNAVAILABLE"  # restarted server not ready yet; the engine backs off, re-reads
     if "rate limit" in message or error.code == 8:
         return "RESOURCE_EXHAUSTED"
     return "UNKNOWN"
