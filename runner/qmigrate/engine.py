@@ -558,8 +558,8 @@ def _summary(
 
 def _transport_notes(resolved: Resolved) -> list[str]:
     """A server written to over REST because no gRPC answered: said once, in the summary."""
-    transport = resolved.target.connection.transport
-    return [f"target written over {transport}"] if transport.startswith("REST (") else []
+    connection = resolved.target.connection
+    return [f"target written over {connection.transport}"] if connection.no_grpc else []
 
 
 class CountCheckFailed(QmigrateError):

@@ -30,12 +30,16 @@ class QdrantConnection:
     local: bool
     lock: Any = field(default_factory=contextlib.nullcontext)
     grpc: bool = False  # a server client that talks gRPC
-    transport: str = ""  # how it talks, as plan and the summary say it
+    no_grpc: str | None = None  # why REST was chosen for a server that was not asked for it
 
-    def __post_init__(self) -> None:
-        self.transport = self.transport or (
-            "local mode" if self.local else "gRPC" if self.grpc else "REST"
-        )
+    @property
+    def transport(self) -> str:
+        """How it talks, as plan and the summary say it."""
+        if self.local:
+            return "local mode"
+        if self.grpc:
+            return "gRPC"
+        return f"REST ({self.no_grpc})" if self.no_grpc else "REST"
 
     def close(self) -> None:
         with self.lock:
@@ -78,18 +82,18 @@ def connect(
                 ) from None
             raise
         return QdrantConnection(client, where=path, local=True, lock=threading.RLock())
-    no_grpc = None
     if prefer_grpc is None:
-        no_grpc = _no_grpc(url, api_key, grpc_port, timeout)
+        client, no_grpc = _probed_client(url, api_key, grpc_port, timeout)
         prefer_grpc = no_grpc is None
-    client = _server_client(url, api_key, prefer_grpc, grpc_port, timeout)
-    connection = QdrantConnection(client, where=str(url), local=False, grpc=prefer_grpc)
+    else:
+        client, no_grpc = _server_client(url, api_key, prefer_grpc, grpc_port, timeout), None
+    connection = QdrantConnection(
+        client, where=str(url), local=False, grpc=prefer_grpc, no_grpc=no_grpc
+    )
     try:
         client.get_collections()
     except Exception as exc:
         raise QmigrateError(f"{role} Qdrant at {url}: {describe(exc)}") from None
-    if no_grpc is not None:
-        connection.transport = f"REST (no gRPC on port {grpc_port}: {no_grpc})"
     return connection
 
 
@@ -119,17 +123,22 @@ NO_GRPC = {
 GRPC_PROBE_SECONDS = 5
 
 
-def _no_grpc(url: str | None, api_key: str | None, grpc_port: int, timeout: float) -> str | None:
-    """Why the server does not speak gRPC on `grpc_port`, or None when it does. gRPC is the
-    default where offered: it costs the client half the CPU of REST (bench/BENCHMARKS.md).
-    Plan and the summary name the transport, so a fallback to REST is seen, not printed."""
+def _probed_client(
+    url: str | None, api_key: str | None, grpc_port: int, timeout: float
+) -> tuple[QdrantClient, str | None]:
+    """A gRPC client when the server speaks gRPC on `grpc_port`, else a REST one and why.
+    gRPC is the default where offered: it costs the client half the CPU of REST
+    (bench/BENCHMARKS.md). Plan and the summary name the transport, so a fallback to REST is
+    seen, not printed."""
     client = _server_client(url, api_key, True, grpc_port, timeout)
     try:
         client.grpc_collections.List(
             pb.ListCollectionsRequest(), timeout=min(timeout, GRPC_PROBE_SECONDS)
         )
-        return None
+        return client, None
     except grpc.RpcError as exc:
-        return exc.code().name if exc.code() in NO_GRPC else None
-    finally:
+        if exc.code() not in NO_GRPC:
+            return client, None
         client.close()
+        rest = _server_client(url, api_key, False, grpc_port, timeout)
+        return rest, f"no gRPC on port {grpc_port}: {exc.code().name}"
