@@ -251,9 +251,8 @@ def _float_matrix(column: Any) -> np.ndarray | None:
 
     column = column.combine_chunks()
     kind = column.type
-    if not (pa.types.is_list(kind) or pa.types.is_large_list(kind)) and not (
-        pa.types.is_fixed_size_list(kind)
-    ):
+    lists = (pa.types.is_list, pa.types.is_large_list, pa.types.is_fixed_size_list)
+    if not any(is_list(kind) for is_list in lists):
         return None
     if not pa.types.is_floating(kind.value_type) or column.null_count or len(column) == 0:
         return None
