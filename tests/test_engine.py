@@ -18,6 +18,8 @@ from tests.conftest import (
     read_collection,
     run_job,
 )
+from tests.servers.qdrant_grpc import running_both
+from tests.servers.qdrant_rest import running
 
 
 def qdrant_job(tmp_path: Path, target: str = "target", **extra: Any) -> dict[str, Any]:
@@ -152,10 +154,10 @@ def test_transient_write_errors_are_retried(tmp_path: Path) -> None:
     upsert = resolved.target.upsert
     failures = iter([True, True, False, True] + [False] * 100)
 
-    def flaky(points: list[Any]) -> None:
+    def flaky(points: list[Any], wait: bool) -> int:
         if next(failures):
             raise Unavailable("service unavailable")
-        upsert(points)
+        return upsert(points, wait)
 
     resolved.target.upsert = flaky  # type: ignore[method-assign]
     summary = engine.apply(resolved)
@@ -205,7 +207,7 @@ def test_a_write_that_keeps_failing_is_tried_a_bounded_number_of_times(
     resolved = engine.resolve(load(qdrant_job(tmp_path), tmp_path))
     attempts = {"n": 0}
 
-    def down(points: list[Any]) -> None:
+    def down(points: list[Any], wait: bool) -> int:
         attempts["n"] += 1
         raise ConnectionRefusedError("connection refused")
 
@@ -277,6 +279,88 @@ def test_duplicates_across_pages_are_told_apart_from_loss(tmp_path: Path) -> Non
     summary = run_job({**document, "on_duplicate": "last_wins"}, tmp_path)
     assert (summary.status, summary.count_check, summary.duplicates) == ("already done", "ok", 1)
     assert summary.target_count == 39
+
+
+def server_job(
+    tmp_path: Path, url: str, ids: list[int] | None = None, **target: Any
+) -> dict[str, Any]:
+    """A file job, in pages of 10, into a stand-in server (`tests.servers`), over REST."""
+    document = file_job(tmp_path, rows_of(ids if ids is not None else list(range(100))))
+    document["target"] = {"url": url, "collection": "copy", "prefer_grpc": False, **target}
+    return document
+
+
+def test_data_goes_unwaited_then_one_waited_barrier(tmp_path: Path) -> None:
+    """One shard: data upserts return on acknowledgement, and the last is sent again with
+    wait=true, after which the server has applied them all."""
+    with running() as (url, store, _faults):
+        summary = run_job(server_job(tmp_path, url), tmp_path)
+    assert (summary.written, summary.count_check) == (100, "ok")
+    *data, barrier = store.data_upserts
+    assert [wait for wait, _ in data] == [False] * len(data) and barrier[0] is True
+    assert sorted(i for _, ids in data for i in ids) == list(range(100))
+    assert barrier[1] == data[-1][1]
+
+
+def test_grpc_data_goes_unwaited_then_one_waited_barrier(tmp_path: Path) -> None:
+    with running_both() as (url, grpc_port, store):
+        document = server_job(tmp_path, url, grpc_port=grpc_port, prefer_grpc=True)
+        summary = run_job(document, tmp_path)
+    assert (summary.written, summary.count_check, store.upserts["rest"]) == (100, "ok", 0)
+    waits = [wait for wait, _ in store.data_upserts]
+    assert waits == [False] * (len(waits) - 1) + [True]
+
+
+def test_several_shards_wait_for_every_upsert(tmp_path: Path) -> None:
+    """No single upsert is a barrier across shards, so each one waits."""
+    with running() as (url, store, _faults):
+        summary = run_job(server_job(tmp_path, url, shards=2), tmp_path)
+    assert (summary.written, summary.count_check) == (100, "ok")
+    assert all(wait for wait, _ in store.data_upserts)
+    assert sorted(i for _, ids in store.data_upserts for i in ids) == list(range(100))
+
+
+def test_several_upserts_are_in_flight_at_once(tmp_path: Path) -> None:
+    with running() as (url, store, faults):
+        faults.latency = 0.05
+        summary = run_job(server_job(tmp_path, url, list(range(200)), in_flight=3), tmp_path)
+    assert (summary.written, summary.count_check) == (200, "ok")
+    assert store.most_writing == 3
+
+
+def test_queued_pages_join_one_request_up_to_its_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with running() as (url, store, faults):
+        faults.latency = 0.02  # pages queue up behind a slow server
+        document = server_job(tmp_path, url, list(range(200)), in_flight=1)
+        summary = run_job(document, tmp_path)
+        joined = len(store.data_upserts)
+        store.data_upserts.clear()
+        monkeypatch.setattr(engine, "REQUEST_BYTES", 1)
+        run_job({**document, "restart": "restart"}, tmp_path)
+        single = store.data_upserts
+    assert (summary.written, summary.count_check) == (200, "ok")
+    assert joined < 20 + 1, "20 pages of 10, and the barrier"
+    assert len(single) == 20 + 1 and all(len(ids) <= 10 for _, ids in single)
+
+
+def test_the_last_page_read_wins_with_requests_in_flight(tmp_path: Path) -> None:
+    """An ID repeated in a later page waits for the request that holds it, even when that
+    request is slow to answer; pages that repeat an ID never join one request."""
+    ids = list(range(80))
+    ids[25] = 3  # two pages after the first, which the server holds back
+    ids[55] = 44  # in the next page: both queue up while the first is held
+    with running() as (url, store, faults):
+        faults.path = "/collections/copy/points"
+        faults.stalls, faults.stall_seconds = 1, 0.5  # the first data upsert
+        document = {**server_job(tmp_path, url, ids, in_flight=4), "on_duplicate": "last_wins"}
+        summary = run_job(document, tmp_path)
+        found = store.call("retrieve", "copy", [3, 44])
+    assert (summary.target_count, summary.count_check) == (78, "ok")
+    assert {p.id: p.payload for p in found} == {3: {"n": 25}, 44: {"n": 55}}
+    assert all(len(set(request)) == len(request) for _, request in store.data_upserts[:-1])
+    assert any(len(request) > 10 for _, request in store.data_upserts), "pages joined"
 
 
 def test_points_missing_from_the_target_are_reported_as_loss(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ concurrency and progress live here, once.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
@@ -16,7 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +40,7 @@ from qmigrate.retry import Backoff, describe, is_transient, retried
 from qmigrate.sources import create_source
 from qmigrate.sources.base import Source
 from qmigrate.spec import Job
-from qmigrate.target import DEFAULT_HNSW_M, Layout, QdrantTarget, target_layout
+from qmigrate.target import DEFAULT_HNSW_M, REQUEST_BYTES, Layout, QdrantTarget, target_layout
 
 PREFETCH_PAGES = 2
 
@@ -613,10 +614,10 @@ class PartitionWorker:
         self.dead_letter_lock = threading.Lock()
 
     def run(self, partition: Partition, state: PartitionState) -> None:
-        """Read, then map one page while the page before it is written (`PageWriter`)."""
+        """Read, then map pages while earlier ones are written (`PageWriter`)."""
         while True:
             try:
-                with PageWriter(lambda page: self._write(page, state), self.stop) as writer:
+                with self._writer(state) as writer:
                     for page in self._pages(partition, state):
                         writer.put(self._prepare(page))
                 break
@@ -625,6 +626,25 @@ class PartitionWorker:
         if not self.stop.is_set():
             state.done = True
             self._save(state)
+
+    def _writer(self, state: PartitionState) -> PageWriter:
+        def send(points: list[models.PointStruct], wait: bool) -> int:
+            sent = 0
+
+            def upsert() -> None:
+                nonlocal sent
+                sent = self.target.upsert(points, wait)
+
+            self._retrying(upsert, "writing to the target")
+            return sent
+
+        return PageWriter(
+            send,
+            lambda pages: self._record(pages, state),
+            in_flight=self.target.in_flight,
+            acknowledge_only=self.target.acknowledge_only,
+            stop=self.stop,
+        )
 
     def _pages(self, partition: Partition, state: PartitionState) -> Iterator[Page]:
         """The partition's pages from its saved cursor; a transient read failure backs off
@@ -695,31 +715,29 @@ class PartitionWorker:
             passed_over=page.passed_over,
         )
 
-    def _write(self, page: PreparedPage, state: PartitionState) -> None:
-        """Write a page, then save the cursor after it: pages arrive in order, so a saved
-        cursor always means every point before it was acknowledged."""
-        batch = self.job.batch_size
-        for start in range(0, len(page.points), batch):
-            chunk = page.points[start : start + batch]
-            self._retrying(lambda chunk=chunk: self.target.upsert(chunk), "writing to the target")
-        # Dead letters go out with the checkpoint, so a replayed page does not repeat them.
-        self._dead_letter(page.dead_letters)
-        state.cursor = page.cursor
-        state.points += len(page.points)
-        state.filtered += page.filtered
-        state.invalid += len(page.dead_letters)
-        state.duplicates += page.duplicates
+    def _record(self, pages: list[PreparedPage], state: PartitionState) -> None:
+        """Count acknowledged pages and save the cursor after the last: pages are recorded in
+        order, so a saved cursor always means every point before it was acknowledged."""
+        for page in pages:
+            # Dead letters go out with the checkpoint, so a replayed page does not repeat them.
+            self._dead_letter(page.dead_letters)
+            state.cursor = page.cursor
+            state.points += len(page.points)
+            state.filtered += page.filtered
+            state.invalid += len(page.dead_letters)
+            state.duplicates += page.duplicates
         self._save(state)
-        self.counters.add(
-            read=page.read,
-            written=len(page.points),
-            filtered=page.filtered,
-            invalid=len(page.dead_letters),
-            duplicates=page.duplicates,
-            passed_over=page.passed_over,
-        )
-        if self.progress is not None:
-            self.progress.advance(page.read)
+        for page in pages:
+            self.counters.add(
+                read=page.read,
+                written=len(page.points),
+                filtered=page.filtered,
+                invalid=len(page.dead_letters),
+                duplicates=page.duplicates,
+                passed_over=page.passed_over,
+            )
+            if self.progress is not None:
+                self.progress.advance(page.read)
 
     def _save(self, state: PartitionState) -> None:
         state.updated_at = time.time()
@@ -795,19 +813,46 @@ class PreparedPage:
     passed_over: int
 
 
-class PageWriter:
-    """Writes prepared pages in order on a thread of its own, one page behind the reader:
-    mapping the next page overlaps the network wait of the last one.
+@dataclass
+class Request:
+    """One upsert out to the target, and the pages it carries (whole pages, in order)."""
 
+    pages: list[PreparedPage]
+    ids: set[Any]
+    sent: Future[int]
+
+
+class PageWriter:
+    """Writes prepared pages on threads of its own while the next ones are mapped.
+
+    Up to `in_flight` upserts are out at once. Pages already queued when a request leaves
+    join it, up to about REQUEST_BYTES. Pages are recorded (counted and checkpointed) in
+    order, once they and every page before them are acknowledged, so resume stays exact;
+    an ID still in flight waits for its request, so the last page read still wins.
+
+    With `acknowledge_only` the data goes with wait=false, and the last request is sent
+    again with wait=true at the end: a barrier, after which every point is applied.
     The first error stops it; `put` and the end of the block raise it.
     """
 
-    def __init__(self, write: Callable[[PreparedPage], None], stop: threading.Event) -> None:
-        self.write = write
+    def __init__(
+        self,
+        send: Callable[[list[models.PointStruct], bool], int],
+        record: Callable[[list[PreparedPage]], None],
+        in_flight: int,
+        acknowledge_only: bool,
+        stop: threading.Event,
+    ) -> None:
+        self.send = send
+        self.record = record
+        self.in_flight = in_flight
+        self.acknowledge_only = acknowledge_only
         self.stop = stop
-        self.pages: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self.pages: queue.Queue[Any] = queue.Queue(maxsize=2 * in_flight)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="writer", daemon=True)
+        self.bytes_per_point = 0.0  # of the last request: 0 until one is answered, and locally
+        self.held: Any = None  # a page taken from the queue for the next request
 
     def __enter__(self) -> PageWriter:
         self.thread.start()
@@ -836,15 +881,69 @@ class PageWriter:
             raise self.error
 
     def _run(self) -> None:
-        while True:
-            page = self.pages.get()
-            if page is _DONE or self.stop.is_set():
-                return
+        out: collections.deque[Request] = collections.deque()
+        last: list[models.PointStruct] = []
+        with ThreadPoolExecutor(self.in_flight, thread_name_prefix="upsert") as pool:
             try:
-                self.write(page)
+                while not self.stop.is_set():
+                    taken = self._next_pages()
+                    if taken is None:
+                        break
+                    pages, ids = taken
+                    points = [point for page in pages for point in page.points]
+                    while out and (
+                        len(out) >= self.in_flight or any(not ids.isdisjoint(r.ids) for r in out)
+                    ):
+                        self._finish(out.popleft())
+                    out.append(Request(pages, ids, self._submit(pool, points)))
+                    last = points or last
+                    while out and out[0].sent.done():
+                        self._finish(out.popleft())
+                while out:
+                    self._finish(out.popleft())
+                if self.acknowledge_only and last and not self.stop.is_set():
+                    self.send(last, True)
             except BaseException as exc:
                 self.error = exc
-                return
+                for request in out:  # not recorded: an earlier page failed
+                    request.sent.cancel()
+
+    def _next_pages(self) -> tuple[list[PreparedPage], set[Any]] | None:
+        """The next page, joined by those queued behind it while the request stays under its
+        budget and their IDs do not repeat; with the request's IDs. None at the end."""
+        page = self.held if self.held is not None else self.pages.get()
+        self.held = None
+        if page is _DONE:
+            return None
+        pages = [page]
+        ids = {point.id for point in page.points}
+        while 0 < (len(ids) + 1) * self.bytes_per_point < REQUEST_BYTES:
+            try:
+                queued = self.pages.get_nowait()
+            except queue.Empty:
+                break
+            queued_ids = set() if queued is _DONE else {point.id for point in queued.points}
+            if queued is _DONE or not ids.isdisjoint(queued_ids):
+                self.held = queued  # the next request's
+                break
+            pages.append(queued)
+            ids |= queued_ids
+        return pages, ids
+
+    def _submit(self, pool: ThreadPoolExecutor, points: list[models.PointStruct]) -> Future[int]:
+        if not points:  # only filtered or invalid records: nothing to send
+            done: Future[int] = Future()
+            done.set_result(0)
+            return done
+        return pool.submit(self.send, points, not self.acknowledge_only)
+
+    def _finish(self, request: Request) -> None:
+        """Wait for a request's acknowledgement, then record its pages."""
+        sent = request.sent.result()
+        points = sum(len(page.points) for page in request.pages)
+        if points:
+            self.bytes_per_point = sent / points
+        self.record(request.pages)
 
 
 _DONE = object()

@@ -152,6 +152,7 @@ class TargetSpec:
     prefer_grpc: bool | None = None  # None: gRPC where the server offers it
     grpc_port: int = 6334
     timeout: float = 60
+    in_flight: int = 4
     on_missing: str = "create"
     vectors: dict[str, dict[str, Any]] = field(default_factory=dict)
     sparse_vectors: dict[str, dict[str, Any]] = field(default_factory=dict)

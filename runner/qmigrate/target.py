@@ -22,7 +22,9 @@ Layout = dict[str, VectorField]
 """Target vector name -> what it holds; "" is the unnamed dense vector."""
 
 DEFAULT_HNSW_M = 16
-# Qdrant refuses requests over 32 MiB by default; batches are split well below that.
+# Requests aim at a few MiB (Qdrant's bulk-load advice); the engine joins pages up to this.
+REQUEST_BYTES = 4 * 1024 * 1024
+# Qdrant refuses requests over 32 MiB by default; a request is split well below that.
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
 
 
@@ -129,6 +131,7 @@ class QdrantTarget:
             create=not read_only,
         )
         self.client = self.connection.client
+        self._acknowledge_only: bool | None = None
         if self.connection.local:
             self._write = self._write_models
         elif self.connection.grpc:
@@ -303,49 +306,69 @@ class QdrantTarget:
             )
         return [point.id for point in response.points]
 
-    def upsert(self, points: list[models.PointStruct]) -> None:
-        """Write and wait for the server's acknowledgement."""
-        self._write(points)
+    @property
+    def in_flight(self) -> int:
+        """Upserts a partition keeps out at once; local mode writes one at a time anyway."""
+        return 1 if self.connection.local else self.spec.in_flight
 
-    def _write_models(self, points: list[models.PointStruct]) -> None:
-        """Local mode takes the models themselves."""
+    @property
+    def acknowledge_only(self) -> bool:
+        """Whether data upserts may return on acknowledgement (wait=false), once the server
+        has them in its write-ahead log, without waiting for them to be applied.
+
+        Only for a server collection of one shard: its updates are applied in order, so one
+        later wait=true upsert is a barrier for all of them. With several shards a barrier
+        would have to reach every shard, so each upsert waits instead.
+        """
+        if self._acknowledge_only is None:
+            info = None if self.connection.local else self.existing()
+            self._acknowledge_only = info is not None and info.config.params.shard_number == 1
+        return self._acknowledge_only
+
+    def upsert(self, points: list[models.PointStruct], wait: bool = True) -> int:
+        """Write `points`; with `wait`, return once they are applied, else once the server
+        acknowledges them. Returns the bytes sent (0 in local mode, which sends none)."""
+        return self._write(points, wait)
+
+    def _write_models(self, points: list[models.PointStruct], wait: bool) -> int:
+        """Local mode takes the models themselves, and applies them at once."""
         with self.connection.lock:
             self.client.upsert(self.collection, points=wire.local_points(points), wait=True)
+        return 0
 
-    def _write_grpc(self, points: list[models.PointStruct]) -> None:
+    def _write_grpc(self, points: list[models.PointStruct], wait: bool) -> int:
         """A server: the request is encoded straight from the points (`wire`)."""
-        request = wire.grpc_upsert_request(self.collection, points, wait=True)
+        request = wire.grpc_upsert_request(self.collection, points, wait=wait)
         if len(request) > MAX_REQUEST_BYTES and len(points) > 1:
-            self._write_halves(points, self._write_grpc)
-            return
+            return self._write_halves(points, wait, self._write_grpc)
         self._grpc_upsert(request, timeout=self.spec.timeout)
+        return len(request)
 
-    def _write_rest(self, points: list[models.PointStruct]) -> None:
+    def _write_rest(self, points: list[models.PointStruct], wait: bool) -> int:
         body = wire.rest_upsert_body(points)
         if len(body) > MAX_REQUEST_BYTES and len(points) > 1:
-            self._write_halves(points, self._write_rest)
-            return
+            return self._write_halves(points, wait, self._write_rest)
         try:
             self.client.http.client.request(
                 type_=dict,  # the acknowledgement, parsed as plain JSON
                 method="PUT",
                 url="/collections/{collection_name}/points",
                 path_params={"collection_name": self.collection},
-                params={"wait": "true"},
+                params={"wait": "true" if wait else "false"},
                 headers={"Content-Type": "application/json"},
                 content=body,
             )
         except Exception as exc:
             if http_status(exc) != 413 or len(points) == 1:
                 raise
-            self._write_halves(points, self._write_rest)  # the server's limit is lower
+            return self._write_halves(points, wait, self._write_rest)  # a lower server limit
+        return len(body)
 
     @staticmethod
-    def _write_halves(points: list[models.PointStruct], write: Any) -> None:
+    def _write_halves(points: list[models.PointStruct], wait: bool, write: Any) -> int:
         """A batch too large for one request (wide vectors, big payloads) goes in halves."""
         middle = len(points) // 2
-        write(points[:middle])
-        write(points[middle:])
+        return write(points[:middle], wait) + write(points[middle:], wait)
 
     def count(self) -> int:
         with self.connection.lock:

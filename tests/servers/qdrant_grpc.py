@@ -55,6 +55,8 @@ class Collections(pb.CollectionsServicer):
         if request.HasField("sparse_vectors_config"):
             sparse = GrpcToRest.convert_sparse_vector_config(request.sparse_vectors_config)
             body["sparse_vectors"] = _dump(sparse)
+        if request.HasField("shard_number"):
+            body["shard_number"] = request.shard_number
         self.sink.create(request.collection_name, body)
         return pb.CollectionOperationResponse(result=True)
 
@@ -76,14 +78,14 @@ class Points(pb.PointsServicer):
 
     def Upsert(self, request: Any, context: Any) -> Any:
         name = request.collection_name
-        self.sink.count_upsert("grpc")
+        ids = [p.id.num if p.id.HasField("num") else p.id.uuid for p in request.points]
+        self.sink.note_upsert(name, "grpc", request.wait, ids)
         if self.sink.keeps(name):
             points = [GrpcToRest.convert_point_struct(p) for p in request.points]
             self.sink.call("upsert", name, points)
             with self.sink.lock:
                 self.sink.writes[name] = self.sink.writes.get(name, 0) + len(points)
         else:
-            ids = [p.id.num if p.id.HasField("num") else p.id.uuid for p in request.points]
             self.sink.upsert_ids(name, ids)
         return pb.PointsOperationResponse(result=_completed())
 

@@ -46,10 +46,31 @@ class Store:
         self.accepted = 0  # points upserted into data collections, duplicates included
         self.writes: dict[str, int] = {}  # points upserted per kept collection, rewrites too
         self.upserts = {"rest": 0, "grpc": 0}  # upsert requests, by protocol
+        self.data_upserts: list[tuple[bool, list[Any]]] = []  # (wait, IDs) of each, as they came
+        self.shards: dict[str, int] = {}  # shard_number a collection was created with
+        self.writing = 0  # data upserts being answered now
+        self.most_writing = 0  # the most at once
 
-    def count_upsert(self, protocol: str) -> None:
+    @contextlib.contextmanager
+    def answering(self, name: str) -> Iterator[None]:
+        """Around an upsert's whole answer, latency included: how many are in flight."""
+        if name in ALWAYS_KEPT:
+            yield
+            return
+        with self.lock:
+            self.writing += 1
+            self.most_writing = max(self.most_writing, self.writing)
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.writing -= 1
+
+    def note_upsert(self, name: str, protocol: str, wait: bool, ids: list[Any]) -> None:
         with self.lock:
             self.upserts[protocol] += 1
+            if name not in ALWAYS_KEPT:
+                self.data_upserts.append((wait, ids))
 
     def keeps(self, name: str) -> bool:
         return self.keep_points or name in ALWAYS_KEPT
@@ -66,6 +87,7 @@ class Store:
         info = self.call("get_collection", name)
         if name in self.hnsw_m:
             info.config.hnsw_config.m = self.hnsw_m[name]
+        info.config.params.shard_number = self.shards.get(name, 1)
         if not self.keeps(name):
             info.points_count = info.indexed_vectors_count = len(self.ids.get(name, ()))
         return info
@@ -80,6 +102,7 @@ class Store:
             hnsw_config=request.hnsw_config,
         )
         self.ids[name] = set()
+        self.shards[name] = request.shard_number or 1
         if request.hnsw_config is not None and request.hnsw_config.m is not None:
             self.hnsw_m[name] = request.hnsw_config.m
 
@@ -92,9 +115,10 @@ class Store:
     def delete(self, name: str) -> None:
         self.call("delete_collection", name)
         self.ids.pop(name, None)
+        self.shards.pop(name, None)
 
-    def upsert(self, name: str, body: dict[str, Any]) -> None:
-        self.count_upsert("rest")
+    def upsert(self, name: str, body: dict[str, Any], wait: bool) -> None:
+        self.note_upsert(name, "rest", wait, [p["id"] for p in body["points"]])
         if self.keeps(name):
             self.call("upsert", name, models.PointsList.model_validate(body).points)
             with self.lock:
@@ -193,17 +217,21 @@ class RestHandler(BaseHTTPRequestHandler):
         if not parts:  # the version check reads the root, which is not wrapped in `result`
             self._send(200, {"title": "qdrant stand-in", "version": VERSION})
             return
-        if self._inject(url.path, raw):
+        with self.store.answering(parts[1] if len(parts) > 1 else ""):
+            self._answer(url.path, url.query, parts, raw)
+
+    def _answer(self, path: str, query: str, parts: list[str], raw: bytes) -> None:
+        if self._inject(path, raw):
             return
         try:
-            result = self._route(self.command, parts, raw)
+            result = self._route(self.command, parts, raw, wait="wait=true" in query)
         except KeyError as exc:
             self._error(404, f"Not found: {exc}")
             return
         except (ValueError, TypeError) as exc:
             self._error(400, str(exc))
             return
-        if self.faults.path in url.path and self.command == "PUT" and self.faults.take("resets"):
+        if self.faults.path in path and self.command == "PUT" and self.faults.take("resets"):
             self.close_connection = True  # applied, but the answer never arrives
             self.connection.shutdown(2)
             return
@@ -232,7 +260,7 @@ class RestHandler(BaseHTTPRequestHandler):
         self._error(status, "injected fault", headers)
         return True
 
-    def _route(self, method: str, parts: list[str], raw: bytes) -> Any:
+    def _route(self, method: str, parts: list[str], raw: bytes, wait: bool) -> Any:
         store = self.store
         if parts == ["collections"]:
             return store.call("get_collections")
@@ -255,8 +283,8 @@ class RestHandler(BaseHTTPRequestHandler):
         if rest == ["index"]:
             return {"operation_id": 0, "status": "completed"}
         if rest == ["points"] and method == "PUT":
-            store.upsert(name, body)
-            return {"operation_id": 0, "status": "completed"}
+            store.upsert(name, body, wait)
+            return {"operation_id": 0, "status": "completed" if wait else "acknowledged"}
         if rest == ["points", "count"]:
             return {"count": store.count(name)}
         if rest == ["points"] and method == "POST":
