@@ -178,6 +178,15 @@ def test_grpc_payload_bytes_equal_protobufs(key: str, value: Any) -> None:
     assert wire._map(3, {key: value}) == expected
 
 
+@pytest.mark.parametrize("length", range(115, 130))
+def test_grpc_payload_entries_about_128_bytes_long(length: int) -> None:
+    """An entry's length takes one byte up to 127, two from 128."""
+    payload = {"k": "x" * length, "nested": {"k": ["x" * length]}}
+    for key, value in payload.items():
+        expected = pb.PointStruct(payload={key: json_to_value(value)}).SerializeToString()
+        assert wire._map(3, {key: value}) == expected
+
+
 def test_grpc_payload_of_many_keys_equals_the_clients_conversion() -> None:
     """Protobuf orders map entries its own way: compared as parsed messages."""
     payload = {f"key {i} ü": value for i, value in enumerate(VALUES)}
