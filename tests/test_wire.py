@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
+import enum
 import json
+import math
+import uuid
 from typing import Any
 
 import numpy as np
@@ -10,7 +14,7 @@ import orjson
 import pytest
 from qdrant_client import grpc as pb
 from qdrant_client import models
-from qdrant_client.conversions.conversion import RestToGrpc
+from qdrant_client.conversions.conversion import RestToGrpc, json_to_value
 
 from qmigrate import wire
 
@@ -113,6 +117,101 @@ def test_numpy_vectors_go_out_as_numbers() -> None:
         id=1, vector=np.asarray([0.5, 1.5], dtype=np.float32), payload={}
     )
     assert orjson.loads(wire.rest_upsert_body([point]))["points"][0]["vector"] == [0.5, 1.5]
+
+
+class Level(enum.IntEnum):
+    HIGH = 3
+
+
+LONG = "long text é " * 2000  # 26 KB: lengths take 3-byte varints
+# Every kind of JSON value, at its edges, and what json_to_value converts (datetime, UUID,
+# tuples, enums, float subclasses, non-str keys of a nested dict).
+VALUES: list[Any] = [
+    None,
+    True,
+    False,
+    0,
+    1,
+    -1,
+    127,
+    128,
+    2**31,
+    -(2**31),
+    2**63 - 1,
+    -(2**63),
+    0.0,
+    -0.0,
+    1.5,
+    -2.5e-300,
+    5e-324,
+    1.7976931348623157e308,
+    math.inf,
+    -math.inf,
+    math.nan,
+    "",
+    "text",
+    "é ü 日本語 🦆",
+    LONG,
+    {},
+    [],
+    {"": {}},
+    [[], {}, [None]],
+    [None, True, False, 0, -7, 1.5, "s", {"k": [1]}],
+    {"deep": {"er": {"est": [{"x": -(2**40)}]}}},
+    {"big": [LONG, {"more": LONG}]},
+    datetime.datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=datetime.timezone.utc),
+    datetime.date(2024, 1, 2),
+    uuid.UUID("550e8400-e29b-41d4-a716-446655440000"),
+    (1, "a"),
+    Level.HIGH,
+    np.float64(2.5),
+    {1: "a"},
+    [datetime.date(2024, 1, 2), {"in": (None,)}],
+]
+
+
+@pytest.mark.parametrize("value", VALUES, ids=lambda value: repr(value)[:30])
+@pytest.mark.parametrize("key", ["k", "ключ 🔑", "", "K" * 300])
+def test_grpc_payload_bytes_equal_protobufs(key: str, value: Any) -> None:
+    """Byte for byte: one key (and one per nested dict), so protobuf's map order cannot differ."""
+    expected = pb.PointStruct(payload={key: json_to_value(value)}).SerializeToString()
+    assert wire._map(3, {key: value}) == expected
+
+
+@pytest.mark.parametrize("length", range(115, 130))
+def test_grpc_payload_entries_about_128_bytes_long(length: int) -> None:
+    """An entry's length takes one byte up to 127, two from 128."""
+    payload = {"k": "x" * length, "nested": {"k": ["x" * length]}}
+    for key, value in payload.items():
+        expected = pb.PointStruct(payload={key: json_to_value(value)}).SerializeToString()
+        assert wire._map(3, {key: value}) == expected
+
+
+def test_grpc_payload_of_many_keys_equals_the_clients_conversion() -> None:
+    """Protobuf orders map entries its own way: compared as parsed messages."""
+    payload = {f"key {i} ü": value for i, value in enumerate(VALUES)}
+    payload["nested"] = {f"k{i}": value for i, value in enumerate(VALUES)}
+    point = models.PointStruct.model_construct(id=1, vector=[0.5], payload=payload)
+    request = pb.UpsertPoints.FromString(wire.grpc_upsert_request("c", [point], True))
+    assert request.points[0] == RestToGrpc.convert_point_struct(point)
+    assert len(request.points[0].payload) == len(VALUES) + 1
+
+
+@pytest.mark.parametrize("value", [2**63, 2**64 - 1, -(2**63) - 1, np.int64(1), np.bool_(True)])
+def test_grpc_payload_refuses_what_the_client_refuses(value: Any) -> None:
+    """int64 holds no larger int, and numpy scalars other than float64 are no JSON."""
+    with pytest.raises(ValueError) as client:
+        json_to_value(value)
+    with pytest.raises(ValueError) as ours:
+        wire._map(3, {"k": value})
+    assert str(ours.value) == str(client.value)
+
+
+def test_grpc_payload_key_that_is_no_string_is_a_type_error_as_in_protobuf() -> None:
+    with pytest.raises(TypeError):
+        pb.PointStruct(payload={1: json_to_value("a")})
+    with pytest.raises(TypeError):
+        wire._map(3, {1: "a"})  # type: ignore[dict-item]
 
 
 @pytest.mark.parametrize("number", [0, 1, 127, 128, 300, 16383, 16384, 2**21, 2**63, 2**64 - 1])

@@ -10,6 +10,7 @@ Dense vectors arrive as float32 arrays (`mapping`). Over gRPC their bytes are th
 
 from __future__ import annotations
 
+import struct
 import uuid
 from typing import Any
 
@@ -60,8 +61,9 @@ def _lists(vector: Any) -> Any:
 
 
 # --- gRPC: the UpsertPoints message, encoded by hand ------------------------------------
-# Field numbers are those of qdrant's points.proto; only length-delimited fields and
-# varints occur. https://protobuf.dev/programming-guides/encoding/
+# Field numbers are those of qdrant's points.proto and json_with_int.proto; besides
+# length-delimited fields and varints only a payload's doubles (fixed64) occur.
+# https://protobuf.dev/programming-guides/encoding/
 
 
 def grpc_upsert_request(collection: str, points: list[models.PointStruct], wait: bool) -> bytes:
@@ -71,11 +73,10 @@ def grpc_upsert_request(collection: str, points: list[models.PointStruct], wait:
 
 
 def _point(point: models.PointStruct) -> bytes:
-    """PointStruct: id 1, payload 3 (protobuf's own encoding), vectors 4."""
+    """PointStruct: id 1, payload 3 (map<string, Value>), vectors 4."""
     body = _delimited(1, _point_id(point.id)) + _delimited(4, _vectors(point.vector))
     if point.payload:
-        payload = {key: json_to_value(value) for key, value in point.payload.items()}
-        body += pb.PointStruct(payload=payload).SerializeToString()
+        body += _map(3, point.payload)
     return body
 
 
@@ -113,13 +114,67 @@ def _float_bytes(values: Any) -> bytes:
     return np.asarray(values, dtype="<f4").tobytes()  # no copy for a mapped vector
 
 
+def _map(field: int, values: dict[str, Any]) -> bytes:
+    """A map<string, Value>: one entry (key 1, value 2) per key, each as `field`. A key that
+    is no str raises TypeError, as protobuf does.
+
+    Most entries are short, and then every length is one byte: their parts are joined once
+    instead of nested, which takes a fifth off a payload's encoding."""
+    tag, parts = _TAGS[field], []
+    for key, value in values.items():
+        encoded_key, encoded_value = str.encode(key), _value(value)
+        size = len(encoded_key) + len(encoded_value)
+        if size < 0x7C:  # with the 4 bytes of tags and lengths, under 128
+            parts += (tag, _SMALL[size + 4], b"\n", _SMALL[len(encoded_key)], encoded_key)
+            parts += (b"\x12", _SMALL[len(encoded_value)], encoded_value)
+        else:
+            entry = _delimited(1, encoded_key) + _delimited(2, encoded_value)
+            parts.append(_delimited(field, entry))
+    return b"".join(parts)
+
+
+def _value(value: Any) -> bytes:
+    """Value, a oneof: null_value 1, double_value 2, integer_value 3 (int64), string_value 4,
+    bool_value 5, struct_value 6 (Struct: fields 1), list_value 7 (ListValue: values 1).
+
+    A oneof member is written even when it holds its default (0, "", false). Exact types
+    only (a bool is an int subclass); anything else, such as an int beyond int64, a
+    datetime or a numpy scalar, is left to qdrant-client's `json_to_value`, so that it
+    converts or raises exactly as the client does."""
+    kind = type(value)
+    if kind is str:
+        return _delimited(4, value.encode())
+    if kind is int and -(2**63) <= value < 2**63:
+        return b"\x18" + _varint(value & 0xFFFFFFFFFFFFFFFF)  # two's complement, 10 bytes if < 0
+    if kind is float:
+        return _DOUBLE.pack(0x11, value)
+    if kind is bool:
+        return b"\x28\x01" if value else b"\x28\x00"
+    if value is None:
+        return b"\x08\x00"
+    if kind is dict:
+        try:
+            return _delimited(6, _map(1, value))
+        except TypeError:  # a key that is no str, here or deeper: the client makes it one
+            pass
+    elif kind is list:
+        return _delimited(7, b"".join([_delimited(1, _value(item)) for item in value]))
+    return json_to_value(value).SerializeToString()
+
+
+_DOUBLE = struct.Struct("<Bd")  # a double's tag (field 2, fixed64) and its little-endian bytes
+
+
 def _delimited(field: int, body: bytes) -> bytes:
-    return _varint(field << 3 | 2) + _varint(len(body)) + body
+    """Tag (field, wire type 2), length, body: the tag and a short length from tables, as
+    this runs several times for every payload value."""
+    size = len(body)
+    return _TAGS[field] + (_SMALL[size] if size < 0x80 else _varint(size)) + body
 
 
 def _varint(number: int) -> bytes:
     if number < 0x80:
-        return bytes((number,))
+        return _SMALL[number]
     if number < 0x4000:  # a vector's length, mostly
         return bytes((number & 0x7F | 0x80, number >> 7))
     out = bytearray()
@@ -128,3 +183,7 @@ def _varint(number: int) -> bytes:
         number >>= 7
     out.append(number)
     return bytes(out)
+
+
+_SMALL = tuple(bytes((number,)) for number in range(0x80))  # one-byte varints
+_TAGS = tuple(_varint(field << 3 | 2) for field in range(104))  # up to multi_dense 103
