@@ -291,15 +291,15 @@ def server_job(
 
 
 def test_data_goes_unwaited_then_one_waited_barrier(tmp_path: Path) -> None:
-    """One shard: data upserts return on acknowledgement, and the last is sent again with
-    wait=true, after which the server has applied them all."""
+    """One shard: data upserts return on acknowledgement, and the last point is sent again
+    with wait=true, after which the server has applied them all."""
     with running() as (url, store, _faults):
         summary = run_job(server_job(tmp_path, url), tmp_path)
     assert (summary.written, summary.count_check) == (100, "ok")
     *data, barrier = store.data_upserts
     assert [wait for wait, _ in data] == [False] * len(data) and barrier[0] is True
     assert sorted(i for _, ids in data for i in ids) == list(range(100))
-    assert barrier[1] == data[-1][1]
+    assert barrier[1] == data[-1][1][-1:]
 
 
 def test_grpc_data_goes_unwaited_then_one_waited_barrier(tmp_path: Path) -> None:
@@ -333,7 +333,7 @@ def test_queued_pages_join_one_request_up_to_its_budget(
 ) -> None:
     with running() as (url, store, faults):
         faults.latency = 0.02  # pages queue up behind a slow server
-        document = server_job(tmp_path, url, list(range(200)), in_flight=1)
+        document = server_job(tmp_path, url, list(range(200)), in_flight=2)
         summary = run_job(document, tmp_path)
         joined = len(store.data_upserts)
         store.data_upserts.clear()

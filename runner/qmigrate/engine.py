@@ -830,8 +830,10 @@ class PageWriter:
     order, once they and every page before them are acknowledged, so resume stays exact;
     an ID still in flight waits for its request, so the last page read still wins.
 
-    With `acknowledge_only` the data goes with wait=false, and the last request is sent
-    again with wait=true at the end: a barrier, after which every point is applied.
+    So a killed run leaves at most in_flight x (in_flight + 1) pages written but not saved.
+
+    With `acknowledge_only` the data goes with wait=false, and the last point is sent again
+    with wait=true at the end: a barrier, after which every point is applied.
     The first error stops it; `put` and the end of the block raise it.
     """
 
@@ -848,7 +850,7 @@ class PageWriter:
         self.in_flight = in_flight
         self.acknowledge_only = acknowledge_only
         self.stop = stop
-        self.pages: queue.Queue[Any] = queue.Queue(maxsize=2 * in_flight)
+        self.pages: queue.Queue[Any] = queue.Queue(maxsize=in_flight)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="writer", daemon=True)
         self.bytes_per_point = 0.0  # of the last request: 0 until one is answered, and locally
@@ -902,7 +904,7 @@ class PageWriter:
                 while out:
                     self._finish(out.popleft())
                 if self.acknowledge_only and last and not self.stop.is_set():
-                    self.send(last, True)
+                    self.send(last[-1:], True)
             except BaseException as exc:
                 self.error = exc
                 for request in out:  # not recorded: an earlier page failed

@@ -61,8 +61,8 @@ def test_a_second_run_of_a_job_is_refused_while_the_first_holds_it(
     tmp_path: Path, stand_in: tuple[str, Store, Faults]
 ) -> None:
     url, store, faults = stand_in
-    faults.path, faults.latency = "/collections/copy/points", 0.03  # a run of 10 s or more
-    job = job_file(tmp_path, url)
+    faults.path, faults.latency = "/collections/copy/points", 0.1  # a run of 10 s or more
+    job = job_file(tmp_path, url, target={"url": url, "collection": "copy", "in_flight": 1})
     first = start(job)
     wait_for_points(store, 100, first)
     second = run_cli("apply", str(job))
