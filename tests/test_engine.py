@@ -345,6 +345,17 @@ def test_queued_pages_join_one_request_up_to_its_budget(
     assert len(single) == 20 + 1 and all(len(ids) <= 10 for _, ids in single)
 
 
+def test_a_slow_checkpoint_save_does_not_hold_up_the_writes(tmp_path: Path) -> None:
+    """Data keeps going out while a checkpoint is saved, even with one upsert in flight;
+    pages acknowledged meanwhile are saved as one."""
+    with running() as (url, store, faults):
+        faults.path, faults.latency = "/collections/_migration_offsets/points", 0.2
+        document = server_job(tmp_path, url, list(range(200)), in_flight=1)
+        summary = run_job(document, tmp_path)
+    assert (summary.written, summary.count_check) == (200, "ok")
+    assert store.during_saves > 0
+
+
 def test_the_last_page_read_wins_with_requests_in_flight(tmp_path: Path) -> None:
     """An ID repeated in a later page waits for the request that holds it, even when that
     request is slow to answer; pages that repeat an ID never join one request."""

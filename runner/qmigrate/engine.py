@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from qdrant_client import models
@@ -617,7 +617,8 @@ class PartitionWorker:
         """Read, then map pages while earlier ones are written (`PageWriter`)."""
         while True:
             try:
-                with self._writer(state) as writer:
+                saver = CheckpointSaver(self._save, self._advance)
+                with saver, self._writer(state, saver) as writer:
                     for page in self._pages(partition, state):
                         writer.put(self._prepare(page))
                 break
@@ -627,7 +628,7 @@ class PartitionWorker:
             state.done = True
             self._save(state)
 
-    def _writer(self, state: PartitionState) -> PageWriter:
+    def _writer(self, state: PartitionState, saver: CheckpointSaver) -> PageWriter:
         def send(points: list[models.PointStruct], wait: bool) -> int:
             sent = 0
 
@@ -640,7 +641,7 @@ class PartitionWorker:
 
         return PageWriter(
             send,
-            lambda pages: self._record(pages, state),
+            lambda pages: self._record(pages, state, saver),
             in_flight=self.target.in_flight,
             acknowledge_only=self.target.acknowledge_only,
             stop=self.stop,
@@ -715,7 +716,9 @@ class PartitionWorker:
             passed_over=page.passed_over,
         )
 
-    def _record(self, pages: list[PreparedPage], state: PartitionState) -> None:
+    def _record(
+        self, pages: list[PreparedPage], state: PartitionState, saver: CheckpointSaver
+    ) -> None:
         """Count acknowledged pages and save the cursor after the last: pages are recorded in
         order, so a saved cursor always means every point before it was acknowledged."""
         for page in pages:
@@ -726,7 +729,7 @@ class PartitionWorker:
             state.filtered += page.filtered
             state.invalid += len(page.dead_letters)
             state.duplicates += page.duplicates
-        self._save(state)
+        saver.offer(state, read=sum(page.read for page in pages))
         for page in pages:
             self.counters.add(
                 read=page.read,
@@ -736,8 +739,11 @@ class PartitionWorker:
                 duplicates=page.duplicates,
                 passed_over=page.passed_over,
             )
-            if self.progress is not None:
-                self.progress.advance(page.read)
+
+    def _advance(self, read: int) -> None:
+        """The bar counts records whose checkpoint is saved."""
+        if self.progress is not None:
+            self.progress.advance(read)
 
     def _save(self, state: PartitionState) -> None:
         state.updated_at = time.time()
@@ -811,6 +817,62 @@ class PreparedPage:
     filtered: int
     duplicates: int
     passed_over: int
+
+
+class CheckpointSaver:
+    """Saves a partition's newest state on a thread of its own, so that a checkpoint's round
+    trip to the store never holds up the writes. Saves that pile up collapse into the newest;
+    the end of the block waits for it. `saved` hears how many records each save covered.
+    A failed save stops the partition: `offer` and the end of the block raise it."""
+
+    def __init__(
+        self, save: Callable[[PartitionState], None], saved: Callable[[int], None]
+    ) -> None:
+        self.save = save
+        self.saved = saved
+        self.pending: PartitionState | None = None
+        self.pending_read = 0
+        self.closing = False
+        self.error: BaseException | None = None
+        self.changed = threading.Condition()
+        self.thread = threading.Thread(target=self._run, name="checkpoint", daemon=True)
+
+    def __enter__(self) -> CheckpointSaver:
+        self.thread.start()
+        return self
+
+    def offer(self, state: PartitionState, read: int) -> None:
+        with self.changed:
+            if self.error is not None:
+                raise self.error
+            self.pending = replace(state)  # a snapshot: the writer goes on changing `state`
+            self.pending_read += read
+            self.changed.notify()
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
+        with self.changed:
+            self.closing = True
+            self.changed.notify()
+        self.thread.join()
+        if kind is None and self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        while True:
+            with self.changed:
+                while self.pending is None and not self.closing:
+                    self.changed.wait()
+                state, self.pending = self.pending, None
+                read, self.pending_read = self.pending_read, 0
+            if state is None:
+                return
+            try:
+                self.save(state)
+                self.saved(read)
+            except BaseException as exc:
+                with self.changed:
+                    self.error = exc
+                return
 
 
 @dataclass

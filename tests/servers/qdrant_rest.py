@@ -50,27 +50,29 @@ class Store:
         self.shards: dict[str, int] = {}  # shard_number a collection was created with
         self.writing = 0  # data upserts being answered now
         self.most_writing = 0  # the most at once
+        self.saving = 0  # checkpoint upserts being answered now
+        self.during_saves = 0  # data upserts that came while one was
 
     @contextlib.contextmanager
     def answering(self, name: str) -> Iterator[None]:
-        """Around an upsert's whole answer, latency included: how many are in flight."""
-        if name in ALWAYS_KEPT:
-            yield
-            return
+        """Around a request's whole answer, latency included: how many upserts are in flight,
+        of data and of checkpoints."""
+        counter = "saving" if name in ALWAYS_KEPT else "writing"
         with self.lock:
-            self.writing += 1
+            setattr(self, counter, getattr(self, counter) + 1)
             self.most_writing = max(self.most_writing, self.writing)
         try:
             yield
         finally:
             with self.lock:
-                self.writing -= 1
+                setattr(self, counter, getattr(self, counter) - 1)
 
     def note_upsert(self, name: str, protocol: str, wait: bool, ids: list[Any]) -> None:
         with self.lock:
             self.upserts[protocol] += 1
             if name not in ALWAYS_KEPT:
                 self.data_upserts.append((wait, ids))
+                self.during_saves += self.saving > 0
 
     def keeps(self, name: str) -> bool:
         return self.keep_points or name in ALWAYS_KEPT
