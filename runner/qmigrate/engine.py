@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from qdrant_client import models
 
@@ -43,6 +43,7 @@ from qmigrate.spec import Job
 from qmigrate.target import DEFAULT_HNSW_M, REQUEST_BYTES, Layout, QdrantTarget, target_layout
 
 PREFETCH_PAGES = 2
+T = TypeVar("T")
 
 
 @dataclass
@@ -630,14 +631,7 @@ class PartitionWorker:
 
     def _writer(self, state: PartitionState, saver: CheckpointSaver) -> PageWriter:
         def send(points: list[models.PointStruct], wait: bool) -> int:
-            sent = 0
-
-            def upsert() -> None:
-                nonlocal sent
-                sent = self.target.upsert(points, wait)
-
-            self._retrying(upsert, "writing to the target")
-            return sent
+            return self._retrying(lambda: self.target.upsert(points, wait), "writing to the target")
 
         return PageWriter(
             send,
@@ -751,8 +745,8 @@ class PartitionWorker:
             lambda: self.store.save_partition(self.job.name, state), "saving the checkpoint"
         )
 
-    def _retrying(self, call: Callable[[], Any], doing: str) -> None:
-        retried(
+    def _retrying(self, call: Callable[[], T], doing: str) -> T:
+        return retried(
             call,
             f"job '{self.job.name}': {doing}",
             self.stop,
