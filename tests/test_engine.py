@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 
 from qmigrate import engine, spec
 from qmigrate.errors import QmigrateError
-from qmigrate.records import Page, Partition
+from qmigrate.records import CursorLost, Page, Partition
 from tests.conftest import (
     assert_same_points,
     make_qdrant_collection,
@@ -311,10 +312,14 @@ def test_grpc_data_goes_unwaited_then_one_waited_barrier(tmp_path: Path) -> None
     assert waits == [False] * (len(waits) - 1) + [True]
 
 
-def test_several_shards_wait_for_every_upsert(tmp_path: Path) -> None:
-    """No single upsert is a barrier across shards, so each one waits."""
+@pytest.mark.parametrize("layout", [{"shards": 2}, {"replication_factor": 2}])
+def test_several_shards_or_replicas_wait_for_every_upsert(
+    tmp_path: Path, layout: dict[str, int]
+) -> None:
+    """No single upsert is a barrier across shards, and replicas may apply updates in
+    different orders: each upsert waits."""
     with running() as (url, store, _faults):
-        summary = run_job(server_job(tmp_path, url, shards=2), tmp_path)
+        summary = run_job(server_job(tmp_path, url, **layout), tmp_path)
     assert (summary.written, summary.count_check) == (100, "ok")
     assert all(wait for wait, _ in store.data_upserts)
     assert sorted(i for _, ids in store.data_upserts for i in ids) == list(range(100))
@@ -354,6 +359,24 @@ def test_a_slow_checkpoint_save_does_not_hold_up_the_writes(tmp_path: Path) -> N
         summary = run_job(document, tmp_path)
     assert (summary.written, summary.count_check) == (200, "ok")
     assert store.during_saves > 0
+
+
+def test_a_failed_write_is_not_forgotten_when_the_block_ends_otherwise() -> None:
+    """A source that loses its cursor after a write failed must not restart the partition
+    as if nothing had happened: the write's failure is what surfaces."""
+    from qdrant_client import models
+
+    def send(points: list[Any], wait: bool) -> int:
+        raise QmigrateError("writing failed")
+
+    point = models.PointStruct(id=1, vector=[1.0], payload={})
+    page = engine.PreparedPage([point], [], cursor=1, read=1, filtered=0, duplicates=0,
+                               passed_over=0)  # fmt: skip
+    writer = engine.PageWriter(send, lambda pages: None, 2, False, threading.Event())
+    with pytest.raises(QmigrateError, match="writing failed"), writer:
+        writer.put(page)
+        writer.thread.join()
+        raise CursorLost("the source's cursor expired")
 
 
 def test_the_last_page_read_wins_with_requests_in_flight(tmp_path: Path) -> None:

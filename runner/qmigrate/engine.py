@@ -618,7 +618,7 @@ class PartitionWorker:
         """Read, then map pages while earlier ones are written (`PageWriter`)."""
         while True:
             try:
-                saver = CheckpointSaver(self._save, self._advance)
+                saver = CheckpointSaver(self._save, self._dead_letter, self._advance)
                 with saver, self._writer(state, saver) as writer:
                     for page in self._pages(partition, state):
                         writer.put(self._prepare(page))
@@ -716,14 +716,14 @@ class PartitionWorker:
         """Count acknowledged pages and save the cursor after the last: pages are recorded in
         order, so a saved cursor always means every point before it was acknowledged."""
         for page in pages:
-            # Dead letters go out with the checkpoint, so a replayed page does not repeat them.
-            self._dead_letter(page.dead_letters)
             state.cursor = page.cursor
             state.points += len(page.points)
             state.filtered += page.filtered
             state.invalid += len(page.dead_letters)
             state.duplicates += page.duplicates
-        saver.offer(state, read=sum(page.read for page in pages))
+        # Dead letters go out with the checkpoint, so a replayed page does not repeat them.
+        dead_letters = [line for page in pages for line in page.dead_letters]
+        saver.offer(state, sum(page.read for page in pages), dead_letters)
         for page in pages:
             self.counters.add(
                 read=page.read,
@@ -815,17 +815,25 @@ class PreparedPage:
 
 class CheckpointSaver:
     """Saves a partition's newest state on a thread of its own, so that a checkpoint's round
-    trip to the store never holds up the writes. Saves that pile up collapse into the newest;
-    the end of the block waits for it. `saved` hears how many records each save covered.
-    A failed save stops the partition: `offer` and the end of the block raise it."""
+    trip to the store never holds up the writes. While one save is under way, the states
+    offered meanwhile collapse into the newest; one more offer waits for it to be taken, so
+    at most two states are unsaved. A state's dead letters are written just before it is
+    saved, so a replayed page does not repeat them; `on_saved` hears how many records each
+    save covered. A failed save stops the partition: `offer` and the end of the block raise
+    it. The end of the block waits for the last save."""
 
     def __init__(
-        self, save: Callable[[PartitionState], None], saved: Callable[[int], None]
+        self,
+        save: Callable[[PartitionState], None],
+        dead_letter: Callable[[list[str]], None],
+        on_saved: Callable[[int], None],
     ) -> None:
         self.save = save
-        self.saved = saved
+        self.dead_letter = dead_letter
+        self.on_saved = on_saved
         self.pending: PartitionState | None = None
         self.pending_read = 0
+        self.pending_dead_letters: list[str] = []
         self.closing = False
         self.error: BaseException | None = None
         self.changed = threading.Condition()
@@ -835,21 +843,24 @@ class CheckpointSaver:
         self.thread.start()
         return self
 
-    def offer(self, state: PartitionState, read: int) -> None:
+    def offer(self, state: PartitionState, read: int, dead_letters: list[str]) -> None:
         with self.changed:
+            while self.pending is not None and self.error is None:
+                self.changed.wait()
             if self.error is not None:
                 raise self.error
             self.pending = replace(state)  # a snapshot: the writer goes on changing `state`
             self.pending_read += read
-            self.changed.notify()
+            self.pending_dead_letters += dead_letters
+            self.changed.notify_all()
 
     def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
         with self.changed:
             self.closing = True
-            self.changed.notify()
+            self.changed.notify_all()
         self.thread.join()
-        if kind is None and self.error is not None:
-            raise self.error
+        if self.error is not None and self.error is not exc:
+            raise self.error  # the first failure, even when the block ended with another
 
     def _run(self) -> None:
         while True:
@@ -858,14 +869,18 @@ class CheckpointSaver:
                     self.changed.wait()
                 state, self.pending = self.pending, None
                 read, self.pending_read = self.pending_read, 0
+                dead_letters, self.pending_dead_letters = self.pending_dead_letters, []
+                self.changed.notify_all()
             if state is None:
                 return
             try:
+                self.dead_letter(dead_letters)
                 self.save(state)
-                self.saved(read)
+                self.on_saved(read)
             except BaseException as exc:
                 with self.changed:
                     self.error = exc
+                    self.changed.notify_all()
                 return
 
 
@@ -875,22 +890,26 @@ class Request:
 
     pages: list[PreparedPage]
     ids: set[Any]
-    sent: Future[int]
+    acknowledged: Future[int]  # the bytes sent
 
 
 class PageWriter:
     """Writes prepared pages on threads of its own while the next ones are mapped.
 
-    Up to `in_flight` upserts are out at once. Pages already queued when a request leaves
-    join it, up to about REQUEST_BYTES. Pages are recorded (counted and checkpointed) in
-    order, once they and every page before them are acknowledged, so resume stays exact;
-    an ID still in flight waits for its request, so the last page read still wins.
+    Up to `in_flight` upserts are out at once. Up to `in_flight` pages already queued when a
+    request leaves join it, while it stays under about REQUEST_BYTES. Pages are recorded
+    (counted, and offered to the checkpoint saver) in order, once they and every page before
+    them are acknowledged, so resume stays exact; an ID still in flight makes the next
+    request wait for its own, so the last page read still wins.
 
-    So a killed run leaves at most in_flight x (in_flight + 1) pages written but not saved.
+    A killed run so leaves at most (in_flight + 3) x (in_flight + 1) pages written but not
+    saved: the requests out, the one waiting to be offered, and the two states the saver
+    holds, each of at most in_flight + 1 pages.
 
     With `acknowledge_only` the data goes with wait=false, and the last point is sent again
     with wait=true at the end: a barrier, after which every point is applied.
-    The first error stops it; `put` and the end of the block raise it.
+    The first error stops it: `put` and the end of the block raise it. Once `stop` is set,
+    `put` takes no more pages.
     """
 
     def __init__(
@@ -906,7 +925,8 @@ class PageWriter:
         self.in_flight = in_flight
         self.acknowledge_only = acknowledge_only
         self.stop = stop
-        self.pages: queue.Queue[Any] = queue.Queue(maxsize=in_flight)
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=in_flight)
+        self.closed = False  # `put` gave up on a stop: a later page must not follow the lost one
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="writer", daemon=True)
         self.bytes_per_point = 0.0  # of the last request: 0 until one is answered, and locally
@@ -917,67 +937,69 @@ class PageWriter:
         return self
 
     def put(self, page: PreparedPage) -> None:
-        while True:
+        while not self.closed:
             if self.error is not None:
                 raise self.error
             try:
-                self.pages.put(page, timeout=0.1)
+                self.queue.put(page, timeout=0.1)
                 return
             except queue.Full:
-                if self.stop.is_set() or not self.thread.is_alive():
-                    return
+                self.closed = self.stop.is_set() or not self.thread.is_alive()
 
     def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
         while self.thread.is_alive():
             try:
-                self.pages.put(_DONE, timeout=0.1)
+                self.queue.put(_DONE, timeout=0.1)
                 break
             except queue.Full:
                 continue
         self.thread.join()
-        if kind is None and self.error is not None:
-            raise self.error
+        if self.error is not None and self.error is not exc:
+            raise self.error  # the first failure, even when the block ended with another
 
     def _run(self) -> None:
         out: collections.deque[Request] = collections.deque()
-        last: list[models.PointStruct] = []
-        with ThreadPoolExecutor(self.in_flight, thread_name_prefix="upsert") as pool:
-            try:
-                while not self.stop.is_set():
-                    taken = self._next_pages()
-                    if taken is None:
-                        break
-                    pages, ids = taken
-                    points = [point for page in pages for point in page.points]
-                    while out and (
-                        len(out) >= self.in_flight or any(not ids.isdisjoint(r.ids) for r in out)
-                    ):
-                        self._finish(out.popleft())
-                    out.append(Request(pages, ids, self._submit(pool, points)))
-                    last = points or last
-                    while out and out[0].sent.done():
-                        self._finish(out.popleft())
-                while out:
+        barrier_point: list[models.PointStruct] = []
+        pool = ThreadPoolExecutor(self.in_flight, thread_name_prefix="upsert")
+        try:
+            while (taken := self._next_pages()) is not None:
+                pages, ids = taken
+                points = [point for page in pages for point in page.points]
+                while out and (
+                    len(out) >= self.in_flight or any(not ids.isdisjoint(r.ids) for r in out)
+                ):
                     self._finish(out.popleft())
-                if self.acknowledge_only and last and not self.stop.is_set():
-                    self.send(last[-1:], True)
-            except BaseException as exc:
-                self.error = exc
-                for request in out:  # not recorded: an earlier page failed
-                    request.sent.cancel()
+                out.append(Request(pages, ids, self._submit(pool, points)))
+                barrier_point = points[-1:] or barrier_point
+                while out and out[0].acknowledged.done():
+                    self._finish(out.popleft())
+            while out:
+                self._finish(out.popleft())
+            if self.acknowledge_only and barrier_point and not self.stop.is_set():
+                self.send(barrier_point, True)
+        except BaseException as exc:
+            self.error = exc  # what is still out is never recorded: an earlier page failed
+        finally:
+            # A failed writer does not wait for the other sends' retries; the stop that
+            # follows the error ends them.
+            pool.shutdown(wait=self.error is None, cancel_futures=True)
 
     def _next_pages(self) -> tuple[list[PreparedPage], set[Any]] | None:
-        """The next page, joined by those queued behind it while the request stays under its
-        budget and their IDs do not repeat; with the request's IDs. None at the end."""
-        page = self.held if self.held is not None else self.pages.get()
+        """The next page, joined by up to `in_flight` queued behind it while the request stays
+        under its budget and their IDs do not repeat; with the request's IDs. None at the
+        end, or once `stop` is set."""
+        page = self.held if self.held is not None else self.queue.get()
         self.held = None
-        if page is _DONE:
+        if page is _DONE or self.stop.is_set():
             return None
         pages = [page]
         ids = {point.id for point in page.points}
-        while 0 < (len(ids) + 1) * self.bytes_per_point < REQUEST_BYTES:
+        while (
+            len(pages) <= self.in_flight
+            and 0 < (len(ids) + 1) * self.bytes_per_point < REQUEST_BYTES
+        ):
             try:
-                queued = self.pages.get_nowait()
+                queued = self.queue.get_nowait()
             except queue.Empty:
                 break
             queued_ids = set() if queued is _DONE else {point.id for point in queued.points}
@@ -997,7 +1019,7 @@ class PageWriter:
 
     def _finish(self, request: Request) -> None:
         """Wait for a request's acknowledgement, then record its pages."""
-        sent = request.sent.result()
+        sent = request.acknowledged.result()
         points = sum(len(page.points) for page in request.pages)
         if points:
             self.bytes_per_point = sent / points

@@ -316,13 +316,21 @@ class QdrantTarget:
         """Whether data upserts may return on acknowledgement (wait=false), once the server
         has them in its write-ahead log, without waiting for them to be applied.
 
-        Only for a server collection of one shard: its updates are applied in order, so one
-        later wait=true upsert is a barrier for all of them. With several shards a barrier
-        would have to reach every shard, so each upsert waits instead.
+        Only for a server collection of one shard and one replica: its updates are applied
+        in order, so one later wait=true upsert is a barrier for all of them. With several
+        shards a barrier would have to reach every shard, and replicas may apply updates in
+        different orders, so each upsert waits instead.
         """
         if self._acknowledge_only is None:
-            info = None if self.connection.local else self.existing()
-            self._acknowledge_only = info is not None and info.config.params.shard_number == 1
+            info = None
+            if not self.connection.local:
+                info = retried(self.existing, f"target: reading collection '{self.collection}'")
+            params = info.config.params if info is not None else None
+            self._acknowledge_only = (
+                params is not None
+                and params.shard_number == 1
+                and (params.replication_factor or 1) == 1
+            )
         return self._acknowledge_only
 
     def upsert(self, points: list[models.PointStruct], wait: bool = True) -> int:

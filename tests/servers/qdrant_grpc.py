@@ -55,8 +55,9 @@ class Collections(pb.CollectionsServicer):
         if request.HasField("sparse_vectors_config"):
             sparse = GrpcToRest.convert_sparse_vector_config(request.sparse_vectors_config)
             body["sparse_vectors"] = _dump(sparse)
-        if request.HasField("shard_number"):
-            body["shard_number"] = request.shard_number
+        for name in ("shard_number", "replication_factor"):
+            if request.HasField(name):
+                body[name] = getattr(request, name)
         self.sink.create(request.collection_name, body)
         return pb.CollectionOperationResponse(result=True)
 

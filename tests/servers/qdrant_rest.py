@@ -47,7 +47,7 @@ class Store:
         self.writes: dict[str, int] = {}  # points upserted per kept collection, rewrites too
         self.upserts = {"rest": 0, "grpc": 0}  # upsert requests, by protocol
         self.data_upserts: list[tuple[bool, list[Any]]] = []  # (wait, IDs) of each, as they came
-        self.shards: dict[str, int] = {}  # shard_number a collection was created with
+        self.shards: dict[str, tuple[int, int]] = {}  # (shard_number, replication_factor)
         self.writing = 0  # data upserts being answered now
         self.most_writing = 0  # the most at once
         self.saving = 0  # checkpoint upserts being answered now
@@ -89,7 +89,8 @@ class Store:
         info = self.call("get_collection", name)
         if name in self.hnsw_m:
             info.config.hnsw_config.m = self.hnsw_m[name]
-        info.config.params.shard_number = self.shards.get(name, 1)
+        params = info.config.params
+        params.shard_number, params.replication_factor = self.shards.get(name, (1, 1))
         if not self.keeps(name):
             info.points_count = info.indexed_vectors_count = len(self.ids.get(name, ()))
         return info
@@ -104,7 +105,7 @@ class Store:
             hnsw_config=request.hnsw_config,
         )
         self.ids[name] = set()
-        self.shards[name] = request.shard_number or 1
+        self.shards[name] = (request.shard_number or 1, request.replication_factor or 1)
         if request.hnsw_config is not None and request.hnsw_config.m is not None:
             self.hnsw_m[name] = request.hnsw_config.m
 
