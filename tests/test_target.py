@@ -72,6 +72,13 @@ class Recorder:
 
         return record
 
+    @property
+    def _client(self) -> Recorder:
+        """The local engine, which the target hands its data upserts: recorded too."""
+        engine = Recorder(self.client._client, self.fail_upserts)
+        engine.calls = self.calls
+        return engine
+
     def names(self) -> list[str]:
         return [name for name, _ in self.calls]
 

@@ -339,9 +339,12 @@ class QdrantTarget:
         return self._write(points, wait)
 
     def _write_models(self, points: list[models.PointStruct], wait: bool) -> int:
-        """Local mode takes the models themselves, and applies them at once."""
+        """Local mode takes the models themselves, and applies them at once. They go straight
+        to the local engine (`_client`): `QdrantClient.upsert` first walks every point and
+        every number in it for local-inference objects, which mapped points never hold (a
+        tenth of a JSONL job's CPU); every local-mode test goes through this private handle."""
         with self.connection.lock:
-            self.client.upsert(self.collection, points=wire.local_points(points), wait=True)
+            self.client._client.upsert(self.collection, wire.local_points(points), wait=True)
         return 0
 
     def _write_grpc(self, points: list[models.PointStruct], wait: bool) -> int:
