@@ -624,7 +624,9 @@ class PartitionWorker:
         gc.set_threshold(*GC_THRESHOLDS)  # for the process: a partition is what it is for
         while True:
             try:
-                saver = CheckpointSaver(self._save, self._dead_letter, self._advance)
+                # As many offers collapse as requests can be out, so that saving keeps up.
+                in_flight = self.target.in_flight
+                saver = CheckpointSaver(self._save, self._dead_letter, self._advance, in_flight)
                 with saver, self._writer(state, saver) as writer:
                     for page in self._pages(partition, state):
                         writer.put(self._prepare(page))
@@ -822,8 +824,8 @@ class PreparedPage:
 class CheckpointSaver:
     """Saves a partition's newest state on a thread of its own, so that a checkpoint's round
     trip to the store never holds up the writes. While one save is under way, the states
-    offered meanwhile collapse into the newest; one more offer waits for it to be taken, so
-    at most two states are unsaved. A state's dead letters are written just before it is
+    offered meanwhile collapse into the newest, up to `most` offers; the next waits for the
+    saver to take them, which bounds what a kill leaves unsaved. A state's dead letters are written just before it is
     saved, so a replayed page does not repeat them; `on_saved` hears how many records each
     save covered. A failed save stops the partition: `offer` and the end of the block raise
     it. The end of the block waits for the last save."""
@@ -833,8 +835,11 @@ class CheckpointSaver:
         save: Callable[[PartitionState], None],
         dead_letter: Callable[[list[str]], None],
         on_saved: Callable[[int], None],
+        most: int,
     ) -> None:
         self.save = save
+        self.most = most
+        self.offers = 0  # collapsed into `pending`
         self.dead_letter = dead_letter
         self.on_saved = on_saved
         self.pending: PartitionState | None = None
@@ -851,13 +856,14 @@ class CheckpointSaver:
 
     def offer(self, state: PartitionState, read: int, dead_letters: list[str]) -> None:
         with self.changed:
-            while self.pending is not None and self.error is None:
+            while self.offers >= self.most and self.error is None:
                 self.changed.wait()
             if self.error is not None:
                 raise self.error
             self.pending = replace(state)  # a snapshot: the writer goes on changing `state`
             self.pending_read += read
             self.pending_dead_letters += dead_letters
+            self.offers += 1
             self.changed.notify_all()
 
     def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
@@ -876,6 +882,7 @@ class CheckpointSaver:
                 state, self.pending = self.pending, None
                 read, self.pending_read = self.pending_read, 0
                 dead_letters, self.pending_dead_letters = self.pending_dead_letters, []
+                self.offers = 0
                 self.changed.notify_all()
             if state is None:
                 return
@@ -908,9 +915,10 @@ class PageWriter:
     them are acknowledged, so resume stays exact; an ID still in flight makes the next
     request wait for its own, so the last page read still wins.
 
-    A killed run so leaves at most (in_flight + 3) x (in_flight + 1) pages written but not
-    saved: the requests out, the one waiting to be offered, and the two states the saver
-    holds, each of at most in_flight + 1 pages.
+    A killed run so leaves at most (3 x in_flight + 1) x (in_flight + 1) pages written but
+    not saved: the requests out, the one waiting to be offered, and the in_flight offers
+    each of the saver's two states (the one being saved, the one pending) may hold, each
+    request of at most in_flight + 1 pages.
 
     With `acknowledge_only` the data goes with wait=false, and the last point is sent again
     with wait=true at the end: a barrier, after which every point is applied.

@@ -228,7 +228,7 @@ def test_kill_storm_ends_exact(
     rewritten = store.writes["copy"] - POINTS
     # Per kill and partition: the pages a writer holds unsaved (engine.PageWriter), and
     # the one-point barrier a run sends again at each partition's end.
-    held = (TargetSpec.in_flight + 3) * (TargetSpec.in_flight + 1)
+    held = (3 * TargetSpec.in_flight + 1) * (TargetSpec.in_flight + 1)
     bound = landed * parallelism * held * largest_page(source, parallelism)
     bound += (landed + 1) * parallelism
     assert 0 <= rewritten <= bound, (rewritten, bound)
