@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import gc
 import json
 import os
 import queue
@@ -44,10 +43,6 @@ from qmigrate.spec import Job
 from qmigrate.target import DEFAULT_HNSW_M, REQUEST_BYTES, Layout, QdrantTarget, target_layout
 
 PREFETCH_PAGES = 2
-# Moving records allocates containers fast (a list per vector, dicts per payload), and the
-# cyclic collector's default (a young-generation pass every 700) cost a fifth of the CPU per
-# point, for data that reference counting frees anyway (bench/BENCHMARKS.md).
-GC_THRESHOLDS = (50_000, 20, 100)
 T = TypeVar("T")
 
 
@@ -621,7 +616,6 @@ class PartitionWorker:
 
     def run(self, partition: Partition, state: PartitionState) -> None:
         """Read, then map pages while earlier ones are written (`PageWriter`)."""
-        gc.set_threshold(*GC_THRESHOLDS)  # for the process: a partition is what it is for
         while True:
             try:
                 # As many offers collapse as requests can be out, so that saving keeps up.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 from typing import TYPE_CHECKING, Any
 
 from qmigrate import spec
@@ -53,6 +54,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from qmigrate import engine
     from qmigrate.verify import render_text as render_report
+
+    # The clients' modules (qdrant-client's models above all) are some 10^5 objects that live
+    # as long as the process; frozen, the cyclic collector stops walking them again and again
+    # while records stream through (a sixth of a JSONL job's CPU; bench/BENCHMARKS.md).
+    gc.freeze()
 
     summaries: list[dict[str, Any]] = []
     texts: list[str] = []
