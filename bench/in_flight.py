@@ -14,13 +14,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from harness import REPO, run_child_usage, running_sink
+from harness import REPO, print_runs_table, run_child_usage, running_sink
 from latency_proxy import latency_proxy
 
 from bench.sources import FILE
@@ -70,17 +69,8 @@ def main() -> None:
                 job.write_text(json.dumps(document))
                 usage = run_child_usage([sys.executable, "-m", "qmigrate", "apply", str(job)])
                 times.setdefault(f"qmigrate in_flight={in_flight}", []).append(usage.wall)
-    loop_median = statistics.median(times["(d) loop"])
     print(f"{args.points:,} x {args.dim}-d, {args.delay * 2000:.0f} ms added per round trip")
-    print("| run | walls (s) | median (s) | points/s | loop / it |")
-    print("|---|---|---:|---:|---:|")
-    for name, walls in times.items():
-        median = statistics.median(walls)
-        shown = ", ".join(f"{wall:.2f}" for wall in walls)
-        print(
-            f"| {name} | {shown} | {median:.2f} | {args.points / median:,.0f} "
-            f"| {loop_median / median:.2f} |"
-        )
+    print_runs_table("run", times, args.points, "(d) loop")
 
 
 if __name__ == "__main__":
