@@ -63,14 +63,11 @@ def run(args: argparse.Namespace) -> int:
         jobs = [spec.with_executor(job, args.executor, args.ray_address) for job in load_jobs(args)]
         for job in jobs:
             resolved = engine.resolve(job)
-            if not resolved.target.connection.local:
-                # The clients' modules (qdrant-client's models above all) are some 10^5
-                # objects that live as long as the process; frozen, the cyclic collector
-                # stops walking them while records stream through (a sixth of a JSONL job's
-                # CPU; bench/BENCHMARKS.md). Not for local mode: the points it keeps in this
-                # process are containers, and with the frozen objects out of its count the
-                # collector would walk them in full passes far more often.
-                gc.freeze()
+            # The clients' modules (qdrant-client's models above all) are some 10^5 objects
+            # that live as long as the process; frozen, the cyclic collector stops walking
+            # them while records stream through (a sixth of a JSONL job's CPU to a server;
+            # bench/BENCHMARKS.md).
+            gc.freeze()
             try:
                 summary = engine.apply(resolved, wait=args.wait)
                 summaries.append(summary.to_json())
