@@ -144,7 +144,11 @@ def test_redis_stopped_and_restarted_mid_run(
         pipeline.execute()
         client.save()
         source = {"type": "redis", "url": server.url, "index": "restarts", "timeout": 2}
-        job = Background(job_document(source, url, batch_size=100), tmp_path)
+        # One upsert at a time: with more, the pages queued and in flight (Redis pages are
+        # SCAN replies of ~1,000 keys) held all 10,000 records before the server stopped.
+        document = job_document(source, url, batch_size=100)
+        document["target"]["in_flight"] = 1
+        job = Background(document, tmp_path)
         job.wait_for(store, 1000)
     stopped_mid_run(store, REDIS_RECORDS)
     with running_redis(tmp_path / "redis", port=port) as server:

@@ -327,6 +327,9 @@ class RestHandler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's backlog is 5: the connections of parallel partitions with several upserts
+    # in flight each overflowed it, and the dropped connects timed out.
+    request_queue_size = 128
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client killed mid-request (the kill tests do that) is no server error."""
