@@ -11,13 +11,10 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
-from pathlib import Path
 
-import numpy as np
 from harness import REPO, run_child_usage
 
-from bench.sources import FILE
+from bench.sources import FILE, jsonl_data_set
 
 
 def main() -> None:
@@ -27,10 +24,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--batch", type=int, default=256)
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="qmigrate-file-to-memory-"))
-    conn = {"path": str(root / "rows.jsonl")}
-    rng = np.random.default_rng(0)
-    FILE.load(conn, rng.uniform(-1, 1, (args.points, args.dim)).astype(np.float32))
+    root, conn = jsonl_data_set("file-to-memory", args.points, args.dim)
     document = {
         "version": 1,
         "name": "file-to-memory",

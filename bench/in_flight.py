@@ -15,14 +15,11 @@ import argparse
 import contextlib
 import json
 import sys
-import tempfile
-from pathlib import Path
 
-import numpy as np
 from harness import REPO, print_runs_table, run_child_usage, running_sink
 from latency_proxy import latency_proxy
 
-from bench.sources import FILE
+from bench.sources import FILE, jsonl_data_set
 
 SETTINGS = (1, 2, 4, 8)
 
@@ -35,10 +32,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--batch", type=int, default=256)
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="qmigrate-in-flight-"))
-    conn = {"path": str(root / "rows.jsonl")}
-    rng = np.random.default_rng(0)
-    FILE.load(conn, rng.uniform(-1, 1, (args.points, args.dim)).astype(np.float32))
+    root, conn = jsonl_data_set("in-flight", args.points, args.dim)
     times: dict[str, list[float]] = {}
     with contextlib.ExitStack() as stack:
         rest, grpc_port = stack.enter_context(running_sink())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,14 @@ FILE = BenchSource(
     },
     vdf="vdf-io reads no JSONL: its import takes only its own VDF directory (Parquet + meta)",
 )
+
+
+def jsonl_data_set(name: str, points: int, dim: int) -> tuple[Path, dict[str, Any]]:
+    """A fresh directory holding `rows.jsonl` of random float32 vectors: (directory, conn)."""
+    root = Path(tempfile.mkdtemp(prefix=f"qmigrate-{name}-"))
+    conn = {"path": str(root / "rows.jsonl")}
+    FILE.load(conn, np.random.default_rng(0).uniform(-1, 1, (points, dim)).astype(np.float32))
+    return root, conn
 
 
 # --- Qdrant local mode --------------------------------------------------------------------
