@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import Any
 
 from qdrant_client import models
 
@@ -36,14 +36,13 @@ from qmigrate.errors import QmigrateError
 from qmigrate.mapping import ClientFilter, InvalidRecord, Mapper
 from qmigrate.progress import Progress
 from qmigrate.records import CursorLost, Page, Partition, Record, SourceInfo
-from qmigrate.retry import Backoff, describe, is_transient, retried
+from qmigrate.retry import Backoff, T, describe, is_transient, retried
 from qmigrate.sources import create_source
 from qmigrate.sources.base import Source
 from qmigrate.spec import Job
 from qmigrate.target import DEFAULT_HNSW_M, REQUEST_BYTES, Layout, QdrantTarget, target_layout
 
 PREFETCH_PAGES = 2
-T = TypeVar("T")
 
 
 @dataclass
@@ -619,8 +618,9 @@ class PartitionWorker:
         while True:
             try:
                 # As many offers collapse as requests can be out, so that saving keeps up.
-                in_flight = self.target.in_flight
-                saver = CheckpointSaver(self._save, self._dead_letter, self._advance, in_flight)
+                saver = CheckpointSaver(
+                    self._save, self._dead_letter, self._advance, self.target.in_flight
+                )
                 with saver, self._writer(state, saver) as writer:
                     for page in self._pages(partition, state):
                         writer.put(self._prepare(page))
@@ -819,10 +819,10 @@ class CheckpointSaver:
     """Saves a partition's newest state on a thread of its own, so that a checkpoint's round
     trip to the store never holds up the writes. While one save is under way, the states
     offered meanwhile collapse into the newest, up to `most` offers; the next waits for the
-    saver to take them, which bounds what a kill leaves unsaved. A state's dead letters are written just before it is
-    saved, so a replayed page does not repeat them; `on_saved` hears how many records each
-    save covered. A failed save stops the partition: `offer` and the end of the block raise
-    it. The end of the block waits for the last save."""
+    saver to take them, which bounds what a kill leaves unsaved. A state's dead letters are
+    written just before it is saved, so a replayed page does not repeat them; `on_saved`
+    hears how many records each save covered. A failed save stops the partition: `offer`
+    and the end of the block raise it. The end of the block waits for the last save."""
 
     def __init__(
         self,
