@@ -18,7 +18,7 @@ import numpy as np
 import orjson
 
 from qmigrate.errors import QmigrateError
-from qmigrate.line_ranges import file_identity, lines_in_range
+from qmigrate.line_ranges import READ_BUFFER, file_identity, lines_in_range
 from qmigrate.records import DISTANCES, Page, Partition, Record, SourceInfo, VectorField
 from qmigrate.sources import kit
 
@@ -266,7 +266,7 @@ def _float_matrix(column: Any) -> np.ndarray | None:
 
 def _count_lines(file: Path) -> int:
     """Rows in a JSONL file; blank lines are skipped when reading, so they are not counted."""
-    with file.open("rb") as handle:
+    with file.open("rb", buffering=READ_BUFFER) as handle:
         return sum(1 for line in handle if line.strip())
 
 
