@@ -291,16 +291,26 @@ def server_job(
     return document
 
 
+def barriers(store: Any) -> list[tuple[int, bool, list[Any] | None]]:
+    """The waited deletes of one point the job never wrote: the engine's barriers."""
+    written = {i for _, ids in store.data_upserts for i in ids}
+    return [
+        (after, wait, ids)
+        for after, wait, ids in store.data_deletes
+        if wait and ids is not None and len(ids) == 1 and ids[0] not in written
+    ]
+
+
 def test_data_goes_unwaited_then_one_waited_barrier(tmp_path: Path) -> None:
-    """One shard: data upserts return on acknowledgement, and the last point is sent again
-    with wait=true, after which the server has applied them all."""
+    """One shard: data upserts return on acknowledgement, and one waited delete of a point
+    no job writes follows them all, after which the server has applied them."""
     with running() as (url, store, _faults):
         summary = run_job(server_job(tmp_path, url), tmp_path)
     assert (summary.written, summary.count_check) == (100, "ok")
-    *data, barrier = store.data_upserts
-    assert [wait for wait, _ in data] == [False] * len(data) and barrier[0] is True
-    assert sorted(i for _, ids in data for i in ids) == list(range(100))
-    assert barrier[1] == [99], "the last point read"
+    assert [wait for wait, _ in store.data_upserts] == [False] * len(store.data_upserts)
+    assert sorted(i for _, ids in store.data_upserts for i in ids) == list(range(100))
+    assert store.data_deletes == barriers(store), "no delete but the barrier"
+    assert [after for after, _, _ in barriers(store)] == [len(store.data_upserts)]
 
 
 def test_grpc_data_goes_unwaited_then_one_waited_barrier(tmp_path: Path) -> None:
@@ -308,8 +318,20 @@ def test_grpc_data_goes_unwaited_then_one_waited_barrier(tmp_path: Path) -> None
         document = server_job(tmp_path, url, grpc_port=grpc_port, prefer_grpc=True)
         summary = run_job(document, tmp_path)
     assert (summary.written, summary.count_check, store.upserts["rest"]) == (100, "ok", 0)
-    waits = [wait for wait, _ in store.data_upserts]
-    assert waits == [False] * (len(waits) - 1) + [True]
+    assert [wait for wait, _ in store.data_upserts] == [False] * len(store.data_upserts)
+    assert [after for after, _, _ in barriers(store)] == [len(store.data_upserts)]
+
+
+def test_a_run_that_finds_every_partition_done_sends_the_barrier(tmp_path: Path) -> None:
+    """A run killed after its partitions' last checkpoints, before its barrier: the next run
+    has nothing to write, and still has the server apply what the killed one sent."""
+    with running() as (url, store, _faults):
+        document = server_job(tmp_path, url)
+        run_job(document, tmp_path)
+        store.data_deletes.clear()
+        summary = run_job(document, tmp_path)
+    assert (summary.status, summary.count_check) == ("already done", "ok")
+    assert len(barriers(store)) == 1
 
 
 @pytest.mark.parametrize("layout", [{"shards": 2}, {"replication_factor": 2}])
@@ -323,6 +345,7 @@ def test_several_shards_or_replicas_wait_for_every_upsert(
     assert (summary.written, summary.count_check) == (100, "ok")
     assert all(wait for wait, _ in store.data_upserts)
     assert sorted(i for _, ids in store.data_upserts for i in ids) == list(range(100))
+    assert not store.data_deletes, "every upsert waited: no barrier"
 
 
 def test_several_upserts_are_in_flight_at_once(tmp_path: Path) -> None:
@@ -346,8 +369,8 @@ def test_queued_pages_join_one_request_up_to_its_budget(
         run_job({**document, "restart": "restart"}, tmp_path)
         single = store.data_upserts
     assert (summary.written, summary.count_check) == (200, "ok")
-    assert joined < 20 + 1, "20 pages of 10, and the barrier"
-    assert len(single) == 20 + 1 and all(len(ids) <= 10 for _, ids in single)
+    assert joined < 20, "20 pages of 10"
+    assert len(single) == 20 and all(len(ids) <= 10 for _, ids in single)
 
 
 def test_a_slow_checkpoint_save_does_not_hold_up_the_writes(tmp_path: Path) -> None:

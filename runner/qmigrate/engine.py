@@ -386,6 +386,7 @@ def _apply(resolved: Resolved, progress_stream: Any) -> Summary:
     started = time.monotonic()
     if resolved.finished and job.restart in ("resume", "fail"):
         _give_indexing_back(resolved, resolved.state)  # a run killed before it could
+        _settle(resolved)  # and before its barrier
         return _summary(
             resolved, resolved.state, resolved.partition_states, Counters(), started, "already done"
         )
@@ -417,10 +418,21 @@ def _apply(resolved: Resolved, progress_stream: Any) -> Summary:
         _give_indexing_back(resolved, state, quiet=True)
         raise
     _give_indexing_back(resolved, state)
+    _settle(resolved)
     partition_states = retried(
         lambda: resolved.store.load_partitions(job.name), f"{job_label}: reading checkpoints"
     )
     return _summary(resolved, state, partition_states, counters, started, "done")
+
+
+def _settle(resolved: Resolved) -> None:
+    """Where data went with wait=false, wait for the server to apply it before it is counted
+    (the count check, `verify`): one barrier per job, after every partition's last write."""
+    if resolved.target.acknowledge_only:
+        retried(
+            resolved.target.barrier,
+            f"job '{resolved.job.name}': waiting for the target to apply the writes",
+        )
 
 
 class JobLease:
@@ -914,8 +926,8 @@ class PageWriter:
     each of the saver's two states (the one being saved, the one pending) may hold, each
     request of at most in_flight + 1 pages.
 
-    With `acknowledge_only` the data goes with wait=false, and the last point is sent again
-    with wait=true at the end: a barrier, after which every point is applied.
+    With `acknowledge_only` the data goes with wait=false; the job's barrier at its end
+    (`QdrantTarget.barrier`) has the server apply it all.
     The first error stops it: `put` and the end of the block raise it. Once `stop` is set,
     `put` takes no more pages.
     """
@@ -967,7 +979,6 @@ class PageWriter:
 
     def _run(self) -> None:
         out: collections.deque[Request] = collections.deque()
-        barrier_point: list[models.PointStruct] = []
         pool = ThreadPoolExecutor(self.in_flight, thread_name_prefix="upsert")
         try:
             while (taken := self._next_pages()) is not None:
@@ -978,13 +989,10 @@ class PageWriter:
                 ):
                     self._finish(out.popleft())
                 out.append(Request(pages, ids, self._submit(pool, points)))
-                barrier_point = points[-1:] or barrier_point
                 while out and out[0].acknowledged.done():
                     self._finish(out.popleft())
             while out:
                 self._finish(out.popleft())
-            if self.acknowledge_only and barrier_point and not self.stop.is_set():
-                self.send(barrier_point, True)
         except BaseException as exc:
             self.error = exc  # what is still out is never recorded: an earlier page failed
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -317,7 +318,7 @@ class QdrantTarget:
         has them in its write-ahead log, without waiting for them to be applied.
 
         Only for a server collection of one shard and one replica: its updates are applied
-        in order, so one later wait=true upsert is a barrier for all of them. With several
+        in order, so one later waited update (`barrier`) settles all of them. With several
         shards a barrier would have to reach every shard, and replicas may apply updates in
         different orders, so each upsert waits instead.
         """
@@ -332,6 +333,15 @@ class QdrantTarget:
                 and (params.replication_factor or 1) == 1
             )
         return self._acknowledge_only
+
+    def barrier(self) -> None:
+        """Return once every update acknowledged before it is applied: a wait=true delete of a
+        point no job writes (a fresh random UUID; deleting a missing point changes nothing),
+        which the shard applies after them, in write-ahead-log order. It needs no point of
+        the job's, so a run that resumes with nothing left to write sends it too."""
+        selector = models.PointIdsList(points=[str(uuid.uuid4())])
+        with self.connection.lock:
+            self.client.delete(self.collection, points_selector=selector, wait=True)
 
     def upsert(self, points: list[models.PointStruct], wait: bool = True) -> int:
         """Write `points`; with `wait`, return once they are applied, else once the server

@@ -126,6 +126,7 @@ class Points(pb.PointsServicer):
 
     def Delete(self, request: Any, context: Any) -> Any:
         selector = GrpcToRest.convert_points_selector(request.points)
+        self.sink.note_delete(request.collection_name, request.wait, selector)
         self.sink.call("delete", request.collection_name, points_selector=selector)
         return pb.PointsOperationResponse(result=_completed())
 

@@ -47,6 +47,8 @@ class Store:
         self.writes: dict[str, int] = {}  # points upserted per kept collection, rewrites too
         self.upserts = {"rest": 0, "grpc": 0}  # upsert requests, by protocol
         self.data_upserts: list[tuple[bool, list[Any]]] = []  # (wait, IDs) of each, as they came
+        # Point deletes from data collections: (data upserts before it, wait, IDs or None).
+        self.data_deletes: list[tuple[int, bool, list[Any] | None]] = []
         self.shards: dict[str, tuple[int, int]] = {}  # (shard_number, replication_factor)
         self.writing = 0  # data upserts being answered now
         self.most_writing = 0  # the most at once
@@ -73,6 +75,12 @@ class Store:
             if name not in ALWAYS_KEPT:
                 self.data_upserts.append((wait, ids))
                 self.during_saves += self.saving > 0
+
+    def note_delete(self, name: str, wait: bool, selector: Any) -> None:
+        ids = selector.points if isinstance(selector, models.PointIdsList) else None
+        with self.lock:
+            if name not in ALWAYS_KEPT:
+                self.data_deletes.append((len(self.data_upserts), wait, ids))
 
     def keeps(self, name: str) -> bool:
         return self.keep_points or name in ALWAYS_KEPT
@@ -310,6 +318,7 @@ class RestHandler(BaseHTTPRequestHandler):
                 if "points" in body
                 else models.FilterSelector.model_validate(body)
             )
+            store.note_delete(name, wait, selector)
             store.call("delete", name, points_selector=selector)
             return {"operation_id": 0, "status": "completed"}
         if rest == ["points", "query"]:
