@@ -283,12 +283,14 @@ def assert_same_points(expected: dict[Any, Any], actual: dict[Any, Any]) -> None
 
 
 def as_stored(vector: Any) -> Any:
-    """A vector as Qdrant keeps it: float32 values (local mode would keep a float64 list
-    as it is given; qmigrate sends float32, as every server stores)."""
+    """A vector as Qdrant keeps it: float32 values, sparse ones too (local mode would keep
+    float64 values as it is given them; qmigrate sends float32, and gRPC carries float32, as
+    every server stores)."""
     if isinstance(vector, dict):
         return {name: as_stored(value) for name, value in vector.items()}
     if isinstance(vector, models.SparseVector):
-        return vector
+        values = np.asarray(vector.values, dtype=np.float32).tolist()
+        return models.SparseVector(indices=vector.indices, values=values)
     return np.asarray(vector, dtype=np.float32).tolist()
 
 

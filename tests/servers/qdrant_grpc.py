@@ -1,5 +1,6 @@
 """A stand-in Qdrant gRPC endpoint beside the REST one (`qdrant_rest`), on the same store:
-for transport tests of the gRPC path (no Qdrant server runs here).
+for transport tests of the gRPC path (no Qdrant server runs here), and, as
+`python -m tests.servers.qdrant_grpc`, a server of local-mode data for bench/.
 
 It answers the gRPC calls qmigrate's target and checkpoint store make. Kept collections
 are qdrant-client local mode, so points written through it are real and can be compared;
@@ -8,7 +9,9 @@ the benchmark sink (`bench/sink.py`) serves it over a store that keeps only IDs.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import threading
 from collections.abc import Iterator
 from concurrent import futures
 from typing import Any
@@ -109,6 +112,7 @@ class Points(pb.PointsServicer):
         return pb.GetResponse(result=[RestToGrpc.convert_record(r) for r in found])
 
     def Scroll(self, request: Any, context: Any) -> Any:
+        self.sink.scrolls["grpc"] += 1
         flt = GrpcToRest.convert_filter(request.filter) if request.HasField("filter") else None
         offset = GrpcToRest.convert_point_id(request.offset) if request.HasField("offset") else None
         points, next_offset = self.sink.call(
@@ -118,6 +122,11 @@ class Points(pb.PointsServicer):
             limit=request.limit or 10,
             offset=offset,
             with_payload=True,
+            with_vectors=(
+                GrpcToRest.convert_with_vectors_selector(request.with_vectors)
+                if request.HasField("with_vectors")
+                else False
+            ),
         )
         response = pb.ScrollResponse(result=[RestToGrpc.convert_record(p) for p in points])
         if next_offset is not None:
@@ -151,9 +160,10 @@ def serve_grpc(store: Store, port: int = 0) -> tuple[grpc.Server, int]:
 
 
 @contextlib.contextmanager
-def running_both() -> Iterator[tuple[str, int, Store]]:
-    """(REST url, gRPC port, store) of a stand-in speaking both, until the block ends."""
-    store = Store()
+def running_both(path: str = ":memory:") -> Iterator[tuple[str, int, Store]]:
+    """(REST url, gRPC port, store) of a stand-in speaking both, until the block ends; its
+    collections are those of the local-mode directory `path`."""
+    store = Store(path)
     rest = serve_rest(store)
     server, port = serve_grpc(store)
     try:
@@ -163,3 +173,24 @@ def running_both() -> Iterator[tuple[str, int, Store]]:
         rest.shutdown()
         rest.server_close()
         store.local.close()
+
+
+def main() -> None:
+    """Both protocols over a local-mode directory, until killed (for bench/)."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--path", required=True, help="local-mode directory")
+    parser.add_argument("--rest-port", type=int, required=True)
+    parser.add_argument("--grpc-port", type=int, required=True)
+    args = parser.parse_args()
+    store = Store(args.path)
+    rest = serve_rest(store, args.rest_port)
+    grpc_server, _ = serve_grpc(store, args.grpc_port)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        grpc_server.stop(0)
+        rest.shutdown()
+
+
+if __name__ == "__main__":
+    main()

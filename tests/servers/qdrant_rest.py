@@ -46,6 +46,7 @@ class Store:
         self.accepted = 0  # points upserted into data collections, duplicates included
         self.writes: dict[str, int] = {}  # points upserted per kept collection, rewrites too
         self.upserts = {"rest": 0, "grpc": 0}  # upsert requests, by protocol
+        self.scrolls = {"rest": 0, "grpc": 0}  # scroll requests, by protocol
         self.data_upserts: list[tuple[bool, list[Any]]] = []  # (wait, IDs) of each, as they came
         # Point deletes from data collections: (data upserts before it, wait, IDs or None).
         self.data_deletes: list[tuple[int, bool, list[Any] | None]] = []
@@ -301,6 +302,7 @@ class RestHandler(BaseHTTPRequestHandler):
         if rest == ["points"] and method == "POST":
             return store.retrieve(name, body)
         if rest == ["points", "scroll"]:
+            store.scrolls["rest"] += 1
             request = models.ScrollRequest.model_validate(body)
             points, offset = store.call(
                 "scroll",

@@ -7,12 +7,16 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 from qdrant_client import QdrantClient, models
+from qdrant_client import grpc as pb
 
 from qmigrate.errors import QmigrateError
+from qmigrate.records import SparseVector
 from qmigrate.sources.base import Source
+from qmigrate.sources.qdrant import _grpc_vector
 from tests.conftest import (
     as_stored,
     assert_same_points,
@@ -22,6 +26,7 @@ from tests.conftest import (
     run_cli,
     run_job,
 )
+from tests.servers.qdrant_grpc import running_both
 
 
 def job(tmp_path: Path, **extra: Any) -> dict[str, Any]:
@@ -44,6 +49,59 @@ def test_migrates_every_vector_kind_and_payload_exactly(tmp_path: Path, named: b
     expected = read_collection(tmp_path / "source", "docs")
     assert_same_points(expected, read_collection(tmp_path / "target", "copy"))
     assert any(isinstance(i, int) for i in expected) and any(isinstance(i, str) for i in expected)
+
+
+@pytest.mark.parametrize("named", [True, False], ids=["named-dense-sparse-multi", "unnamed"])
+@pytest.mark.parametrize("prefer_grpc", [None, False], ids=["grpc-by-default", "rest"])
+def test_a_server_source_moves_every_vector_kind_exactly(
+    tmp_path: Path, named: bool, prefer_grpc: bool | None
+) -> None:
+    """From a server (the stand-in, serving local-mode data): by default over gRPC, whose
+    pages are read from the protobuf messages themselves, or over REST."""
+    make_qdrant_collection(tmp_path / "source", count=150, named=named)
+    expected = read_collection(tmp_path / "source", "docs")
+    with running_both(str(tmp_path / "source")) as (url, grpc_port, store):
+        source: dict[str, Any] = {
+            "type": "qdrant",
+            "url": url,
+            "grpc_port": grpc_port,
+            "collection": "docs",
+        }
+        if prefer_grpc is not None:
+            source["prefer_grpc"] = prefer_grpc
+        summary = run_job(job(tmp_path, source=source, parallelism=3), tmp_path)
+    assert (summary.written, summary.count_check) == (150, "ok")
+    assert_same_points(expected, read_collection(tmp_path / "target", "copy"))
+    used, unused = ("grpc", "rest") if prefer_grpc is None else ("rest", "grpc")
+    assert store.scrolls[used] > 0 and store.scrolls[unused] == 0
+
+
+def test_grpc_pages_carry_dense_vectors_as_float32_arrays(tmp_path: Path) -> None:
+    make_qdrant_collection(tmp_path / "source", count=20)
+    with running_both(str(tmp_path / "source")) as (url, grpc_port, _store):
+        config = {"url": url, "grpc_port": grpc_port, "collection": "docs"}
+        source = open_source("qdrant", config, batch_size=8)
+        try:
+            source.describe()
+            (partition,) = source.partitions(1)
+            records = [r for page in source.read(partition, None) for r in page.records]
+        finally:
+            source.close()
+    assert len(records) == 20
+    for record in records:
+        dense = record.vectors["dense"]
+        assert isinstance(dense, np.ndarray) and dense.dtype == np.float32 and dense.shape == (8,)
+
+
+def test_grpc_vectors_in_the_older_layout_are_read_too() -> None:
+    """Servers from before the `dense` field send a dense vector as `data` alone, a sparse
+    one as `data` with `indices`, and a multi-vector as `data` with `vectors_count`."""
+    dense = _grpc_vector(pb.VectorOutput(data=[0.5, -1.0]))
+    assert isinstance(dense, np.ndarray) and dense.dtype == np.float32
+    assert dense.tolist() == [0.5, -1.0]
+    sparse = _grpc_vector(pb.VectorOutput(data=[0.5], indices=pb.SparseIndices(data=[7])))
+    assert sparse == SparseVector([7], [0.5])
+    assert _grpc_vector(pb.VectorOutput(data=[1, 2, 3, 4], vectors_count=2)) == [[1, 2], [3, 4]]
 
 
 def test_target_collection_is_created_from_the_source_config(tmp_path: Path) -> None:

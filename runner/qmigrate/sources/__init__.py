@@ -43,7 +43,12 @@ class SourceType:
 
 REGISTRY: dict[str, SourceType] = {
     "file": SourceType("qmigrate.sources.file", None, path_keys=("path",)),
-    "qdrant": SourceType("qmigrate.sources.qdrant", None, path_keys=("path",)),
+    "qdrant": SourceType(
+        "qmigrate.sources.qdrant",
+        None,
+        connection_keys=frozenset({"grpc_port"}),
+        path_keys=("path",),
+    ),
     "chroma": SourceType(
         "qmigrate.sources.chroma",
         "chroma",
