@@ -37,6 +37,7 @@ def test_the_job_schema_dispatches_exactly_the_registered_sources() -> None:
 
 def test_a_source_gets_the_schema_defaults_and_keeps_what_the_job_sets() -> None:
     source = create_source({"type": "qdrant", "path": "/nonexistent", "collection": "c"}, 10)
-    assert source.config["timeout"] == 60 and source.config["prefer_grpc"] is False
+    assert source.config["timeout"] == 60 and source.config["grpc_port"] == 6334
+    assert "prefer_grpc" not in source.config  # unset: gRPC where the server answers
     source = create_source({"type": "qdrant", "path": "/x", "collection": "c", "timeout": 5}, 10)
     assert source.config["timeout"] == 5
