@@ -63,7 +63,10 @@ def running_milvus_lite(directory: Path, port: int | None = None) -> Iterator[Mi
     port = port or free_port()
     command = [_binary("milvus-lite"), "server", "--data-dir", str(directory / "data")]
     command += ["--host", "127.0.0.1", "--port", str(port)]
-    with server_process(command, lambda: port_open(port), directory / "server.log"):
+    # SIGTERM kills milvus-lite outright, and a restart once found a file it was writing cut
+    # short ("No data left in file"); on SIGINT it shuts down and closes its files.
+    log = directory / "server.log"
+    with server_process(command, lambda: port_open(port), log, stop_signal=signal.SIGINT):
         yield MilvusServer(f"http://127.0.0.1:{port}")
 
 

@@ -40,8 +40,10 @@ def server_process(
     log: Path,
     timeout: float = 60,
     env: dict[str, str] | None = None,
+    stop_signal: signal.Signals = signal.SIGTERM,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run `command` in its own process group until the block ends; SIGKILL what ignores SIGTERM."""
+    """Run `command` in its own process group until the block ends; SIGKILL what ignores
+    `stop_signal`."""
     with log.open("wb") as output:
         process = subprocess.Popen(
             command,
@@ -59,14 +61,18 @@ def server_process(
                 ) from None
             yield process
         finally:
-            stop(process)
+            stop(process, stop_signal=stop_signal)
 
 
-def stop(process: subprocess.Popen[bytes], grace: float = 5) -> None:
+def stop(
+    process: subprocess.Popen[bytes],
+    grace: float = 5,
+    stop_signal: signal.Signals = signal.SIGTERM,
+) -> None:
     if process.poll() is not None:
         return
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
+        os.killpg(process.pid, stop_signal)
     try:
         process.wait(grace)
     except subprocess.TimeoutExpired:
