@@ -4,7 +4,7 @@ For each source (bench/sources.py) it loads the same data set and times, each st
 process measured by the kernel (wall, CPU user + system, peak RSS), as medians of --runs:
   (a) read     the native client reads every record, nothing else
   (b) write    qdrant-client upserts the same points alone (wait=True) to the sink over REST
-               and gRPC, and to an on-disk local-mode path; once, since every source holds
+               and gRPC, and to local mode in memory and on disk; once, since every source holds
                the same points
   (c) qmigrate `qmigrate apply` into the sink (gRPC) at parallelism 1 and each --parallelism
   (d) loop     the reference tool's shape: read a page, convert, upsert(wait=True) to the
@@ -105,7 +105,12 @@ class Bench:
 
     def raw_write(self) -> dict[str, Row]:
         """(b), once: the same points from `vectors.npy` to each target."""
-        targets = {"sink REST": self.sink_rest, "sink gRPC": self.sink_grpc, "local disk": {}}
+        targets = {
+            "sink REST": self.sink_rest,
+            "sink gRPC": self.sink_grpc,
+            "local memory": {"location": ":memory:"},
+            "local disk": {},
+        }
         rows = {}
         for name, target in targets.items():
             if name.split()[-1].lower() not in self.args.writes:
@@ -266,7 +271,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--parallelism", type=int, nargs="+", default=[2])
     parser.add_argument("--sources", nargs="+", choices=list(SOURCES), default=list(SOURCES))
-    writes = ["rest", "grpc", "disk"]  # disk: ~1,000 points/s here, minutes at 100k per run
+    writes = ["rest", "grpc", "memory", "disk"]  # disk: ~1,000 points/s, minutes at 100k a run
     parser.add_argument("--writes", nargs="+", choices=writes, default=writes, help="(b) targets")
     parser.add_argument("--vdf-python", default="/work/vdf-venv/bin/python")
     parser.add_argument("--write", action="store_true", help="regenerate BENCHMARKS.md's section")
