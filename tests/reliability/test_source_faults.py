@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import signal
 import threading
 import time
 from pathlib import Path
@@ -216,7 +217,8 @@ def test_milvus_source_connects_once_the_server_is_back(
     from pymilvus import MilvusClient, MilvusException
 
     (tmp_path / "lite").mkdir()
-    with running_milvus_lite(tmp_path / "lite") as server:
+    # Stopped right after the data is written: it must close its files.
+    with running_milvus_lite(tmp_path / "lite", stop_signal=signal.SIGINT) as server:
         port = int(server.uri.rsplit(":", 1)[1])
         milvus_collection(server, "back", 50)
     attempts: list[bool] = []

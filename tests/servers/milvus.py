@@ -57,16 +57,20 @@ def _binary(name: str) -> str:
 
 
 @contextlib.contextmanager
-def running_milvus_lite(directory: Path, port: int | None = None) -> Iterator[MilvusServer]:
+def running_milvus_lite(
+    directory: Path, port: int | None = None, stop_signal: signal.Signals = signal.SIGTERM
+) -> Iterator[MilvusServer]:
     """`milvus-lite server` on `port` (default: a free one), its data in `directory`; the same
-    directory and port restart the same server."""
+    directory and port restart the same server.
+
+    SIGTERM kills it outright, as a crash would (at once, mid-request). On SIGINT it shuts
+    down and closes its files: a restart right after writing data once found one cut short
+    ("No data left in file") after a SIGTERM."""
     port = port or free_port()
     command = [_binary("milvus-lite"), "server", "--data-dir", str(directory / "data")]
     command += ["--host", "127.0.0.1", "--port", str(port)]
-    # SIGTERM kills milvus-lite outright, and a restart once found a file it was writing cut
-    # short ("No data left in file"); on SIGINT it shuts down and closes its files.
     log = directory / "server.log"
-    with server_process(command, lambda: port_open(port), log, stop_signal=signal.SIGINT):
+    with server_process(command, lambda: port_open(port), log, stop_signal=stop_signal):
         yield MilvusServer(f"http://127.0.0.1:{port}")
 
 
