@@ -1,5 +1,6 @@
-"""What the benchmarks share: the repo on sys.path, the sink in a process of its own, timing a
-child process from the kernel's accounting, and timing jobs in-process through the engine."""
+"""What the benchmarks share: the repo on sys.path, the sink (or a stand-in) in a process of
+its own, timing a child process from the kernel's accounting, and timing jobs in-process
+through the engine."""
 
 from __future__ import annotations
 
@@ -22,18 +23,23 @@ from tests.servers.process import free_port, port_open, wait_until  # noqa: E402
 
 
 @contextlib.contextmanager
-def running_sink() -> Iterator[tuple[int, int]]:
-    """`bench/sink.py` in a process of its own: (REST port, gRPC port) until the block ends."""
+def running_server(command: list[str], what: str, timeout: float) -> Iterator[tuple[int, int]]:
+    """`command --rest-port R --grpc-port G` in a process of its own, run from the repo:
+    (R, G) until the block ends."""
     rest, grpc_port = free_port(), free_port()
-    command = [sys.executable, str(REPO / "bench" / "sink.py")]
-    command += ["--rest-port", str(rest), "--grpc-port", str(grpc_port)]
-    sink = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    command = [*command, "--rest-port", str(rest), "--grpc-port", str(grpc_port)]
+    server = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL)
     try:
-        wait_until(lambda: port_open(rest) and port_open(grpc_port), 30, "the sink")
+        wait_until(lambda: port_open(rest) and port_open(grpc_port), timeout, what)
         yield rest, grpc_port
     finally:
-        sink.terminate()
-        sink.wait()
+        server.terminate()
+        server.wait()
+
+
+def running_sink() -> contextlib.AbstractContextManager[tuple[int, int]]:
+    """`bench/sink.py` in a process of its own: (REST port, gRPC port) until the block ends."""
+    return running_server([sys.executable, str(REPO / "bench" / "sink.py")], "the sink", 30)
 
 
 class Usage(NamedTuple):

@@ -12,50 +12,33 @@ behind both protocols) in a process of its own, and `qmigrate apply` writes to t
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from harness import REPO, run_child_usage, running_sink
+from harness import REPO, run_child_usage, running_server, running_sink
 
 from bench.sources import COLLECTION, QDRANT
-from tests.servers.process import free_port, port_open, wait_until
 
 # qdrant-client's scroll loop, all a plain script can do: records with vectors and payload.
 SCROLL = """
 import sys
 from qdrant_client import QdrantClient
-url, grpc_port, prefer_grpc, batch = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", 256
-client = QdrantClient(url=url, grpc_port=grpc_port, prefer_grpc=prefer_grpc, timeout=120)
+url, grpc_port, grpc_flag, collection = sys.argv[1:]
+client = QdrantClient(url=url, grpc_port=int(grpc_port), prefer_grpc=grpc_flag == "1", timeout=120)
 offset, read = None, 0
 while True:
     records, offset = client.scroll(
-        "bench", limit=batch, offset=offset, with_payload=True, with_vectors=True
+        collection, limit=256, offset=offset, with_payload=True, with_vectors=True
     )
     read += len(records)
     if offset is None:
         break
 print(read)
 """
-
-
-@contextlib.contextmanager
-def running_server(path: Path) -> tuple[str, int]:
-    rest, grpc_port = free_port(), free_port()
-    command = [sys.executable, "-m", "tests.servers.qdrant_grpc", "--path", str(path)]
-    command += ["--rest-port", str(rest), "--grpc-port", str(grpc_port)]
-    server = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL)
-    try:
-        wait_until(lambda: port_open(rest) and port_open(grpc_port), 60, "the stand-in")
-        yield f"http://127.0.0.1:{rest}", grpc_port
-    finally:
-        server.terminate()
-        server.wait()
 
 
 def main() -> None:
@@ -70,11 +53,16 @@ def main() -> None:
     QDRANT.load({"path": str(data)}, vectors.astype(np.float32))
     cpus: dict[str, list[float]] = {}
     walls: dict[str, list[float]] = {}
-    with running_server(data) as (url, grpc_port), running_sink() as (sink_rest, sink_grpc):
+    stand_in = [sys.executable, "-m", "tests.servers.qdrant_grpc", "--path", str(data)]
+    with (
+        running_server(stand_in, "the stand-in", 60) as (rest, grpc_port),
+        running_sink() as (sink_rest, sink_grpc),
+    ):
+        url = f"http://127.0.0.1:{rest}"
         commands = {}
         for transport, grpc_flag in (("gRPC", True), ("REST", False)):
             scroll = [sys.executable, "-c", SCROLL, url, str(grpc_port), str(int(grpc_flag))]
-            commands[f"qdrant-client scroll, {transport}"] = scroll
+            commands[f"qdrant-client scroll, {transport}"] = [*scroll, COLLECTION]
             job = {
                 "version": 1,
                 "name": f"read-{transport}",
