@@ -112,7 +112,7 @@ class Points(pb.PointsServicer):
         return pb.GetResponse(result=[RestToGrpc.convert_record(r) for r in found])
 
     def Scroll(self, request: Any, context: Any) -> Any:
-        self.sink.scrolls["grpc"] += 1
+        self.sink.note_scroll("grpc")
         flt = GrpcToRest.convert_filter(request.filter) if request.HasField("filter") else None
         offset = GrpcToRest.convert_point_id(request.offset) if request.HasField("offset") else None
         points, next_offset = self.sink.call(

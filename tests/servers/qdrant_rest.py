@@ -77,6 +77,10 @@ class Store:
                 self.data_upserts.append((wait, ids))
                 self.during_saves += self.saving > 0
 
+    def note_scroll(self, protocol: str) -> None:
+        with self.lock:
+            self.scrolls[protocol] += 1
+
     def note_delete(self, name: str, wait: bool, selector: Any) -> None:
         ids = selector.points if isinstance(selector, models.PointIdsList) else None
         with self.lock:
@@ -302,7 +306,7 @@ class RestHandler(BaseHTTPRequestHandler):
         if rest == ["points"] and method == "POST":
             return store.retrieve(name, body)
         if rest == ["points", "scroll"]:
-            store.scrolls["rest"] += 1
+            store.note_scroll("rest")
             request = models.ScrollRequest.model_validate(body)
             points, offset = store.call(
                 "scroll",
