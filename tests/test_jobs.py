@@ -67,9 +67,11 @@ def test_an_unknown_stage_fails_the_render() -> None:
     assert result.code == 2 and "products-by-stage.yaml:16" in result.stderr
 
 
-def readme_jobs() -> list[str]:
-    """The README's complete job examples (YAML blocks that start with `version: 1`)."""
-    blocks = re.findall(r"```yaml\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+def documented_jobs() -> list[str]:
+    """The complete job examples of the README and docs/ (YAML blocks that start with
+    `version: 1`): what a reader copies must be a valid job."""
+    pages = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+    blocks = [b for page in pages for b in re.findall(r"```yaml\n(.*?)```", page.read_text(), re.S)]
     return [b for b in blocks if b.lstrip().startswith("version: 1")]
 
 
@@ -80,10 +82,10 @@ def test_unrendered_jobs_pass_check_jsonschema_against_the_published_schema(
     schema = tmp_path / "job.schema.json"
     schema.write_text(run_cli("schema").stdout)
     examples = []
-    for number, text in enumerate(readme_jobs()):
-        examples.append(tmp_path / f"readme-{number}.yaml")
+    for number, text in enumerate(documented_jobs()):
+        examples.append(tmp_path / f"documented-{number}.yaml")
         examples[-1].write_text(text)
-    assert len(examples) >= 2, "the README shows complete jobs"
+    assert len(examples) >= 3, "the README and docs/ show complete jobs"
     checker = Path(sys.executable).with_name("check-jsonschema")
     result = subprocess.run(
         [str(checker), "--schemafile", str(schema), *map(str, JOBS + examples)],
@@ -92,7 +94,8 @@ def test_unrendered_jobs_pass_check_jsonschema_against_the_published_schema(
     )
     assert result.returncode == 0, result.stdout + result.stderr
     broken = tmp_path / "broken.yaml"
-    broken.write_text(examples[0].read_text().replace("batch_size: 256", "batch_size: many"))
+    complete = next(e.read_text() for e in examples if "batch_size: 256" in e.read_text())
+    broken.write_text(complete.replace("batch_size: 256", "batch_size: many"))
     result = subprocess.run(
         [str(checker), "--schemafile", str(schema), str(broken)], capture_output=True, text=True
     )
