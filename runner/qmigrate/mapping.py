@@ -114,10 +114,14 @@ MAX_POINT_BYTES = 16 * 1024 * 1024  # one point must fit one request (the target
 def _check_size(payload: dict[str, Any], vectors: dict[str, Any]) -> None:
     """The payload is JSON, and the point fits one request; else the whole batch would fail
     at the server, naming no record."""
-    try:
-        encoded = orjson.dumps(payload, default=_json_default)
-    except (TypeError, orjson.JSONEncodeError) as exc:
-        raise InvalidRecord(f"the payload is not JSON: {exc}") from None
+    try:  # integers beyond 53 bits fail here, so only their payloads are walked
+        encoded = orjson.dumps(payload, default=_json_default, option=orjson.OPT_STRICT_INTEGER)
+    except (TypeError, orjson.JSONEncodeError):
+        _check_integers(payload)
+        try:
+            encoded = orjson.dumps(payload, default=_json_default)
+        except (TypeError, orjson.JSONEncodeError) as exc:
+            raise InvalidRecord(f"the payload is not JSON: {exc}") from None
     if b"null" in encoded:  # orjson writes NaN and Infinity as null: look closer
         try:
             json.dumps(payload, allow_nan=False, default=_json_default)
@@ -129,6 +133,26 @@ def _check_size(payload: dict[str, Any], vectors: dict[str, Any]) -> None:
             f"the point is {size / 2**20:.0f} MiB, more than one request to Qdrant may carry "
             f"({MAX_POINT_BYTES // 2**20} MiB)"
         )
+
+
+INT64_RANGE = range(-(2**63), 2**63)  # Qdrant's payload integers
+
+
+def _check_integers(payload: dict[str, Any]) -> None:
+    """Refuse an integer Qdrant cannot store as one, naming where it is: a float in its
+    place would be a rounded, different number."""
+    pending: list[tuple[str, Any]] = list(payload.items())
+    while pending:
+        path, value = pending.pop()
+        if type(value) is int and value not in INT64_RANGE:
+            raise InvalidRecord(
+                f"payload '{path}' is {value}, an integer outside the signed 64-bit range "
+                "Qdrant stores"
+            )
+        if isinstance(value, dict):
+            pending.extend((f"{path}.{key}", item) for key, item in value.items())
+        elif isinstance(value, (list, tuple)):
+            pending.extend((f"{path}[{index}]", item) for index, item in enumerate(value))
 
 
 def _json_default(value: Any) -> Any:

@@ -315,11 +315,23 @@ def _payload_differences(want: dict[str, Any], have: dict[str, Any]) -> list[str
             problems.append(f"payload '{key}' missing in the target")
         elif key not in want:
             problems.append(f"payload '{key}' only in the target")
-        elif want[key] != have[key]:
+        elif not _same(want[key], have[key]):
             problems.append(
                 f"payload '{key}': source {_short(want[key])}, target {_short(have[key])}"
             )
     return problems
+
+
+def _same(want: Any, have: Any) -> bool:
+    """Equal with the same JSON types: Python finds 2**64 == 2.0**64 and 1 == True, but a
+    target holding a float or a boolean where the source had an integer changed it."""
+    if type(want) is not type(have):
+        return False
+    if isinstance(want, dict):
+        return want.keys() == have.keys() and all(_same(want[k], have[k]) for k in want)
+    if isinstance(want, list):
+        return len(want) == len(have) and all(map(_same, want, have))
+    return want == have
 
 
 def _plain(payload: dict[str, Any]) -> dict[str, Any]:

@@ -150,7 +150,8 @@ class Source:
                 if not line.strip():
                     continue
                 origin = LineOrigin(file, position - len(line))
-                yield [self._record(_json_line(line, origin), origin)], position
+                row = _json_line(line, origin, self.vector_config)
+                yield [self._record(row, origin)], position
 
         for records, position in kit.gather(lines(), self.batch_size):
             yield Page(records, position)
@@ -211,10 +212,12 @@ class LineOrigin:
         return f"{self.file} line {line}"
 
 
-def _json_line(line: bytes, origin: LineOrigin) -> dict[str, Any]:
+def _json_line(line: bytes, origin: LineOrigin, vectors: Any) -> dict[str, Any]:
     try:
         value = orjson.loads(line)  # several times faster than json; strict JSON only
     except orjson.JSONDecodeError:
+        value = None
+    if isinstance(value, dict) and _may_hold_a_rounded_integer(value, vectors):
         value = None
     try:
         if value is None:  # NaN, Infinity or integers past 64 bits: the mapper judges them
@@ -226,6 +229,34 @@ def _json_line(line: bytes, origin: LineOrigin) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise QmigrateError(f"{origin}: a line must be a JSON object")
     return value
+
+
+ROUNDED_FROM = 2.0**63  # below -2**63 or above 2**64 - 1, orjson reads integers as floats
+
+
+def _may_hold_a_rounded_integer(row: dict[str, Any], vectors: Any) -> bool:
+    """True if an ID or payload value is a float as large as an integer orjson may have
+    rounded; the line is then read again exactly. Vectors are left out: they become
+    float32 anyway, and walking them would cost more than the parse."""
+    nested = []
+    for key, value in row.items():  # most values are flat: no list of them is built
+        kind = type(value)
+        if kind is float:
+            if not -ROUNDED_FROM < value < ROUNDED_FROM:
+                return True
+        elif (kind is dict or kind is list) and key not in vectors:
+            nested.append(value)
+    while nested:
+        value = nested.pop()
+        kind = type(value)
+        if kind is float:
+            if not -ROUNDED_FROM < value < ROUNDED_FROM:
+                return True
+        elif kind is dict:
+            nested.extend(value.values())
+        elif kind is list:
+            nested.extend(value)
+    return False
 
 
 def _rows(table: Any, file: Path, group: int) -> list[dict[str, Any]]:
