@@ -80,3 +80,74 @@ def test_verify_flags_an_integer_that_became_a_float(tmp_path: Path) -> None:
     assert verified.code == 3, verified.stdout + verified.stderr
     assert "payload 'count': source 7, target 7.0" in verified.stdout
     assert "payload 'max'" in verified.stdout
+
+
+def test_every_arrow_type_arrives_in_a_faithful_form_and_plan_names_it(tmp_path: Path) -> None:
+    import datetime
+    import decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    paris = datetime.timezone(datetime.timedelta(hours=1))
+    columns = {
+        "id": pa.array([2**64 - 1, 1], pa.uint64()),
+        "v": pa.array([[1.0, 0.0], [0.0, 1.0]], pa.list_(pa.float32())),
+        "price": pa.array([decimal.Decimal("12.34"), None], pa.decimal128(10, 2)),
+        "exact": pa.array([decimal.Decimal("12345678901234567.89"), None], pa.decimal128(38, 2)),
+        "blob": pa.array([b"\x00\xffqm", None], pa.binary()),
+        "big_blob": pa.array([b"abc", None], pa.large_binary()),
+        "counts": pa.array([[("a", 1), ("b", 2**62)], None], pa.map_(pa.string(), pa.int64())),
+        "by_number": pa.array([None, [(1, "x")]], pa.map_(pa.int64(), pa.string())),
+        "at": pa.array(
+            [datetime.datetime(2024, 1, 2, 4, 4, 5, 123456, tzinfo=paris), None],
+            pa.timestamp("us", tz="Europe/Paris"),
+        ),
+        "local": pa.array([1704164645123456789, None], pa.timestamp("ns")),
+        "day": pa.array([datetime.date(2024, 1, 2), None], pa.date32()),
+        "took": pa.array([-1500, None], pa.duration("ms")),
+        "nested": pa.array(
+            [{"raw": b"\x01", "when": datetime.date(2020, 5, 6)}, None],
+            pa.struct([("raw", pa.binary()), ("when", pa.date32())]),
+        ),
+        "unsigned": pa.array([5, 2**64 - 1], pa.uint64()),
+    }
+    data = tmp_path / "rows.parquet"
+    pq.write_table(pa.table(columns), data)
+    job = file_job(tmp_path, data)
+
+    planned = run_cli("plan", str(job), "--output", "json", cwd=tmp_path)
+    assert planned.code == 0, planned.stderr
+    body = planned.json()
+    plans = body["jobs"] if "jobs" in body else body["plans"]  # item 18 makes it one key
+    details = plans[0]["source"]["details"]
+    assert details["payload_forms"]["price"] == "decimal128(10, 2) as a number"
+    assert "as a string" in details["payload_forms"]["exact"]
+    assert details["payload_forms"]["blob"] == "binary as base64 text"
+    assert "as an object" in details["payload_forms"]["counts"]
+    assert "by_number" in details["columns_not_carried"]
+    assert "by_number" in run_cli("plan", str(job), cwd=tmp_path).stdout
+
+    applied = run_cli("apply", str(job), cwd=tmp_path)
+    assert applied.code == 0, applied.stderr
+    points = read_collection(tmp_path / "target", "copy")
+    assert list(points) == [2**64 - 1]
+    assert points[2**64 - 1].payload == {
+        "price": 12.34,
+        "exact": "12345678901234567.89",
+        "blob": "AP9xbQ==",
+        "big_blob": "YWJj",
+        "counts": {"a": 1, "b": 2**62},
+        "by_number": None,
+        "at": "2024-01-02T03:04:05.123456Z",
+        "local": "2024-01-02T03:04:05.123456789",
+        "day": "2024-01-02",
+        "took": "-PT1.5S",
+        "nested": {"raw": "AQ==", "when": "2020-05-06"},
+        "unsigned": 5,
+    }
+    dead = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    assert [letter["id"] for letter in dead] == [1]
+    assert "column 'by_number'" in dead[0]["error"]
+    verified = run_cli("verify", str(job), cwd=tmp_path)
+    assert verified.code == 0, verified.stdout + verified.stderr

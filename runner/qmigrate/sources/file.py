@@ -74,12 +74,36 @@ class Source:
         payload_fields = sorted(
             {k for row in sample for k in row if k != self.id_field and k not in self.vector_config}
         )
+        details: dict[str, Any] = {"files": [str(f) for f in files]}
+        details.update(self._parquet_forms(files))
         return SourceInfo(
-            count=count,
-            vectors=vectors,
-            payload_fields=payload_fields,
-            details={"files": [str(f) for f in files]},
+            count=count, vectors=vectors, payload_fields=payload_fields, details=details
         )
+
+    def _parquet_forms(self, files: list[Path]) -> dict[str, Any]:
+        """The Parquet columns whose payload form is not the plain one, and those that
+        cannot be carried, for `plan` to name."""
+        from qmigrate.sources import arrow_values  # needs pyarrow, as Parquet does
+
+        forms: dict[str, str] = {}
+        refused: dict[str, str] = {}
+        for file in files:
+            if self._format(file) != "parquet":
+                continue
+            for column in _parquet(file).schema_arrow:
+                if column.name == self.id_field or column.name in self.vector_config:
+                    continue
+                form, problem = arrow_values.describe(column.type)
+                if form:
+                    forms[column.name] = form
+                if problem:
+                    refused[column.name] = f"{problem}: rows holding a value are invalid"
+        found: dict[str, Any] = {}
+        if forms:
+            found["payload_forms"] = forms
+        if refused:
+            found["columns_not_carried"] = refused
+        return found
 
     def _row_of(self, record: Record) -> dict[str, Any]:
         return {self.id_field: record.id, **record.vectors, **record.payload}
@@ -166,29 +190,53 @@ class Source:
             rows = table.num_rows
             offset = skip if index == group else 0
             while offset < rows:
-                rows_slice = self._parquet_rows(table.slice(offset, self.batch_size), file, index)
+                rows_slice, invalid = self._parquet_rows(
+                    table.slice(offset, self.batch_size), file, index
+                )
                 records = [
                     self._record(row, f"{file} row group {index}, row {offset + n}")
                     for n, row in enumerate(rows_slice)
                 ]
+                for record, reason in zip(records, invalid, strict=True):
+                    record.invalid = reason
                 offset += len(rows_slice)
                 next_cursor = [index, offset] if offset < rows else [index + 1, 0]
                 yield Page(records, next_cursor)
 
-    def _parquet_rows(self, table: Any, file: Path, group: int) -> list[dict[str, Any]]:
-        """Rows as dicts; a dense vector column of floats goes over as one float32 matrix,
-        each row's vector a view of it, never a list of Python floats."""
-        matrices = {}
+    def _parquet_rows(
+        self, table: Any, file: Path, group: int
+    ) -> tuple[list[dict[str, Any]], list[str | None]]:
+        """Rows as dicts, and why each cannot be read (None: it can). A dense vector column
+        of floats goes over as one float32 matrix, each row's vector a view of it, never a
+        list of Python floats; other columns in their payload form (arrow_values)."""
+        from qmigrate.sources import arrow_values  # needs pyarrow, as Parquet does
+
+        replaced: dict[str, Any] = {}
         for name, config in self.vector_config.items():
             if config.get("kind", "dense") == "dense" and name in table.column_names:
                 matrix = _float_matrix(table.column(name))
                 if matrix is not None:
-                    matrices[name] = matrix
-        rows = _rows(table.drop_columns(list(matrices)), file, group)
-        for name, matrix in matrices.items():
-            for row, vector in zip(rows, matrix, strict=True):
-                row[name] = vector
-        return rows
+                    replaced[name] = matrix
+        invalid: list[str | None] = [None] * table.num_rows
+        for column in table.schema:
+            if column.name in replaced or column.name == self.id_field:
+                continue
+            _, problem = arrow_values.describe(column.type)
+            if problem:
+                held = table.column(column.name).is_valid().to_pylist()
+                invalid = [
+                    reason or (f"column '{column.name}' is {problem}" if has else None)
+                    for reason, has in zip(invalid, held, strict=True)
+                ]
+                continue  # the dead letter shows its values as read
+            values = arrow_values.column_values(table.column(column.name))
+            if values is not None:
+                replaced[column.name] = values
+        rows = _rows(table.drop_columns(list(replaced)), file, group)
+        for name, values in replaced.items():
+            for row, value in zip(rows, values, strict=True):
+                row[name] = value
+        return rows, invalid
 
     # --- rows -----------------------------------------------------------------------
 
