@@ -41,7 +41,9 @@ def test_init_skeleton_validates_once_its_placeholders_are_set(
     skeleton = job.read_text()
     assert f"  type: {source_type}\n" in skeleton
     assert "# batch_size: 256" in skeleton, "optional keys are commented out"
-    assert "# Points per upsert request." in skeleton, "descriptions become comments"
+    assert "# Records per read page: how many records one request to the source" in skeleton, (
+        "descriptions become comments"
+    )
     env = placeholder_env(skeleton)
     if source_type != "file":
         assert env, "secrets and URLs are env placeholders"

@@ -14,6 +14,7 @@ import orjson
 from qdrant_client import models
 from qdrant_client.local.payload_filters import check_filter
 
+from qmigrate import payload_paths as paths
 from qmigrate.records import Record, SparseVector
 from qmigrate.spec import MappingSpec
 from qmigrate.target import Layout
@@ -58,6 +59,12 @@ class Mapper:
         self.spec = spec
         self.layout = layout
         self.unnamed_only = [n for n, f in layout.items()] == [""]
+        # Nested paths (meta.origin) take the slower path-by-path way; top-level keys not.
+        self.include = [paths.parse(p) for p in spec.include or ()]
+        self.exclude = [paths.parse(p) for p in spec.exclude]
+        self.rename = [(paths.parse(a), paths.parse(b)) for a, b in spec.rename.items()]
+        named = [*(spec.include or ()), *spec.exclude, *spec.rename, *spec.rename.values()]
+        self.nested = any(paths.parse(path) != ((path, False),) for path in named)
 
     def to_point(self, record: Record) -> models.PointStruct:
         if record.invalid is not None:
@@ -97,6 +104,8 @@ class Mapper:
 
     def _payload(self, payload: dict[str, Any]) -> dict[str, Any]:
         spec = self.spec
+        if self.nested:
+            return self._nested_payload(payload)
         if spec.include is not None:
             payload = {k: v for k, v in payload.items() if k in spec.include}
         if spec.exclude:
@@ -106,6 +115,22 @@ class Mapper:
         if spec.set:
             payload = {**payload, **spec.set}
         return dict(payload)
+
+    def _nested_payload(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Include, exclude, rename, set, in that order, as for top-level keys."""
+        if self.spec.include is not None:
+            payload = paths.keep(payload, self.include)
+        for path in self.exclude:
+            payload = paths.drop(payload, path)
+        moves = []
+        for old, new in self.rename:
+            found, value = paths.take(payload, old)
+            if found:
+                payload = paths.drop(payload, old)
+                moves.append((new, value))
+        for new, value in moves:  # after every take: a rename a -> b, b -> a swaps them
+            payload = paths.put(payload, new, value)
+        return {**payload, **self.spec.set}
 
 
 MAX_POINT_BYTES = 16 * 1024 * 1024  # one point must fit one request (the target's limit)

@@ -27,6 +27,7 @@ import jsonschema
 import referencing
 import yaml
 
+from qmigrate import payload_paths
 from qmigrate.errors import invalid
 from qmigrate.redaction import is_secret_key, remember_secrets
 from qmigrate.sources import REGISTRY
@@ -469,6 +470,9 @@ def _explain(error: jsonschema.ValidationError) -> Iterator[tuple[list[Any], str
         yield path, f"must be one of {options}{got}"
     elif validator == "const":
         yield path, f"must be {json.dumps(error.validator_value)}"
+    elif validator == "pattern" and error.validator_value in PAYLOAD_PATH_FORMS:
+        form = PAYLOAD_PATH_FORMS[error.validator_value]
+        yield path, f"{json.dumps(error.instance)} is not a payload path ({form})"
     elif validator in ("oneOf", "anyOf"):
         yield from _explain_alternatives(error, path)
     elif validator == "not" and secret:
@@ -483,6 +487,10 @@ def _explain(error: jsonschema.ValidationError) -> Iterator[tuple[list[Any], str
 
 
 FILTER_KEYS = ("must", "should", "must_not", "min_should")
+PAYLOAD_PATH_FORMS = {
+    payload_paths.PATH_PATTERN: 'keys joined by dots: meta.origin, tags[].note, "a.b"',
+    payload_paths.PLAIN_PATH_PATTERN: 'keys joined by dots, no []: meta.origin, "a.b"',
+}
 
 
 def _explain_alternatives(
