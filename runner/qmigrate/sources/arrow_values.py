@@ -53,7 +53,7 @@ def describe(data_type: pa.DataType) -> tuple[str | None, str | None]:
     if pa.types.is_temporal(data_type):
         return f"{data_type} as ISO 8601 text", None
     if _converter(data_type) is not None:
-        return f"{data_type}, its values inside in the forms above", None
+        return f"{data_type}, its nested values in their payload forms", None
     return None, None
 
 
