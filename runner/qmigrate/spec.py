@@ -29,7 +29,7 @@ import yaml
 
 from qmigrate import payload_paths
 from qmigrate.errors import invalid
-from qmigrate.redaction import is_secret_key, remember_secrets
+from qmigrate.redaction import is_secret_key, remember_secrets, without_credentials
 from qmigrate.sources import REGISTRY
 
 # --- schema -----------------------------------------------------------------------------
@@ -228,14 +228,16 @@ class Job:
         `source.<key>`, `target.collection`, `mapping.<key>`, `filter`. Stored with the
         checkpoints, so a refusal can say what changed without storing any value.
 
-        Credentials and connection details (named by the source's registry entry) are left
-        out, so rotating a key or moving the server does not invalidate checkpoints. Where
-        the data lives (url, path, host) stays in: a new place may hold other data. Paths
-        count as absolute, real paths, so the directory a job is applied from does not matter.
+        Connection details (named by the source's registry entry) are left out, and no
+        credential enters in any form (secret keys, URL user info and secret parameters are
+        taken out first: a stored hash of a password can be tested against guesses), so
+        rotating a key does not invalidate checkpoints. Where the data lives (url host,
+        path) stays in: a new place may hold other data. Paths count as absolute, real
+        paths, so the directory a job is applied from does not matter.
         """
         declared = REGISTRY[self.source["type"]]
         parts: dict[str, Any] = {
-            f"source.{key}": self.source_paths.get(key, value)
+            f"source.{key}": self.source_paths.get(key, without_credentials(value))
             for key, value in self.source.items()
             if not is_secret_key(key) and not declared.ignored_by_fingerprint(key)
         }

@@ -16,6 +16,7 @@ from qmigrate import wire
 from qmigrate.errors import QmigrateError
 from qmigrate.qdrant_connection import QdrantConnection, connect
 from qmigrate.records import DISTANCES, SourceInfo, VectorField
+from qmigrate.redaction import without_credentials
 from qmigrate.retry import http_status, retried
 from qmigrate.spec import MappingSpec, TargetSpec
 
@@ -149,8 +150,7 @@ class QdrantTarget:
         if self.spec.path and where != ":memory:":
             where = os.path.realpath(where)
         elif self.spec.url:
-            parts = urlsplit(where)
-            where = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+            where = without_credentials(urlsplit(where).geturl())
         return {"location": where, "collection": self.collection}
 
     def close(self) -> None:
