@@ -275,3 +275,44 @@ class ClientFilter:
     def matches(self, record: Record) -> bool:
         has_vector = {name: value is not None for name, value in record.vectors.items()}
         return check_filter(self.filter, record.payload, record.id, has_vector)
+
+
+def filter_keys(filter: Any, prefix: str = "") -> set[str]:
+    """Every payload key a Qdrant-syntax filter names, nested keys as `outer[].inner`."""
+    keys: set[str] = set()
+    if isinstance(filter, list):
+        for item in filter:
+            keys |= filter_keys(item, prefix)
+    elif isinstance(filter, dict):
+        for clause in ("must", "should", "must_not"):
+            keys |= filter_keys(filter.get(clause), prefix)
+        keys |= filter_keys((filter.get("min_should") or {}).get("conditions"), prefix)
+        if isinstance(filter.get("key"), str):
+            keys.add(prefix + filter["key"])
+        for check in ("is_empty", "is_null"):
+            if isinstance(filter.get(check), dict) and "key" in filter[check]:
+                keys.add(prefix + filter[check]["key"])
+        nested = filter.get("nested")
+        if isinstance(nested, dict):
+            keys |= filter_keys(nested.get("filter"), f"{prefix}{nested.get('key')}[].")
+    return keys
+
+
+def keys_no_field_has(filter: dict[str, Any] | None, fields: list[str]) -> list[str]:
+    """Filter keys that none of the payload fields a source showed can hold: such a
+    condition tests a field no record has (a Redis JSON alias instead of its path)."""
+    if not filter or not fields:
+        return []
+
+    def path(key: str) -> str:
+        return key.replace("[]", "")
+
+    known = {path(f) for f in fields}
+    return sorted(
+        key
+        for key in filter_keys(filter)
+        if not any(
+            path(key) == f or path(key).startswith(f + ".") or f.startswith(path(key) + ".")
+            for f in known
+        )
+    )
