@@ -22,7 +22,6 @@ from typing import Any
 
 import dotenv
 import dotenv.parser
-import jinja2
 import jsonschema
 import referencing
 import yaml
@@ -31,6 +30,7 @@ from qmigrate import payload_paths
 from qmigrate.errors import invalid
 from qmigrate.redaction import is_secret_key, remember_secrets
 from qmigrate.sources import REGISTRY
+from qmigrate.templating import render
 
 # --- schema -----------------------------------------------------------------------------
 
@@ -343,63 +343,6 @@ def read_env_file(path: str) -> dict[str, str]:
             raise invalid(f"{path}:{line}: expected KEY=VALUE")
     values = dotenv.dotenv_values(stream=io.StringIO(text))
     return {key: value for key, value in values.items() if value is not None}
-
-
-_UNDEFINED_PATTERNS = (
-    re.compile(r"has no attribute '([^']+)'"),
-    re.compile(r"'([^']+)' is undefined"),
-)
-
-
-def render(file: Path, env: Mapping[str, str]) -> str:
-    """Render the job file with Jinja2; an undefined variable names itself and the file."""
-    text = _read(file)
-    environment = jinja2.Environment(
-        undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False
-    )
-    try:
-        template = environment.from_string(text)
-        return template.render(env=dict(env), job_dir=str(file.parent))
-    except jinja2.TemplateSyntaxError as exc:
-        raise invalid(f"{file}:{exc.lineno}: template error: {exc.message}") from None
-    except jinja2.UndefinedError as exc:
-        line = _template_line(exc)
-        where = f"{file}:{line}" if line else str(file)
-        message = str(exc.message or exc)
-        for pattern in _UNDEFINED_PATTERNS:
-            match = pattern.search(message)
-            if match:
-                name = match.group(1)
-                if "dict object" in message:
-                    raise invalid(
-                        f"{where}: environment variable {name} is not set "
-                        "(give it a default with `| default(...)` if it is optional)"
-                    ) from None
-                raise invalid(f"{where}: template variable '{name}' is undefined") from None
-        raise invalid(f"{where}: {message}") from None
-    except Exception as exc:  # an expression that fails as it runs: 1/0, a bad filter call
-        line = _template_line(exc)
-        where = f"{file}:{line}" if line else str(file)
-        raise invalid(f"{where}: template error: {type(exc).__name__}: {exc}") from None
-
-
-def _template_line(exc: BaseException) -> int | None:
-    tb = exc.__traceback__
-    line = None
-    while tb is not None:
-        if tb.tb_frame.f_code.co_filename == "<template>":
-            line = tb.tb_lineno
-        tb = tb.tb_next
-    return line
-
-
-def _read(file: Path) -> str:
-    try:
-        return file.read_text()
-    except OSError as exc:
-        raise invalid(f"{file}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise invalid(f"{file}: not a UTF-8 text file") from None
 
 
 def parse(file: Path, text: str) -> tuple[Any, yaml.Node | None]:
