@@ -215,3 +215,20 @@ def test_fingerprint_does_not_depend_on_the_working_directory(
     from_jobs = spec.load(Path("job.yaml"), {})
     assert from_root.source["path"] != from_jobs.source["path"], "the paths as written differ"
     assert from_root.fingerprint() == from_jobs.fingerprint()
+
+
+def test_duplicate_keys_are_refused_naming_both_lines(tmp_path: Path) -> None:
+    text = VALID + "batch_size: 10\ntarget: {path: other, collection: demo}\nbatch_size: 20\n"
+    text += "mapping:\n  payload: {exclude: [a], exclude: [b]}\n"
+    path = tmp_path / "job.yaml"
+    assert errors_of(tmp_path, text) == [
+        f"{path}:12: duplicate key 'target' (first at line 8)",
+        f"{path}:13: duplicate key 'batch_size' (first at line 11)",
+        f"{path}:15: duplicate key 'exclude' (first at line 15)",
+    ]
+
+
+def test_anchors_and_merge_keys_are_no_duplicates(tmp_path: Path) -> None:
+    text = VALID + "verify: &v {sample: 10}\nx-other: {<<: *v, sample: 20}\n"
+    errors = errors_of(tmp_path, text)
+    assert not any("duplicate" in e for e in errors), errors

@@ -349,6 +349,9 @@ def parse(file: Path, text: str) -> tuple[Any, yaml.Node | None]:
     """YAML text -> (data, node tree for line numbers)."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        duplicates = _duplicate_keys(node)
+        if duplicates:
+            raise invalid("\n".join(f"{file}:{line}" for line in duplicates))
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -359,6 +362,40 @@ def parse(file: Path, text: str) -> tuple[Any, yaml.Node | None]:
         raise invalid(f"{file}: malformed YAML: nested too deeply") from None
     remember_secrets(data)  # before any message could quote one
     return data, node
+
+
+def _duplicate_keys(root: yaml.Node | None) -> list[str]:
+    """`LINE: duplicate key 'k' (first at line N)` for every mapping that repeats a key:
+    YAML keeps the last silently, so a pasted block would override a setting unseen."""
+    found: list[tuple[int, str]] = []
+    seen_nodes: set[int] = set()
+    pending = [root] if root is not None else []
+    while pending:
+        node = pending.pop()
+        if id(node) in seen_nodes:  # an alias: checked where its anchor stands
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first_line: dict[tuple[str, str], int] = {}
+            for key_node, value_node in node.value:
+                pending.extend((key_node, value_node))
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                    continue
+                key = (key_node.tag, key_node.value)
+                line = key_node.start_mark.line + 1
+                if key in first_line:
+                    found.append(
+                        (
+                            line,
+                            f"{line}: duplicate key '{key_node.value}' "
+                            f"(first at line {first_line[key]})",
+                        )
+                    )
+                else:
+                    first_line[key] = line
+        elif isinstance(node, yaml.SequenceNode):
+            pending.extend(node.value)
+    return [message for _, message in sorted(found)]
 
 
 def validation_errors(data: Any, node: yaml.Node | None, file: Path) -> list[str]:
