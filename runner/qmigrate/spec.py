@@ -28,6 +28,7 @@ import yaml
 
 from qmigrate import payload_paths
 from qmigrate.errors import invalid
+from qmigrate.filter_check import filter_problems
 from qmigrate.redaction import is_secret_key, remember_secrets
 from qmigrate.sources import REGISTRY
 from qmigrate.templating import render
@@ -405,11 +406,18 @@ def validation_errors(data: Any, node: yaml.Node | None, file: Path) -> list[str
     job_schema, registry = _load_schemas()
     validator = jsonschema.Draft202012Validator(job_schema, registry=registry)
     found: list[tuple[int, str]] = []
+    filter_has_errors = False  # then its Qdrant-level check would only repeat them
     for error in validator.iter_errors(data):
         for path, message in _explain(error):
+            filter_has_errors |= path[:1] == ["filter"]
             line = _line_of(node, path)
             where = f"{file}:{line}" if line else str(file)
             found.append((line or 0, f"{where}: {_dotted(path) or '(top level)'}: {message}"))
+    if isinstance(data.get("filter"), dict) and not filter_has_errors:
+        for path, message in filter_problems(data["filter"], ["filter"]):
+            line = _line_of(node, path)
+            where = f"{file}:{line}" if line else str(file)
+            found.append((line or 0, f"{where}: {_dotted(path)}: {message}"))
     return [message for _, message in sorted(set(found))]
 
 
