@@ -249,6 +249,10 @@ def test_anchors_and_merge_keys_are_no_duplicates(tmp_path: Path) -> None:
             ["filter.must[0].range.gte: 'yesterday' is neither a number nor an RFC 3339"],
         ),
         (
+            "{key: d, range: {gte: '2024-1-1', lt: '2024-01-02'}}",
+            ["filter.must[0].range.gte: '2024-1-1' is neither a number nor an RFC 3339"],
+        ),
+        (
             "{key: d, range: {gte: 1, lt: '2024-01-01T00:00:00Z'}}",
             ["filter.must[0].range: mixes numbers and datetimes"],
         ),

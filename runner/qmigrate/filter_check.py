@@ -2,7 +2,9 @@
 
 A value Qdrant refuses (`has_id: [-1]`, `range: {gte: "yesterday"}`) would otherwise pass
 `validate`, then select nothing client-side or fail at the source with a page of pydantic
-errors. Each problem is one (path, message); qdrant-client's models are the last check.
+errors. Each problem is one (path, message). The oracles are qdrant-client's: local mode's
+copies of the server's UUID and datetime parsers, and its models (which read fewer
+datetime spellings than the server).
 """
 
 from __future__ import annotations
@@ -23,13 +25,7 @@ INT64 = (-(2**63), 2**63 - 1)  # Qdrant's integer payload values
 
 def filter_problems(filter: dict[str, Any], path: Path) -> list[tuple[Path, str]]:
     """Every problem of a filter that passed the schema, as (path in the file, message)."""
-    problems = list(_filter(filter, path))
-    if not problems:
-        try:
-            models.Filter.model_validate(filter)
-        except pydantic.ValidationError as exc:
-            problems = _translated(exc, path)
-    return problems
+    return list(_filter(filter, path))
 
 
 def _filter(filter: dict[str, Any], path: Path) -> Iterator[tuple[Path, str]]:
@@ -79,10 +75,20 @@ def _range(bounds: dict[str, Any], path: Path) -> Iterator[tuple[Path, str]]:
     """All bounds numbers, or all datetimes Qdrant parses (RFC 3339, a date, no zone: UTC)."""
     texts = {k: v for k, v in bounds.items() if isinstance(v, str)}
     for name, text in texts.items():
-        if datetime_utils.parse(text) is None:
+        if datetime_utils.parse(text) is None or not _model_datetime(text):
             yield [*path, name], f"{text!r} is neither a number nor an RFC 3339 datetime"
     if texts and len(texts) < len(bounds):
         yield path, "mixes numbers and datetimes: bounds must all be one or the other"
+
+
+def _model_datetime(text: str) -> bool:
+    """Whether qdrant-client's model reads it too (it refuses `2024-1-1`, which the
+    server's parser, as local mode copies it, reads)."""
+    try:
+        models.DatetimeRange.model_validate({"gte": text})
+    except pydantic.ValidationError:
+        return False
+    return True
 
 
 def _match(match: dict[str, Any], path: Path) -> Iterator[tuple[Path, str]]:
@@ -106,17 +112,3 @@ def _ring(ring: dict[str, Any], path: Path) -> Iterator[tuple[Path, str]]:
     points = ring["points"]
     if points[0] != points[-1]:
         yield [*path, "points"], "the last point must repeat the first, closing the ring"
-
-
-def _translated(exc: pydantic.ValidationError, path: Path) -> list[tuple[Path, str]]:
-    """pydantic's errors, one per place: its union branches (class names in the location)
-    are dropped, so one wrong value is one line, not one per branch it could have been."""
-    found: dict[tuple[Any, ...], str] = {}
-    for error in exc.errors():
-        where = tuple(part for part in error["loc"] if not _branch_name(part))
-        found.setdefault(where, error["msg"])
-    return [([*path, *where], message) for where, message in found.items()]
-
-
-def _branch_name(part: Any) -> bool:
-    return isinstance(part, str) and (part[:1].isupper() or "[" in part)
