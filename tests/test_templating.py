@@ -77,10 +77,13 @@ def test_validate_refuses_code_in_a_template_and_runs_none(
         ),
         ("{{ env.HOME | center(10**9) }}", "No filter named 'center'"),
         ("{{ env.HOME is divisibleby 3 }}", "No test named 'divisibleby'"),
-        ("{% for k in env %}{% endfor %}", "loops are not available"),
+        ("{% for k in [1, 2] %}{% endfor %}", "loops are not available"),
         ("{% macro m() %}{% endmacro %}", "macros are not available"),
         ("{% include 'x' %}", "includes are not available"),
         ("{{ env.items() }}", "environment variable items is not set"),
+        ("{{ env | tojson }}", "env is read one variable at a time"),
+        ("{{ env }}", "env is read one variable at a time"),
+        ("{% set e = env %}{{ e.HOME }}", "env is read one variable at a time"),
     ],
 )
 def test_what_the_docs_do_not_list_is_an_error_with_the_line(

@@ -203,10 +203,14 @@ def _message(exc: Exception) -> str:
 def _refused(template_ast: nodes.Template) -> list[tuple[int, str]]:
     """What the template uses beyond the documented names and statements, by line."""
     bound = {n.name for n in template_ast.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    looked_up = {id(n.node) for n in template_ast.find_all((nodes.Getattr, nodes.Getitem))}
     problems = []
     for node in template_ast.find_all((nodes.Name, *REFUSED_STATEMENTS)):
         if isinstance(node, nodes.Name):
-            if node.ctx == "load" and node.name not in NAMES and node.name not in bound:
+            if node.name == "env" and node.ctx == "load" and id(node) not in looked_up:
+                # The whole environment (CI secrets included) would land in the file.
+                problems.append((node.lineno, "env is read one variable at a time: env.NAME"))
+            elif node.ctx == "load" and node.name not in NAMES and node.name not in bound:
                 problems.append(
                     (
                         node.lineno,
