@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from qmigrate import engine, spec
+from qmigrate.engine import writer as engine_writer
 from qmigrate.errors import QmigrateError
 from qmigrate.records import CursorLost, Page, Partition
 from tests.conftest import (
@@ -365,7 +366,7 @@ def test_queued_pages_join_one_request_up_to_its_budget(
         summary = run_job(document, tmp_path)
         joined = len(store.data_upserts)
         store.data_upserts.clear()
-        monkeypatch.setattr(engine, "REQUEST_BYTES", 1)
+        monkeypatch.setattr(engine_writer, "REQUEST_BYTES", 1)
         run_job({**document, "restart": "restart"}, tmp_path)
         single = store.data_upserts
     assert (summary.written, summary.count_check) == (200, "ok")
@@ -393,9 +394,9 @@ def test_a_failed_write_is_not_forgotten_when_the_block_ends_otherwise() -> None
         raise QmigrateError("writing failed")
 
     point = models.PointStruct(id=1, vector=[1.0], payload={})
-    page = engine.PreparedPage([point], [], cursor=1, read=1, filtered=0, duplicates=0,
+    page = engine_writer.PreparedPage([point], [], cursor=1, read=1, filtered=0, duplicates=0,
                                passed_over=0)  # fmt: skip
-    writer = engine.PageWriter(send, lambda pages: None, 2, False, threading.Event())
+    writer = engine_writer.PageWriter(send, lambda pages: None, 2, False, threading.Event())
     with pytest.raises(QmigrateError, match="writing failed"), writer:
         writer.put(page)
         writer.thread.join()

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 from qdrant_client import models
 
-from qmigrate.counts import count_check
 from qmigrate.engine import Resolved, before_data_moves
+from qmigrate.engine.counts import count_check
 from qmigrate.mapping import ClientFilter, InvalidRecord, Mapper, point_id
 from qmigrate.progress import Progress
 from qmigrate.records import Record, VectorField

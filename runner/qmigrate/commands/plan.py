@@ -61,7 +61,7 @@ def _vector(field: VectorField) -> dict[str, Any]:
 
 def build_plan(resolved: Resolved) -> dict[str, Any]:
     from qmigrate import engine
-    from qmigrate.counts import RESTART_KEEPS_STALE_POINTS
+    from qmigrate.engine.counts import RESTART_KEEPS_STALE_POINTS
 
     job, info, target = resolved.job, resolved.info, resolved.target
     problems: list[str] = []

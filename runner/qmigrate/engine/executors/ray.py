@@ -19,8 +19,11 @@ import threading
 import time
 from typing import Any
 
-from qmigrate import engine
 from qmigrate.checkpoint import CheckpointStore, JobState, PartitionState
+from qmigrate.engine.counts import Counters
+from qmigrate.engine.lease import JobLease
+from qmigrate.engine.loop import PartitionWorker
+from qmigrate.engine.wiring import Resolved, resolve
 from qmigrate.errors import QmigrateError
 from qmigrate.progress import Progress
 from qmigrate.records import Partition
@@ -110,10 +113,10 @@ def _cluster_notices_to_stderr(ray: Any) -> None:
 
 
 def run_partitions(
-    resolved: engine.Resolved,
+    resolved: Resolved,
     state: JobState,
     partition_states: dict[str, PartitionState],
-    counters: engine.Counters,
+    counters: Counters,
     progress_stream: Any,
 ) -> None:
     """The Ray counterpart of the engine's thread pool: at most `executor.tasks` partitions
@@ -160,17 +163,17 @@ def run_partition(job: Job, partition: Partition) -> int:
     """One partition, in a Ray worker: the engine's resolve and PartitionWorker, from the cursor
     the last attempt saved. Returns how many transient failures it rode out."""
     remember_secrets(job.document)  # a message the task raises is masked here already
-    resolved = engine.resolve(job)
+    resolved = resolve(job)
     try:
         lease_job = dataclasses.replace(job, name=f"{job.name} partition {partition.key}")
-        with engine.JobLease(resolved.store, lease_job, wait=True):
+        with JobLease(resolved.store, lease_job, wait=True):
             # Read after the lease is ours: an attempt that died before us saved up to here.
             saved = _load(resolved.store, job).get(partition.key)
             state = saved or PartitionState(partition.key)
             if state.done:
                 return 0
-            counters = engine.Counters()
-            engine.PartitionWorker(resolved, counters, threading.Event()).run(partition, state)
+            counters = Counters()
+            PartitionWorker(resolved, counters, threading.Event()).run(partition, state)
             return counters.retries
     finally:
         resolved.close()
