@@ -5,16 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from qmigrate.checkpoint import JobState
+from qmigrate.engine.executors import executor
 from qmigrate.engine.wiring import Resolved
 from qmigrate.spec import Job
 
 
 def refusals(resolved: Resolved) -> list[str]:
     """Every reason `apply` would stop before writing anything; `plan` reports the same."""
-    from qmigrate.engine.executors import ray as executor_ray  # Ray only when a job asks
-
     job, state = resolved.job, resolved.state
-    reasons = executor_ray.refusals(job)
+    reasons = executor(job).refusals(job)
     if job.restart == "recreate":
         if not _may_recreate(resolved):
             reasons.append(

@@ -9,7 +9,7 @@ from typing import Any
 
 from qmigrate.checkpoint import JobState, PartitionState
 from qmigrate.engine.counts import CountCheckFailed, Counters, Summary, count_check
-from qmigrate.engine.executors.local import _run_partitions
+from qmigrate.engine.executors import executor
 from qmigrate.engine.lease import JobLease
 from qmigrate.engine.preflight import _same_collection, refusals
 from qmigrate.engine.wiring import Resolved, before_data_moves
@@ -62,10 +62,7 @@ def apply(resolved: Resolved, progress_stream: Any = None, wait: bool = False) -
     reasons = refusals(resolved)
     if reasons:
         raise QmigrateError("; ".join(reasons))
-    if resolved.job.executor.type == "ray":
-        from qmigrate.engine.executors import ray as executor_ray
-
-        executor_ray.connect(resolved.job)  # an unreachable cluster is refused here too
+    executor(resolved.job).prepare(resolved.job)  # an unreachable cluster is refused here too
     # Nothing was written up to here: every refusal comes before the first write.
     with JobLease(resolved.store, resolved.job, wait):
         _reload_checkpoints(resolved)  # what a run that held the lease before us saved
@@ -110,10 +107,7 @@ def _apply(resolved: Resolved, progress_stream: Any) -> Summary:
         retried(lambda: target.set_hnsw_m(0), f"{job_label}: switching HNSW indexing off")
     counters = Counters()
     try:
-        run = _run_partitions
-        if job.executor.type == "ray":
-            from qmigrate.engine.executors.ray import run_partitions as run
-        run(resolved, state, partition_states, counters, progress_stream)
+        executor(job).run_partitions(resolved, state, partition_states, counters, progress_stream)
     except BaseException:
         _give_indexing_back(resolved, state, quiet=True)
         raise

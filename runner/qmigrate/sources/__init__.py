@@ -10,6 +10,7 @@ Adding a source: docs/design.md, "Adding a source".
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,10 @@ class SourceType:
     connection_keys: frozenset[str] = frozenset()
     # Keys naming a local file or directory: resolved to real paths when the job loads.
     path_keys: tuple[str, ...] = ()
+    # Whether a config reads something only this machine reaches, that other processes or
+    # machines cannot share (an embedded database, a socket): Ray's tasks refuse it. None:
+    # any path key set, so a new source with a path is refused until it says otherwise.
+    local_only: Callable[[dict[str, Any]], bool] | None = None
 
     @property
     def schema(self) -> str:
@@ -40,9 +45,26 @@ class SourceType:
     def ignored_by_fingerprint(self, key: str) -> bool:
         return key in COMMON_CONNECTION_KEYS or key in self.connection_keys
 
+    def on_this_machine(self, config: dict[str, Any]) -> bool:
+        if self.local_only is not None:
+            return self.local_only(config)
+        return any(config.get(key) for key in self.path_keys)
+
+
+def _shared_files(config: dict[str, Any]) -> bool:
+    """Plain files any number of readers can open at once (paths are made absolute)."""
+    return False
+
+
+def _milvus_local(config: dict[str, Any]) -> bool:
+    """milvus-lite (a database file) or a server's unix socket: only this machine reaches it."""
+    return not str(config.get("uri", "")).startswith(("http://", "https://", "tcp://", "grpc://"))
+
 
 REGISTRY: dict[str, SourceType] = {
-    "file": SourceType("qmigrate.sources.file", None, path_keys=("path",)),
+    "file": SourceType(
+        "qmigrate.sources.file", None, path_keys=("path",), local_only=_shared_files
+    ),
     "qdrant": SourceType(
         "qmigrate.sources.qdrant",
         None,
@@ -60,9 +82,10 @@ REGISTRY: dict[str, SourceType] = {
         "pinecone",
         connection_keys=frozenset({"controller_host", "rate_limit"}),
         path_keys=("ids_file",),
+        local_only=_shared_files,
     ),
     "redis": SourceType("qmigrate.sources.redis", "redis", connection_keys=frozenset({"username"})),
-    "milvus": SourceType("qmigrate.sources.milvus", "milvus"),
+    "milvus": SourceType("qmigrate.sources.milvus", "milvus", local_only=_milvus_local),
 }
 
 

@@ -11,9 +11,19 @@ from qmigrate.engine.counts import Counters
 from qmigrate.engine.loop import PartitionWorker
 from qmigrate.engine.wiring import Resolved
 from qmigrate.progress import Progress
+from qmigrate.spec import Job
 
 
-def _run_partitions(
+def refusals(job: Job) -> list[str]:
+    """The thread pool runs whatever the job names."""
+    return []
+
+
+def prepare(job: Job) -> None:
+    """Nothing to join."""
+
+
+def run_partitions(
     resolved: Resolved,
     state: JobState,
     partition_states: dict[str, PartitionState],

@@ -29,6 +29,7 @@ from qmigrate.progress import Progress
 from qmigrate.records import Partition
 from qmigrate.redaction import remember_secrets
 from qmigrate.retry import describe, retried
+from qmigrate.sources import source_type
 from qmigrate.spec import Job
 
 INSTALL_HINT = "pip install 'qmigrate[ray]'"
@@ -39,8 +40,6 @@ CONNECT_TIMEOUT = 5.0
 
 def refusals(job: Job) -> list[str]:
     """Why a job cannot run on Ray, found before anything is written (plan shows them too)."""
-    if job.executor.type != "ray":
-        return []
     try:
         import ray  # noqa: F401
     except ImportError:
@@ -58,17 +57,16 @@ def refusals(job: Job) -> list[str]:
             "coordinate through the checkpoints in the target; use store: target"
         )
     source = job.source
-    if (source["type"] == "qdrant" and source.get("path")) or (
-        source["type"] == "milvus" and "://" not in str(source.get("uri", "://"))
-    ):
+    if source_type(source["type"]).on_this_machine(source):
         reasons.append(
-            f"a {source['type']} source in a local file cannot be read by Ray tasks (one "
-            "process at a time may open it): read from a server, or use executor local"
+            f"a {source['type']} source in a local file or socket cannot be read by Ray tasks "
+            "(other processes and machines cannot share it): read from a server, or use "
+            "executor local"
         )
     return reasons
 
 
-def connect(job: Job) -> None:
+def prepare(job: Job) -> None:
     """Join the job's Ray cluster; an unreachable one is one line, before anything is written."""
     try:
         import ray
