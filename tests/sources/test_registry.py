@@ -8,7 +8,8 @@ import json
 import pytest
 
 from qmigrate import spec
-from qmigrate.sources import REGISTRY, create_source
+from qmigrate.source_factory import create_source
+from qmigrate.sources import REGISTRY
 
 
 @pytest.mark.parametrize("name", list(REGISTRY))

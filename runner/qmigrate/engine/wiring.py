@@ -13,7 +13,7 @@ from qmigrate.checkpoint import CheckpointStore, FileStore, JobState, PartitionS
 from qmigrate.errors import QmigrateError
 from qmigrate.mapping import ClientFilter
 from qmigrate.records import SourceInfo
-from qmigrate.sources import create_source
+from qmigrate.source_factory import create_source
 from qmigrate.sources.base import Source
 from qmigrate.spec import Job
 from qmigrate.target import Layout, QdrantTarget, target_layout

@@ -3,19 +3,18 @@
 A source only describes and yields pages; the engine writes, retries, checkpoints and
 reports progress. The registry is the one list of source types: the job schema's
 `source.type` enum and dispatch are assembled from it (`spec.py`), the fingerprint asks it
-which keys only say how to connect, and `create_source` imports the module it names.
+which keys only say how to connect, and `source_factory.create_source` imports the module
+it names. This module is data only: of qmigrate it imports only `errors`.
 Adding a source: docs/design.md, "Adding a source".
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from qmigrate.errors import QmigrateError
-from qmigrate.sources.base import Source
 
 # Keys of every source that change how it is reached, never which records it holds.
 COMMON_CONNECTION_KEYS = frozenset({"timeout", "prefer_grpc"})
@@ -96,26 +95,3 @@ def source_type(name: str) -> SourceType:
         raise QmigrateError(
             f"source.type: unknown source type {name!r} (known: {', '.join(REGISTRY)})"
         ) from None
-
-
-def create_source(config: dict[str, Any], batch_size: int) -> Source:
-    """Build the source named by `config["type"]`; a missing client library says what to install.
-
-    The source gets its config with the schema's defaults filled in, so defaults live in
-    the schema alone.
-    """
-    declared = source_type(config["type"])
-    try:
-        module = importlib.import_module(declared.module)
-    except ModuleNotFoundError as exc:
-        hint = (
-            f"pip install 'qmigrate[{declared.extra}]'"
-            if declared.extra
-            else "pip install qmigrate"
-        )
-        raise QmigrateError(
-            f"source '{config['type']}' needs the Python package '{exc.name}': run {hint}"
-        ) from None
-    from qmigrate.spec import source_defaults  # spec imports this module
-
-    return module.Source({**source_defaults(config["type"]), **config}, batch_size)
