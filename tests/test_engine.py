@@ -433,6 +433,29 @@ def test_points_missing_from_the_target_are_reported_as_loss(tmp_path: Path) -> 
         run_job(document, tmp_path)
 
 
+def test_notices_go_to_the_channel_the_caller_gives(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The engine prints nothing itself: what it tells without stopping goes to `warn`."""
+    from qdrant_client import QdrantClient, models
+
+    document = file_job(tmp_path, rows_of(list(range(30))))
+    run_job(document, tmp_path)
+    client = QdrantClient(path=str(tmp_path / "target"))
+    client.delete("copy", models.PointIdsList(points=[7]))
+    client.close()
+    capsys.readouterr()
+    notices: list[str] = []
+    resolved = engine.resolve(spec.load(tmp_path / "job.yaml", {}), warn=notices.append)
+    try:
+        with pytest.raises(engine.CountCheckFailed):
+            engine.apply(resolved)
+    finally:
+        resolved.close()
+    assert len(notices) == 1 and "reading the source again" in notices[0]
+    assert capsys.readouterr().err == ""
+
+
 def test_a_changed_source_file_is_refused_on_resume(tmp_path: Path) -> None:
     document = file_job(tmp_path, rows_of(list(range(60))))
     interrupt_after_pages(document, tmp_path, pages=2)

@@ -4,7 +4,6 @@ did the job read what the source holds?"""
 
 from __future__ import annotations
 
-import sys
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -100,10 +99,9 @@ def _explain_shortfall(resolved: Resolved, state: JobState, save: bool) -> list[
     Holds every point ID in memory for the length of the check; it runs only when the
     counts disagree.
     """
-    print(
-        f"qmigrate: job '{resolved.job.name}': the target holds fewer points than were written; "
-        "reading the source again to tell duplicate IDs from lost points",
-        file=sys.stderr,
+    resolved.warn(
+        f"job '{resolved.job.name}': the target holds fewer points than were written; "
+        "reading the source again to tell duplicate IDs from lost points"
     )
     mapper = Mapper(resolved.job.mapping, resolved.layout)
     residual = ClientFilter(resolved.residual_filter) if resolved.residual_filter else None

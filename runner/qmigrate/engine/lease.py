@@ -5,12 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import sys
 import threading
 import time
 import uuid
 
 from qmigrate.checkpoint import CheckpointStore, Lease
+from qmigrate.engine.wiring import Warn
 from qmigrate.errors import QmigrateError
 from qmigrate.retry import retried
 from qmigrate.spec import Job
@@ -27,8 +27,9 @@ class JobLease:
 
     SETTLE = 0.3  # seconds between writing a claim and reading it back
 
-    def __init__(self, store: CheckpointStore, job: Job, wait: bool) -> None:
+    def __init__(self, store: CheckpointStore, job: Job, wait: bool, warn: Warn) -> None:
         self.store = store
+        self.warn = warn
         self.job = job
         self.wait = wait
         self.holder = f"{socket.gethostname()} pid {os.getpid()} ({uuid.uuid4().hex[:8]})"
@@ -77,12 +78,11 @@ class JobLease:
             try:
                 current = self._load()
                 if current is not None and current.holder != self.holder:
-                    print(
-                        f"qmigrate: warning: job '{self.job.name}': the lease expired and "
-                        f"{current.holder} took it over; this run no longer renews it",
-                        file=sys.stderr,
+                    self.warn(
+                        f"warning: job '{self.job.name}': the lease expired and "
+                        f"{current.holder} took it over; this run no longer renews it"
                     )
                     return
                 self._claim()
             except QmigrateError as exc:
-                print(f"qmigrate: warning: {exc}", file=sys.stderr)
+                self.warn(f"warning: {exc}")

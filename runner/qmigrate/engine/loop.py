@@ -7,7 +7,6 @@ concurrency and progress live here, once.
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -37,6 +36,7 @@ class PartitionWorker:
         self.source = resolved.source
         self.target = resolved.target
         self.store = resolved.store
+        self.warn = resolved.warn
         self.mapper = Mapper(self.job.mapping, resolved.layout)
         self.filter = ClientFilter(resolved.residual_filter) if resolved.residual_filter else None
         self.counters = counters
@@ -100,10 +100,9 @@ class PartitionWorker:
 
     def _start_over(self, partition: Partition, state: PartitionState, exc: CursorLost) -> None:
         """Forget a partition's progress: its points are written again, its counts anew."""
-        print(
-            f"qmigrate: job '{self.job.name}': partition {partition.key}: {exc}; "
-            "reading it again from its start",
-            file=sys.stderr,
+        self.warn(
+            f"job '{self.job.name}': partition {partition.key}: {exc}; "
+            "reading it again from its start"
         )
         state.cursor = None
         state.points = state.filtered = state.invalid = state.duplicates = 0

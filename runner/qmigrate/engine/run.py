@@ -3,7 +3,6 @@ executor, and the count check at the end."""
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Any
 
@@ -64,7 +63,7 @@ def apply(resolved: Resolved, progress_stream: Any = None, wait: bool = False) -
         raise QmigrateError("; ".join(reasons))
     executor(resolved.job).prepare(resolved.job)  # an unreachable cluster is refused here too
     # Nothing was written up to here: every refusal comes before the first write.
-    with JobLease(resolved.store, resolved.job, wait):
+    with JobLease(resolved.store, resolved.job, wait, resolved.warn):
         _reload_checkpoints(resolved)  # what a run that held the lease before us saved
         reasons = refusals(resolved)
         if reasons:
@@ -109,7 +108,11 @@ def _apply(resolved: Resolved, progress_stream: Any) -> Summary:
     try:
         executor(job).run_partitions(resolved, state, partition_states, counters, progress_stream)
     except BaseException:
-        _give_indexing_back(resolved, state, quiet=True)
+        if (failure := _indexing_not_given_back(resolved, state)) is not None:
+            resolved.warn(  # the run's own error is the one raised
+                f"warning: could not restore HNSW indexing (m={state.hnsw_m_before}): "
+                f"{failure}; the next apply tries again"
+            )
         raise
     _give_indexing_back(resolved, state)
     _settle(resolved)
@@ -137,25 +140,28 @@ def _indexing_m(resolved: Resolved) -> int:
     return m
 
 
-def _give_indexing_back(resolved: Resolved, state: JobState | None, quiet: bool = False) -> None:
+def _give_indexing_back(resolved: Resolved, state: JobState | None) -> None:
+    """Restore the m a bulk load switched off, or raise saying it could not."""
+    if (failure := _indexing_not_given_back(resolved, state)) is not None:
+        assert state is not None
+        raise QmigrateError(
+            f"job '{resolved.job.name}': restoring HNSW indexing (m={state.hnsw_m_before}) "
+            f"failed: {failure}; the next apply tries again"
+        )
+
+
+def _indexing_not_given_back(resolved: Resolved, state: JobState | None) -> str | None:
     """Restore the m a bulk load switched off, whenever it is still off: after the load, after
-    a failure, and on the next run after a kill (even with bulk_load since turned off)."""
+    a failure, and on the next run after a kill (even with bulk_load since turned off).
+    Returns why that failed, if it did."""
     if state is None or not state.hnsw_m_before:
-        return
+        return None
     try:
         if resolved.target.hnsw_m() == 0:
             resolved.target.set_hnsw_m(state.hnsw_m_before)
     except Exception as exc:
-        if not quiet:
-            raise QmigrateError(
-                f"job '{resolved.job.name}': restoring HNSW indexing (m={state.hnsw_m_before}) "
-                f"failed: {describe(exc)}; the next apply tries again"
-            ) from None
-        print(
-            f"qmigrate: warning: could not restore HNSW indexing (m={state.hnsw_m_before}): "
-            f"{describe(exc)}; the next apply tries again",
-            file=sys.stderr,
-        )
+        return describe(exc)
+    return None
 
 
 def _summary(

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,15 @@ from qmigrate.source_factory import create_source
 from qmigrate.sources.base import Source
 from qmigrate.spec import Job
 from qmigrate.target import Layout, QdrantTarget, target_layout
+
+# The engine's one channel for what a run should tell but that stops nothing (a lease taken
+# over, a partition read again): a line without the "qmigrate: " prefix. The command decides
+# where it goes; `on_stderr` is what it chooses now, and the default for callers that do not.
+Warn = Callable[[str], None]
+
+
+def on_stderr(message: str) -> None:
+    print(f"qmigrate: {message}", file=sys.stderr)
 
 
 @dataclass
@@ -34,6 +44,7 @@ class Resolved:
     state: JobState | None
     partition_states: dict[str, PartitionState]
     source_identity: dict[str, Any]
+    warn: Warn = on_stderr
 
     def close(self) -> None:
         self.source.close()
@@ -78,7 +89,7 @@ def checkpoint_store(job: Job) -> Iterator[CheckpointStore]:
         target.close()
 
 
-def resolve(job: Job, read_only: bool = False) -> Resolved:
+def resolve(job: Job, read_only: bool = False, warn: Warn = on_stderr) -> Resolved:
     """Connect to both ends and check they fit; writes nothing.
 
     `read_only` (plan) also creates nothing: a target directory that does not exist yet
@@ -117,6 +128,7 @@ def resolve(job: Job, read_only: bool = False) -> Resolved:
         state,
         partition_states,
         identity,
+        warn,
     )
 
 

@@ -164,7 +164,7 @@ def run_partition(job: Job, partition: Partition) -> int:
     resolved = resolve(job)
     try:
         lease_job = dataclasses.replace(job, name=f"{job.name} partition {partition.key}")
-        with JobLease(resolved.store, lease_job, wait=True):
+        with JobLease(resolved.store, lease_job, wait=True, warn=resolved.warn):
             # Read after the lease is ours: an attempt that died before us saved up to here.
             saved = _load(resolved.store, job).get(partition.key)
             state = saved or PartitionState(partition.key)
