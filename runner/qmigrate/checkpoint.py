@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypedDict
@@ -101,6 +102,38 @@ class PartitionState:
     duplicates: int = 0  # read, but an ID repeated later in the same page won (last_wins)
     done: bool = False
     updated_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class Totals:
+    """What a job's partition checkpoints say was moved: summed here, for the count check,
+    the progress bar, the Ray driver's counts, plan and status alike."""
+
+    written: int = 0
+    filtered: int = 0
+    invalid: int = 0
+    duplicates: int = 0  # read, but a later record of the same page had the ID
+
+    @property
+    def read(self) -> int:
+        return self.written + self.filtered + self.invalid + self.duplicates
+
+    def since(self, before: Totals) -> dict[str, int]:
+        """The difference, in the run counters' terms."""
+        return {
+            name: getattr(self, name) - getattr(before, name)
+            for name in ("read", "written", "filtered", "invalid", "duplicates")
+        }
+
+
+def totals(states: Iterable[PartitionState]) -> Totals:
+    states = list(states)
+    return Totals(
+        written=sum(s.points for s in states),
+        filtered=sum(s.filtered for s in states),
+        invalid=sum(s.invalid for s in states),
+        duplicates=sum(s.duplicates for s in states),
+    )
 
 
 @dataclass

@@ -8,7 +8,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from qmigrate.checkpoint import JobState, PartitionState
+from qmigrate.checkpoint import JobState, PartitionState, totals
 from qmigrate.errors import QmigrateError
 from qmigrate.mapping import ClientFilter, InvalidRecord, Mapper
 from qmigrate.retry import retried
@@ -47,9 +47,8 @@ def count_check(
     """
     job = resolved.job
     states = list(partition_states.values())
-    total_points = sum(s.points for s in states)
-    page_duplicates = sum(s.duplicates for s in states)
-    total_read = total_points + sum(s.filtered + s.invalid + s.duplicates for s in states)
+    moved = totals(states)
+    total_points, page_duplicates, total_read = moved.written, moved.duplicates, moved.read
     counts = Counts(
         total_points=total_points,
         total_read=total_read,

@@ -6,7 +6,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
-from qmigrate.checkpoint import JobState, PartitionState
+from qmigrate.checkpoint import JobState, PartitionState, totals
 from qmigrate.engine.counts import Counters
 from qmigrate.engine.loop import PartitionWorker
 from qmigrate.engine.wiring import Resolved
@@ -33,7 +33,7 @@ def run_partitions(
     job = resolved.job
     states = {p.key: partition_states.get(p.key) or PartitionState(p.key) for p in state.partitions}
     pending = [(p, states[p.key]) for p in state.partitions if not states[p.key].done]
-    already = sum(s.points + s.filtered + s.invalid for s in partition_states.values())
+    already = totals(partition_states.values()).read
     total = resolved.info.count if resolved.residual_filter == job.filter else None
     stop = threading.Event()
     worker = PartitionWorker(resolved, counters, stop)

@@ -19,7 +19,7 @@ import threading
 import time
 from typing import Any
 
-from qmigrate.checkpoint import CheckpointStore, JobState, PartitionState
+from qmigrate.checkpoint import CheckpointStore, JobState, PartitionState, totals
 from qmigrate.engine.counts import Counters
 from qmigrate.engine.lease import JobLease
 from qmigrate.engine.loop import PartitionWorker
@@ -127,11 +127,11 @@ def run_partitions(
         p for p in state.partitions if not partition_states.get(p.key, PartitionState(p.key)).done
     ]
     task = ray.remote(run_partition)
-    before = _totals(partition_states)
+    before = totals(partition_states.values())
     total = resolved.info.count if resolved.residual_filter == job.filter else None
     running: dict[Any, Partition] = {}
-    with Progress(job.name, total, before["read"], stream=progress_stream) as progress:
-        seen, polled = before["read"], time.monotonic()
+    with Progress(job.name, total, before.read, stream=progress_stream) as progress:
+        seen, polled = before.read, time.monotonic()
         try:
             while pending or running:
                 while pending and len(running) < job.concurrency:
@@ -146,15 +146,15 @@ def run_partitions(
                 for ref in ready:
                     counters.add(retries=_outcome(ref, running.pop(ref), job))
                 if time.monotonic() - polled >= POLL_SECONDS:
-                    now = _totals(_load(resolved.store, job))["read"]
+                    now = totals(_load(resolved.store, job).values()).read
                     progress.advance(now - seen)
                     seen, polled = now, time.monotonic()
         finally:
             for ref in running:  # the first failure (or Ctrl-C) stops the other partitions
                 ray.cancel(ref)
-        after = _totals(_load(resolved.store, job))
-        progress.advance(after["read"] - seen)
-    counters.add(**{name: after[name] - before[name] for name in before})
+        after = totals(_load(resolved.store, job).values())
+        progress.advance(after.read - seen)
+    counters.add(**after.since(before))
 
 
 def run_partition(job: Job, partition: Partition) -> int:
@@ -212,14 +212,3 @@ def _load(store: CheckpointStore, job: Job) -> dict[str, PartitionState]:
     return retried(
         lambda: store.load_partitions(job.name), f"job '{job.name}': reading checkpoints"
     )
-
-
-def _totals(states: dict[str, PartitionState]) -> dict[str, int]:
-    """What the checkpoints say was moved, in the counters' terms."""
-    totals = {
-        "written": sum(s.points for s in states.values()),
-        "filtered": sum(s.filtered for s in states.values()),
-        "invalid": sum(s.invalid for s in states.values()),
-        "duplicates": sum(s.duplicates for s in states.values()),
-    }
-    return {"read": sum(totals.values()), **totals}
