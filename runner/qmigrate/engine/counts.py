@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from qmigrate.checkpoint import JobState, PartitionState, totals
+from qmigrate.engine.selection import Selection
 from qmigrate.errors import QmigrateError
-from qmigrate.mapping import ClientFilter, InvalidRecord, Mapper
+from qmigrate.mapping import InvalidRecord
 from qmigrate.retry import retried
 
 if TYPE_CHECKING:
@@ -102,8 +103,7 @@ def _explain_shortfall(resolved: Resolved, state: JobState, save: bool) -> list[
         f"job '{resolved.job.name}': the target holds fewer points than were written; "
         "reading the source again to tell duplicate IDs from lost points"
     )
-    mapper = Mapper(resolved.job.mapping, resolved.layout)
-    residual = ClientFilter(resolved.residual_filter) if resolved.residual_filter else None
+    selection = Selection(resolved)
     seen: set[Any] = set()
     duplicates: list[Any] = []
     missing: list[Any] = []
@@ -112,11 +112,11 @@ def _explain_shortfall(resolved: Resolved, state: JobState, save: bool) -> list[
         for page in resolved.source.read(partition, None):
             fresh: dict[Any, Any] = {}
             for record in page.records:
-                if residual is not None and not residual.matches(record):
-                    continue
                 try:
-                    point = mapper.to_point(record)
+                    point = selection.point(record)
                 except InvalidRecord:
+                    continue
+                if point is None:
                     continue
                 if point.id in seen or point.id in fresh:
                     duplicate_count += 1

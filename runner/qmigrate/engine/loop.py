@@ -19,10 +19,11 @@ from qmigrate.engine.counts import Counters
 from qmigrate.engine.prefetch import prefetch
 from qmigrate.engine.record_text import _jsonable, describe_record
 from qmigrate.engine.saver import CheckpointSaver
+from qmigrate.engine.selection import Selection
 from qmigrate.engine.wiring import Resolved
 from qmigrate.engine.writer import PageWriter, PreparedPage
 from qmigrate.errors import QmigrateError
-from qmigrate.mapping import ClientFilter, InvalidRecord, Mapper
+from qmigrate.mapping import InvalidRecord
 from qmigrate.progress import Progress
 from qmigrate.records import CursorLost, Page, Partition, Record
 from qmigrate.retry import Backoff, T, describe, is_transient, retried
@@ -37,8 +38,7 @@ class PartitionWorker:
         self.target = resolved.target
         self.store = resolved.store
         self.warn = resolved.warn
-        self.mapper = Mapper(self.job.mapping, resolved.layout)
-        self.filter = ClientFilter(resolved.residual_filter) if resolved.residual_filter else None
+        self.selection = Selection(resolved)
         self.counters = counters
         self.stop = stop
         self.progress: Progress | None = None
@@ -114,13 +114,13 @@ class PartitionWorker:
         rejected: list[str] = []
         filtered = duplicates = 0
         for record in page.records:
-            if record.skipped or (self.filter is not None and not self.filter.matches(record)):
-                filtered += 1
-                continue
             try:
-                point = self.mapper.to_point(record)
+                point = self.selection.point(record)
             except InvalidRecord as exc:
                 rejected.append(self._rejection(record, str(exc)))
+                continue
+            if point is None:
+                filtered += 1
                 continue
             earlier = points.pop(point.id, None)  # re-inserted: the last one read wins
             if earlier is not None:
