@@ -6,7 +6,6 @@ concurrency and progress live here, once.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,8 +15,9 @@ from qdrant_client import models
 
 from qmigrate.checkpoint import PartitionState
 from qmigrate.engine.counts import Counters
+from qmigrate.engine.dead_letters import DeadLetters
 from qmigrate.engine.prefetch import prefetch
-from qmigrate.engine.record_text import _jsonable, describe_record
+from qmigrate.engine.record_text import describe_record
 from qmigrate.engine.saver import CheckpointSaver
 from qmigrate.engine.selection import Selection
 from qmigrate.engine.wiring import Resolved
@@ -42,7 +42,7 @@ class PartitionWorker:
         self.counters = counters
         self.stop = stop
         self.progress: Progress | None = None
-        self.dead_letter_lock = threading.Lock()
+        self.dead_letters = DeadLetters(self.job)
 
     def run(self, partition: Partition, state: PartitionState) -> None:
         """Read, then map pages while earlier ones are written (`PageWriter`)."""
@@ -50,7 +50,7 @@ class PartitionWorker:
             try:
                 # As many offers collapse as requests can be out, so that saving keeps up.
                 saver = CheckpointSaver(
-                    self._save, self._dead_letter, self._advance, self.target.in_flight
+                    self._save, self.dead_letters.write, self._advance, self.target.in_flight
                 )
                 with saver, self._writer(state, saver) as writer:
                     for page in self._pages(partition, state):
@@ -117,7 +117,7 @@ class PartitionWorker:
             try:
                 point = self.selection.point(record)
             except InvalidRecord as exc:
-                rejected.append(self._rejection(record, str(exc)))
+                rejected.append(self.dead_letters.line(record, str(exc)))
                 continue
             if point is None:
                 filtered += 1
@@ -184,30 +184,6 @@ class PartitionWorker:
             self.stop,
             on_retry=lambda _exc: self.counters.add(retries=1),
         )
-
-    def _rejection(self, record: Record, reason: str) -> str:
-        """The dead-letter line for a record, or the error that stops the job."""
-        if self.job.on_invalid != "dead_letter":
-            raise QmigrateError(
-                f"{describe_record(record)} cannot be migrated: {reason} "
-                "(set on_invalid.action: dead_letter to set such records aside)"
-            )
-        fields = {
-            "id": record.id,
-            "error": reason,
-            "payload": record.payload,
-            "vectors": record.vectors,
-        }
-        return json.dumps(fields, default=_jsonable)
-
-    def _dead_letter(self, lines: list[str]) -> None:
-        if not lines:
-            return
-        path = self.job.dead_letter_path
-        with self.dead_letter_lock:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("a") as handle:
-                handle.write("".join(line + "\n" for line in lines))
 
     def _fatal(self, exc: Exception, doing: str) -> Exception:
         if isinstance(exc, QmigrateError):
