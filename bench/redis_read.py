@@ -31,7 +31,7 @@ import redis
 from harness import median_rate, timed_apply
 from latency_proxy import latency_proxy
 
-from qmigrate.sources import create_source
+from qmigrate.source_factory import create_source
 from tests.servers.redis import running_redis
 
 BATCH = 256

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from qdrant_client import QdrantClient, models
 
-from qmigrate.sources import create_source
+from qmigrate.source_factory import create_source
 from qmigrate.sources.base import Source
 
 REPO = Path(__file__).resolve().parents[1]

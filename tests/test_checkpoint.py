@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from qmigrate.checkpoint import CheckpointStore, FileStore, JobState, PartitionState, TargetStore
+from qmigrate.checkpoint import (
+    STATE_VERSION,
+    CheckpointStore,
+    FileStore,
+    JobState,
+    PartitionState,
+    TargetStore,
+)
+from qmigrate.errors import QmigrateError
 from qmigrate.qdrant_connection import connect
 from qmigrate.records import Partition
 
@@ -80,3 +88,25 @@ def test_leases_round_trip_in_both_stores(tmp_path: Path) -> None:
         assert store.load_lease("b") is None, "leases are per job"
         store.save_lease("a", None)
         assert store.load_lease("a") is None
+
+
+def test_a_version_1_job_state_is_upgraded_in_one_place() -> None:
+    """A state saved before states had a version (and before fingerprint parts, source
+    identity and target were recorded) loads as the current shape, those marked unknown."""
+    saved = {
+        "fingerprint": "f",
+        "partitions": [{"key": "p", "spec": {}}],
+        "target_count_before": 3,
+        "hnsw_m_before": None,
+    }
+    state = JobState.from_json(saved)
+    assert state.version == STATE_VERSION == 2
+    assert (state.fingerprint_parts, state.source_identity, state.target) == (None, None, None)
+    assert state.duplicates is None and state.created_collection is False
+    assert JobState.from_json(state.to_json()) == state
+
+
+def test_a_job_state_of_a_newer_qmigrate_is_refused() -> None:
+    saved = {**JobState("f", [], 0).to_json(), "version": STATE_VERSION + 1}
+    with pytest.raises(QmigrateError, match="written by a newer qmigrate"):
+        JobState.from_json(saved)

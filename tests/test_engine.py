@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from qmigrate import engine, spec
+from qmigrate.engine import writer as engine_writer
 from qmigrate.errors import QmigrateError
 from qmigrate.records import CursorLost, Page, Partition
 from tests.conftest import (
@@ -365,7 +366,7 @@ def test_queued_pages_join_one_request_up_to_its_budget(
         summary = run_job(document, tmp_path)
         joined = len(store.data_upserts)
         store.data_upserts.clear()
-        monkeypatch.setattr(engine, "REQUEST_BYTES", 1)
+        monkeypatch.setattr(engine_writer, "REQUEST_BYTES", 1)
         run_job({**document, "restart": "restart"}, tmp_path)
         single = store.data_upserts
     assert (summary.written, summary.count_check) == (200, "ok")
@@ -393,9 +394,9 @@ def test_a_failed_write_is_not_forgotten_when_the_block_ends_otherwise() -> None
         raise QmigrateError("writing failed")
 
     point = models.PointStruct(id=1, vector=[1.0], payload={})
-    page = engine.PreparedPage([point], [], cursor=1, read=1, filtered=0, duplicates=0,
+    page = engine_writer.PreparedPage([point], [], cursor=1, read=1, filtered=0, duplicates=0,
                                passed_over=0)  # fmt: skip
-    writer = engine.PageWriter(send, lambda pages: None, 2, False, threading.Event())
+    writer = engine_writer.PageWriter(send, lambda pages: None, 2, False, threading.Event())
     with pytest.raises(QmigrateError, match="writing failed"), writer:
         writer.put(page)
         writer.thread.join()
@@ -430,6 +431,29 @@ def test_points_missing_from_the_target_are_reported_as_loss(tmp_path: Path) -> 
     client.close()
     with pytest.raises(engine.CountCheckFailed, match=r"lacks 2 points .*\(e\.g\. 7, 21\)"):
         run_job(document, tmp_path)
+
+
+def test_notices_go_to_the_channel_the_caller_gives(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The engine prints nothing itself: what it tells without stopping goes to `warn`."""
+    from qdrant_client import QdrantClient, models
+
+    document = file_job(tmp_path, rows_of(list(range(30))))
+    run_job(document, tmp_path)
+    client = QdrantClient(path=str(tmp_path / "target"))
+    client.delete("copy", models.PointIdsList(points=[7]))
+    client.close()
+    capsys.readouterr()
+    notices: list[str] = []
+    resolved = engine.resolve(spec.load(tmp_path / "job.yaml", {}), warn=notices.append)
+    try:
+        with pytest.raises(engine.CountCheckFailed):
+            engine.apply(resolved)
+    finally:
+        resolved.close()
+    assert len(notices) == 1 and "reading the source again" in notices[0]
+    assert capsys.readouterr().err == ""
 
 
 def test_a_changed_source_file_is_refused_on_resume(tmp_path: Path) -> None:

@@ -16,9 +16,10 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 from qdrant_client import models
 
@@ -28,6 +29,19 @@ from qmigrate.records import Partition
 
 OFFSETS_COLLECTION = "_migration_offsets"
 _KEY_NAMESPACE = uuid.UUID("0f3d2c1b-8a9e-5b7c-a6d5-4e3f2a1b0c9d")
+
+
+# The shape of a saved JobState. 1: states saved before the version was (they may lack the
+# keys added since: fingerprint_parts, source_identity, target, created_collection,
+# duplicates). `upgrade` is the one place that reads an older shape.
+STATE_VERSION = 2
+
+
+class Duplicates(TypedDict):
+    """What a shortfall's diagnosis found: records whose ID an earlier record had."""
+
+    count: int
+    examples: list[int | str]  # a few of their IDs, for the message
 
 
 @dataclass
@@ -40,12 +54,13 @@ class JobState:
     hnsw_m_before: int | None = None
     # What a refusal to resume names: per-part hashes of the job (Job.fingerprint_parts),
     # what the source must still be for its cursors to hold (Source.resume_identity), and
-    # where the data went. None in checkpoints written before they were recorded.
+    # where the data went. None: not recorded (a version-1 state from before they were).
     fingerprint_parts: dict[str, str] | None = None
     source_identity: dict[str, Any] | None = None
     target: dict[str, str] | None = None
     created_collection: bool = False  # `restart: recreate` drops only a collection it made
-    duplicates: int | None = None  # records sharing an ID with an earlier one, once counted
+    duplicates: Duplicates | None = None  # once a shortfall's diagnosis counted them
+    version: int = STATE_VERSION
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -54,9 +69,27 @@ class JobState:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> JobState:
-        data = dict(data)
+        data = upgrade(data)
         data["partitions"] = [Partition(**p) for p in data["partitions"]]
         return cls(**data)
+
+
+def upgrade(data: dict[str, Any]) -> dict[str, Any]:
+    """A saved job state in the current shape; one from a newer qmigrate is refused, since
+    what it recorded cannot be read right."""
+    data = dict(data)
+    version = data.get("version", 1)
+    if version > STATE_VERSION:
+        raise QmigrateError(
+            f"the checkpoints were written by a newer qmigrate (job state version {version}, "
+            f"this one reads up to {STATE_VERSION}): upgrade qmigrate, or run `qmigrate reset`"
+        )
+    if version == 1:
+        for key in ("fingerprint_parts", "source_identity", "target", "duplicates"):
+            data.setdefault(key, None)  # not recorded yet
+        data.setdefault("created_collection", False)
+    data["version"] = STATE_VERSION
+    return data
 
 
 @dataclass
@@ -69,6 +102,38 @@ class PartitionState:
     duplicates: int = 0  # read, but an ID repeated later in the same page won (last_wins)
     done: bool = False
     updated_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class Totals:
+    """What a job's partition checkpoints say was moved: summed here, for the count check,
+    the progress bar, the Ray driver's counts, plan and status alike."""
+
+    written: int = 0
+    filtered: int = 0
+    invalid: int = 0
+    duplicates: int = 0  # read, but a later record of the same page had the ID
+
+    @property
+    def read(self) -> int:
+        return self.written + self.filtered + self.invalid + self.duplicates
+
+    def since(self, before: Totals) -> dict[str, int]:
+        """The difference, in the run counters' terms."""
+        return {
+            name: getattr(self, name) - getattr(before, name)
+            for name in ("read", "written", "filtered", "invalid", "duplicates")
+        }
+
+
+def totals(states: Iterable[PartitionState]) -> Totals:
+    states = list(states)
+    return Totals(
+        written=sum(s.points for s in states),
+        filtered=sum(s.filtered for s in states),
+        invalid=sum(s.invalid for s in states),
+        duplicates=sum(s.duplicates for s in states),
+    )
 
 
 @dataclass

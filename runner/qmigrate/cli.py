@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     for command in COMMANDS:
         command.add_parser(subparsers)
+    parser.set_defaults(parser=parser)  # `completion` walks it, without importing this module
     return parser
 
 

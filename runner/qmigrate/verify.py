@@ -22,10 +22,11 @@ from typing import Any
 import numpy as np
 from qdrant_client import models
 
-from qmigrate.counts import count_check
 from qmigrate.engine import Resolved, before_data_moves
+from qmigrate.engine.counts import count_check
+from qmigrate.engine.selection import Selection
 from qmigrate.extra_points import ExtraPoints
-from qmigrate.mapping import ClientFilter, InvalidRecord, Mapper, point_id
+from qmigrate.mapping import InvalidRecord, point_id
 from qmigrate.progress import Progress
 from qmigrate.records import Record, VectorField
 
@@ -109,9 +110,7 @@ class _Scan:
         self.resolved = resolved
         self.settings = settings
         self.extras = extras  # struck off as the source maps to them
-        self.mapper = Mapper(resolved.job.mapping, resolved.layout)
-        residual = resolved.residual_filter
-        self.filter = ClientFilter(residual) if residual else None
+        self.selection = Selection(resolved)
         self.comparer = _Comparer(resolved)
         self.lock = threading.Lock()
         self.random = random.Random()
@@ -141,12 +140,12 @@ class _Scan:
         for page in self.resolved.source.read(partition, None):
             pairs = []
             for record in page.records:
-                if self.filter is not None and not self.filter.matches(record):
-                    continue
                 try:
-                    pairs.append((record, self.mapper.to_point(record)))
+                    point = self.selection.point(record)
                 except InvalidRecord:
                     continue  # apply set it aside (dead letter) or stopped on it
+                if point is not None:
+                    pairs.append((record, point))
             with self.lock:
                 for pair in pairs:
                     self.selected += 1

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from qmigrate.sources import create_source
+from qmigrate.source_factory import create_source
 from qmigrate.spec import TargetSpec
 from tests.conftest import apply_and_kill_when, make_qdrant_collection, run_cli
 from tests.servers.qdrant_rest import Faults, Store

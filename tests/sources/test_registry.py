@@ -8,7 +8,8 @@ import json
 import pytest
 
 from qmigrate import spec
-from qmigrate.sources import REGISTRY, create_source
+from qmigrate.source_factory import create_source
+from qmigrate.sources import REGISTRY
 
 
 @pytest.mark.parametrize("name", list(REGISTRY))
@@ -41,3 +42,31 @@ def test_a_source_gets_the_schema_defaults_and_keeps_what_the_job_sets() -> None
     assert "prefer_grpc" not in source.config  # unset: gRPC where the server answers
     source = create_source({"type": "qdrant", "path": "/x", "collection": "c", "timeout": 5}, 10)
     assert source.config["timeout"] == 5
+
+
+@pytest.mark.parametrize(
+    ("config", "local"),
+    [
+        ({"type": "milvus", "uri": "./data/milvus.db"}, True),  # milvus-lite
+        ({"type": "milvus", "uri": "unix:/tmp/milvus.sock"}, True),
+        ({"type": "milvus", "uri": "unix:///tmp/milvus.sock"}, True),
+        ({"type": "milvus", "uri": "http://milvus:19530"}, False),
+        ({"type": "qdrant", "path": "qdrant-data", "collection": "c"}, True),
+        ({"type": "qdrant", "url": "http://qdrant:6333", "collection": "c"}, False),
+        ({"type": "chroma", "path": "chroma-data", "collection": "c"}, True),
+        ({"type": "file", "path": "rows.jsonl"}, False),  # read by any number of processes
+        ({"type": "pinecone", "index_host": "h", "ids_file": "ids.txt"}, False),
+    ],
+)
+def test_the_registry_says_which_sources_only_this_machine_reaches(
+    config: dict[str, str], local: bool
+) -> None:
+    assert REGISTRY[config["type"]].on_this_machine(config) is local
+
+
+def test_a_new_source_with_a_path_counts_as_on_this_machine_until_it_says_otherwise() -> None:
+    from qmigrate.sources import SourceType
+
+    declared = SourceType("qmigrate.sources.new", None, path_keys=("path",))
+    assert declared.on_this_machine({"type": "new", "path": "db"})
+    assert not declared.on_this_machine({"type": "new", "url": "http://x"})

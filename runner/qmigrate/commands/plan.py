@@ -63,7 +63,8 @@ def _vector(field: VectorField) -> dict[str, Any]:
 
 def build_plan(resolved: Resolved) -> dict[str, Any]:
     from qmigrate import engine
-    from qmigrate.counts import RESTART_KEEPS_STALE_POINTS
+    from qmigrate.checkpoint import totals
+    from qmigrate.engine.counts import RESTART_KEEPS_STALE_POINTS
     from qmigrate.mapping import keys_no_field_has
 
     job, info, target = resolved.job, resolved.info, resolved.target
@@ -107,7 +108,7 @@ def build_plan(resolved: Resolved) -> dict[str, Any]:
             label = "done (will start over)" if starts_over else "done (apply is a no-op)"
         else:
             label = f"in progress ({done}/{len(state.partitions)} partitions done)"
-        checkpoint = {"state": label, "points": sum(s.points for s in states.values())}
+        checkpoint = {"state": label, "points": totals(states.values()).written}
         partitions = state.partitions
     pushed = job.filter is not None and resolved.residual_filter != job.filter
     return {

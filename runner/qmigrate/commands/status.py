@@ -21,7 +21,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from qmigrate.checkpoint import PartitionState
+    from qmigrate.checkpoint import PartitionState, totals
     from qmigrate.engine import checkpoint_store  # imports qdrant-client: only when needed
 
     reports: list[dict[str, Any]] = []
@@ -30,10 +30,12 @@ def run(args: argparse.Namespace) -> int:
             with checkpoint_store(job) as store:
                 state = store.load_job(job.name)
                 states = store.load_partitions(job.name) if state else {}
-            partitions = [
-                {"key": p.key, **vars(states.get(p.key, PartitionState(p.key)))}
-                for p in (state.partitions if state else [])
-            ]
+            in_order = (
+                [states.get(p.key, PartitionState(p.key)) for p in state.partitions]
+                if state
+                else []
+            )
+            partitions = [vars(s) for s in in_order]
             if state is None:
                 label = "not started"
             elif state.fingerprint != job.fingerprint():
@@ -46,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
                 {
                     "job": job.name,
                     "status": label,
-                    "points": sum(p["points"] for p in partitions),
+                    "points": totals(in_order).written,
                     "partitions": partitions,
                 }
             )

@@ -3,18 +3,18 @@
 A source only describes and yields pages; the engine writes, retries, checkpoints and
 reports progress. The registry is the one list of source types: the job schema's
 `source.type` enum and dispatch are assembled from it (`spec.py`), the fingerprint asks it
-which keys only say how to connect, and `create_source` imports the module it names.
+which keys only say how to connect, and `source_factory.create_source` imports the module
+it names. This module is data only: of qmigrate it imports only `errors`.
 Adding a source: docs/design.md, "Adding a source".
 """
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from qmigrate.errors import QmigrateError
-from qmigrate.sources.base import Source
 
 # Keys of every source that change how it is reached, never which records it holds.
 COMMON_CONNECTION_KEYS = frozenset({"timeout", "prefer_grpc"})
@@ -31,6 +31,10 @@ class SourceType:
     connection_keys: frozenset[str] = frozenset()
     # Keys naming a local file or directory: resolved to real paths when the job loads.
     path_keys: tuple[str, ...] = ()
+    # Whether a config reads something only this machine reaches, that other processes or
+    # machines cannot share (an embedded database, a socket): Ray's tasks refuse it. None:
+    # any path key set, so a new source with a path is refused until it says otherwise.
+    local_only: Callable[[dict[str, Any]], bool] | None = None
 
     @property
     def schema(self) -> str:
@@ -40,9 +44,26 @@ class SourceType:
     def ignored_by_fingerprint(self, key: str) -> bool:
         return key in COMMON_CONNECTION_KEYS or key in self.connection_keys
 
+    def on_this_machine(self, config: dict[str, Any]) -> bool:
+        if self.local_only is not None:
+            return self.local_only(config)
+        return any(config.get(key) for key in self.path_keys)
+
+
+def _shared_files(config: dict[str, Any]) -> bool:
+    """Plain files any number of readers can open at once (paths are made absolute)."""
+    return False
+
+
+def _milvus_local(config: dict[str, Any]) -> bool:
+    """milvus-lite (a database file) or a server's unix socket: only this machine reaches it."""
+    return not str(config.get("uri", "")).startswith(("http://", "https://", "tcp://", "grpc://"))
+
 
 REGISTRY: dict[str, SourceType] = {
-    "file": SourceType("qmigrate.sources.file", None, path_keys=("path",)),
+    "file": SourceType(
+        "qmigrate.sources.file", None, path_keys=("path",), local_only=_shared_files
+    ),
     "qdrant": SourceType(
         "qmigrate.sources.qdrant",
         None,
@@ -60,9 +81,10 @@ REGISTRY: dict[str, SourceType] = {
         "pinecone",
         connection_keys=frozenset({"controller_host", "rate_limit"}),
         path_keys=("ids_file",),
+        local_only=_shared_files,
     ),
     "redis": SourceType("qmigrate.sources.redis", "redis", connection_keys=frozenset({"username"})),
-    "milvus": SourceType("qmigrate.sources.milvus", "milvus"),
+    "milvus": SourceType("qmigrate.sources.milvus", "milvus", local_only=_milvus_local),
 }
 
 
@@ -73,26 +95,3 @@ def source_type(name: str) -> SourceType:
         raise QmigrateError(
             f"source.type: unknown source type {name!r} (known: {', '.join(REGISTRY)})"
         ) from None
-
-
-def create_source(config: dict[str, Any], batch_size: int) -> Source:
-    """Build the source named by `config["type"]`; a missing client library says what to install.
-
-    The source gets its config with the schema's defaults filled in, so defaults live in
-    the schema alone.
-    """
-    declared = source_type(config["type"])
-    try:
-        module = importlib.import_module(declared.module)
-    except ModuleNotFoundError as exc:
-        hint = (
-            f"pip install 'qmigrate[{declared.extra}]'"
-            if declared.extra
-            else "pip install qmigrate"
-        )
-        raise QmigrateError(
-            f"source '{config['type']}' needs the Python package '{exc.name}': run {hint}"
-        ) from None
-    from qmigrate.spec import source_defaults  # spec imports this module
-
-    return module.Source({**source_defaults(config["type"]), **config}, batch_size)

@@ -1,18 +1,21 @@
-"""The count check, shared by `apply` (at its end) and `verify`: does the target hold what
-the job's checkpoints say it wrote, and did the job read what the source holds?"""
+"""The counts of a run (`Counters`, `Summary`) and the count check, shared by `apply` (at
+its end) and `verify`: does the target hold what the job's checkpoints say it wrote, and
+did the job read what the source holds?"""
 
 from __future__ import annotations
 
-import sys
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from qmigrate.checkpoint import JobState, PartitionState
-from qmigrate.mapping import ClientFilter, InvalidRecord, Mapper
+from qmigrate.checkpoint import JobState, PartitionState, totals
+from qmigrate.engine.selection import Selection
+from qmigrate.errors import QmigrateError
+from qmigrate.mapping import InvalidRecord
 from qmigrate.retry import retried
 
 if TYPE_CHECKING:
-    from qmigrate.engine import Resolved
+    from qmigrate.engine.wiring import Resolved
 
 RESTART_KEEPS_STALE_POINTS = (
     "restart: restart writes every point again but does not delete points the source no "
@@ -45,9 +48,8 @@ def count_check(
     """
     job = resolved.job
     states = list(partition_states.values())
-    total_points = sum(s.points for s in states)
-    page_duplicates = sum(s.duplicates for s in states)
-    total_read = total_points + sum(s.filtered + s.invalid + s.duplicates for s in states)
+    moved = totals(states)
+    total_points, page_duplicates, total_read = moved.written, moved.duplicates, moved.read
     counts = Counts(
         total_points=total_points,
         total_read=total_read,
@@ -98,13 +100,11 @@ def _explain_shortfall(resolved: Resolved, state: JobState, save: bool) -> list[
     Holds every point ID in memory for the length of the check; it runs only when the
     counts disagree.
     """
-    print(
-        f"qmigrate: job '{resolved.job.name}': the target holds fewer points than were written; "
-        "reading the source again to tell duplicate IDs from lost points",
-        file=sys.stderr,
+    resolved.warn(
+        f"job '{resolved.job.name}': the target holds fewer points than were written; "
+        "reading the source again to tell duplicate IDs from lost points"
     )
-    mapper = Mapper(resolved.job.mapping, resolved.layout)
-    residual = ClientFilter(resolved.residual_filter) if resolved.residual_filter else None
+    selection = Selection(resolved)
     seen: set[Any] = set()
     duplicates: list[Any] = []
     missing: list[Any] = []
@@ -113,11 +113,11 @@ def _explain_shortfall(resolved: Resolved, state: JobState, save: bool) -> list[
         for page in resolved.source.read(partition, None):
             fresh: dict[Any, Any] = {}
             for record in page.records:
-                if residual is not None and not residual.matches(record):
-                    continue
                 try:
-                    point = mapper.to_point(record)
+                    point = selection.point(record)
                 except InvalidRecord:
+                    continue
+                if point is None:
                     continue
                 if point.id in seen or point.id in fresh:
                     duplicate_count += 1
@@ -162,3 +162,58 @@ def _duplicates_message(state: JobState, advice: str | None) -> str:
 
 def _examples(ids: list[Any]) -> str:
     return ", ".join(repr(i) for i in ids)
+
+
+@dataclass
+class Counters:
+    read: int = 0
+    written: int = 0
+    filtered: int = 0
+    invalid: int = 0
+    duplicates: int = 0
+    retries: int = 0
+    passed_over: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **amounts: int) -> None:
+        with self.lock:
+            for name, amount in amounts.items():
+                setattr(self, name, getattr(self, name) + amount)
+
+
+@dataclass
+class Summary:
+    job: str
+    status: str  # done | already done
+    read: int
+    written: int
+    filtered: int
+    invalid: int
+    duplicates: int  # records whose ID another record of the job also had
+    retries: int
+    elapsed: float
+    partitions: int
+    total_points: int
+    target_count: int
+    count_check: str
+    passed_over: int = 0  # entries the source came across but does not hold (Page.passed_over)
+    dead_letter: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.written / self.elapsed if self.elapsed > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        data["rate"] = round(self.rate, 1)
+        data["elapsed"] = round(self.elapsed, 3)
+        return data
+
+
+class CountCheckFailed(QmigrateError):
+    """The data moved but the counts disagree; carries the summary for the report."""
+
+    def __init__(self, summary: Summary) -> None:
+        super().__init__(f"job '{summary.job}': count check failed: {summary.count_check}")
+        self.summary = summary

@@ -19,13 +19,17 @@ import threading
 import time
 from typing import Any
 
-from qmigrate import engine
-from qmigrate.checkpoint import CheckpointStore, JobState, PartitionState
+from qmigrate.checkpoint import CheckpointStore, JobState, PartitionState, totals
+from qmigrate.engine.counts import Counters
+from qmigrate.engine.lease import JobLease
+from qmigrate.engine.loop import PartitionWorker
+from qmigrate.engine.wiring import Resolved, resolve
 from qmigrate.errors import QmigrateError
 from qmigrate.progress import Progress
 from qmigrate.records import Partition
 from qmigrate.redaction import remember_secrets
 from qmigrate.retry import describe, retried
+from qmigrate.sources import source_type
 from qmigrate.spec import Job
 
 INSTALL_HINT = "pip install 'qmigrate[ray]'"
@@ -36,8 +40,6 @@ CONNECT_TIMEOUT = 5.0
 
 def refusals(job: Job) -> list[str]:
     """Why a job cannot run on Ray, found before anything is written (plan shows them too)."""
-    if job.executor.type != "ray":
-        return []
     try:
         import ray  # noqa: F401
     except ImportError:
@@ -55,17 +57,16 @@ def refusals(job: Job) -> list[str]:
             "coordinate through the checkpoints in the target; use store: target"
         )
     source = job.source
-    if (source["type"] == "qdrant" and source.get("path")) or (
-        source["type"] == "milvus" and "://" not in str(source.get("uri", "://"))
-    ):
+    if source_type(source["type"]).on_this_machine(source):
         reasons.append(
-            f"a {source['type']} source in a local file cannot be read by Ray tasks (one "
-            "process at a time may open it): read from a server, or use executor local"
+            f"a {source['type']} source in a local file or socket cannot be read by Ray tasks "
+            "(other processes and machines cannot share it): read from a server, or use "
+            "executor local"
         )
     return reasons
 
 
-def connect(job: Job) -> None:
+def prepare(job: Job) -> None:
     """Join the job's Ray cluster; an unreachable one is one line, before anything is written."""
     try:
         import ray
@@ -110,10 +111,10 @@ def _cluster_notices_to_stderr(ray: Any) -> None:
 
 
 def run_partitions(
-    resolved: engine.Resolved,
+    resolved: Resolved,
     state: JobState,
     partition_states: dict[str, PartitionState],
-    counters: engine.Counters,
+    counters: Counters,
     progress_stream: Any,
 ) -> None:
     """The Ray counterpart of the engine's thread pool: at most `executor.tasks` partitions
@@ -126,11 +127,11 @@ def run_partitions(
         p for p in state.partitions if not partition_states.get(p.key, PartitionState(p.key)).done
     ]
     task = ray.remote(run_partition)
-    before = _totals(partition_states)
+    before = totals(partition_states.values())
     total = resolved.info.count if resolved.residual_filter == job.filter else None
     running: dict[Any, Partition] = {}
-    with Progress(job.name, total, before["read"], stream=progress_stream) as progress:
-        seen, polled = before["read"], time.monotonic()
+    with Progress(job.name, total, before.read, stream=progress_stream) as progress:
+        seen, polled = before.read, time.monotonic()
         try:
             while pending or running:
                 while pending and len(running) < job.concurrency:
@@ -145,32 +146,32 @@ def run_partitions(
                 for ref in ready:
                     counters.add(retries=_outcome(ref, running.pop(ref), job))
                 if time.monotonic() - polled >= POLL_SECONDS:
-                    now = _totals(_load(resolved.store, job))["read"]
+                    now = totals(_load(resolved.store, job).values()).read
                     progress.advance(now - seen)
                     seen, polled = now, time.monotonic()
         finally:
             for ref in running:  # the first failure (or Ctrl-C) stops the other partitions
                 ray.cancel(ref)
-        after = _totals(_load(resolved.store, job))
-        progress.advance(after["read"] - seen)
-    counters.add(**{name: after[name] - before[name] for name in before})
+        after = totals(_load(resolved.store, job).values())
+        progress.advance(after.read - seen)
+    counters.add(**after.since(before))
 
 
 def run_partition(job: Job, partition: Partition) -> int:
     """One partition, in a Ray worker: the engine's resolve and PartitionWorker, from the cursor
     the last attempt saved. Returns how many transient failures it rode out."""
     remember_secrets(job.document)  # a message the task raises is masked here already
-    resolved = engine.resolve(job)
+    resolved = resolve(job)
     try:
         lease_job = dataclasses.replace(job, name=f"{job.name} partition {partition.key}")
-        with engine.JobLease(resolved.store, lease_job, wait=True):
+        with JobLease(resolved.store, lease_job, wait=True, warn=resolved.warn):
             # Read after the lease is ours: an attempt that died before us saved up to here.
             saved = _load(resolved.store, job).get(partition.key)
             state = saved or PartitionState(partition.key)
             if state.done:
                 return 0
-            counters = engine.Counters()
-            engine.PartitionWorker(resolved, counters, threading.Event()).run(partition, state)
+            counters = Counters()
+            PartitionWorker(resolved, counters, threading.Event()).run(partition, state)
             return counters.retries
     finally:
         resolved.close()
@@ -211,14 +212,3 @@ def _load(store: CheckpointStore, job: Job) -> dict[str, PartitionState]:
     return retried(
         lambda: store.load_partitions(job.name), f"job '{job.name}': reading checkpoints"
     )
-
-
-def _totals(states: dict[str, PartitionState]) -> dict[str, int]:
-    """What the checkpoints say was moved, in the counters' terms."""
-    totals = {
-        "written": sum(s.points for s in states.values()),
-        "filtered": sum(s.filtered for s in states.values()),
-        "invalid": sum(s.invalid for s in states.values()),
-        "duplicates": sum(s.duplicates for s in states.values()),
-    }
-    return {"read": sum(totals.values()), **totals}
