@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import json
 import os
 import queue
 import socket
@@ -23,6 +22,7 @@ from typing import Any
 
 from qdrant_client import models
 
+from qmigrate import dead_letter
 from qmigrate.checkpoint import (
     CheckpointStore,
     FileStore,
@@ -164,6 +164,8 @@ def refusals(resolved: Resolved) -> list[str]:
 
     job, state = resolved.job, resolved.state
     reasons = executor_ray.refusals(job)
+    if job.on_invalid == "dead_letter" and (refused := dead_letter.refusal(job.dead_letter_path)):
+        reasons.append(refused)
     if job.restart == "recreate":
         if not _may_recreate(resolved):
             reasons.append(
@@ -623,7 +625,7 @@ class PartitionWorker:
         self.counters = counters
         self.stop = stop
         self.progress: Progress | None = None
-        self.dead_letter_lock = threading.Lock()
+        self.dead_letters = dead_letter.DeadLetterFile(self.job.dead_letter_path)
 
     def run(self, partition: Partition, state: PartitionState) -> None:
         """Read, then map pages while earlier ones are written (`PageWriter`)."""
@@ -631,7 +633,7 @@ class PartitionWorker:
             try:
                 # As many offers collapse as requests can be out, so that saving keeps up.
                 saver = CheckpointSaver(
-                    self._save, self._dead_letter, self._advance, self.target.in_flight
+                    self._save, self.dead_letters.append, self._advance, self.target.in_flight
                 )
                 with saver, self._writer(state, saver) as writer:
                     for page in self._pages(partition, state):
@@ -774,22 +776,7 @@ class PartitionWorker:
                 f"{describe_record(record)} cannot be migrated: {reason} "
                 "(set on_invalid.action: dead_letter to set such records aside)"
             )
-        fields = {
-            "id": record.id,
-            "error": reason,
-            "payload": record.payload,
-            "vectors": record.vectors,
-        }
-        return json.dumps(fields, default=_jsonable)
-
-    def _dead_letter(self, lines: list[str]) -> None:
-        if not lines:
-            return
-        path = self.job.dead_letter_path
-        with self.dead_letter_lock:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("a") as handle:
-                handle.write("".join(line + "\n" for line in lines))
+        return dead_letter.line(record, reason)
 
     def _fatal(self, exc: Exception, doing: str) -> Exception:
         if isinstance(exc, QmigrateError):
@@ -803,15 +790,6 @@ def describe_record(record: Record) -> str:
         return f"the record at {record.origin}" if record.origin else "a record without an ID"
     where = f" ({record.origin})" if record.origin else ""
     return f"record {record.id!r}{where}"
-
-
-def _jsonable(value: Any) -> Any:
-    tolist = getattr(value, "tolist", None)
-    if tolist is not None:
-        return tolist()
-    if hasattr(value, "__dict__"):
-        return value.__dict__
-    return str(value)
 
 
 @dataclass
