@@ -22,7 +22,7 @@ from typing import Any
 
 from qdrant_client import models
 
-from qmigrate import dead_letter
+from qmigrate import dead_letter, retry
 from qmigrate.checkpoint import (
     CheckpointStore,
     FileStore,
@@ -36,7 +36,7 @@ from qmigrate.errors import QmigrateError
 from qmigrate.mapping import ClientFilter, InvalidRecord, Mapper
 from qmigrate.progress import Progress
 from qmigrate.records import CursorLost, Page, Partition, Record, SourceInfo
-from qmigrate.retry import Backoff, T, describe, is_transient, retried
+from qmigrate.retry import Backoff, T, describe, retried
 from qmigrate.sources import create_source
 from qmigrate.sources.base import Source
 from qmigrate.spec import Job
@@ -115,8 +115,9 @@ def resolve(job: Job, read_only: bool = False) -> Resolved:
             ClientFilter(job.filter)  # the whole filter, whatever part a source takes
         except ValueError as exc:
             raise QmigrateError(f"filter: not a valid Qdrant filter: {exc}") from None
+    retry.give_up_after(job.give_up_after)  # every retry of this job, wherever it is made
     with contextlib.ExitStack() as opened:  # closes what was opened if anything fails
-        source = create_source(job.source, job.batch_size)
+        source = create_source(job.source, job.batch_size, job.give_up_after)
         opened.callback(source.close)
         with before_data_moves(source):
             # push_down first, so describe() can report what the source will be asked for.
@@ -480,8 +481,11 @@ class JobLease:
         self.stop.set()
         if self.heartbeat.is_alive():
             self.heartbeat.join()
-        with contextlib.suppress(Exception):  # an unreleased lease only expires
-            if (current := self._load()) is not None and current.holder == self.holder:
+        # One try, no retries: a store that stopped answering has already held the run up
+        # for retry.give_up_after, and an unreleased lease only expires.
+        with contextlib.suppress(Exception):
+            current = self.store.load_lease(self.job.name)
+            if current is not None and current.holder == self.holder:
                 self.store.save_lease(self.job.name, None)
 
     def _load(self) -> Lease | None:
@@ -647,7 +651,9 @@ class PartitionWorker:
 
     def _writer(self, state: PartitionState, saver: CheckpointSaver) -> PageWriter:
         def send(points: list[models.PointStruct], wait: bool) -> int:
-            return self._retrying(lambda: self.target.upsert(points, wait), "writing to the target")
+            return self._retrying(
+                lambda: self.target.upsert(points, wait), "writing to the target", "the target"
+            )
 
         return PageWriter(
             send,
@@ -660,22 +666,23 @@ class PartitionWorker:
     def _pages(self, partition: Partition, state: PartitionState) -> Iterator[Page]:
         """The partition's pages from its saved cursor; a transient read failure backs off
         and re-opens the source after the last page handed on. Only reading is retried here."""
-        backoff = Backoff(stop=self.stop)
-        failures = 0
+        doing = f"job '{self.job.name}': reading from the source {self.source.label}"
+        backoff = Backoff(doing, "the source", stop=self.stop)
         cursor = state.cursor
         while True:
+            backoff.began()
             pages = prefetch(self.source.read(partition, cursor), self.stop)
             try:
                 for page in pages:
-                    failures = 0
+                    backoff.succeeded()
                     yield page
                     cursor = page.cursor
+                    backoff.began()  # the time the caller held the page is no wait
                 return
             except CursorLost:
                 raise
             except Exception as exc:
-                failures += 1
-                if not is_transient(exc) or not backoff.wait(failures, exc):
+                if not backoff.failed(exc):
                     raise self._fatal(exc, "reading from the source") from exc
                 self.counters.add(retries=1)
             finally:
@@ -758,15 +765,18 @@ class PartitionWorker:
     def _save(self, state: PartitionState) -> None:
         state.updated_at = time.time()
         self._retrying(
-            lambda: self.store.save_partition(self.job.name, state), "saving the checkpoint"
+            lambda: self.store.save_partition(self.job.name, state),
+            "saving the checkpoint",
+            "the checkpoint store",
         )
 
-    def _retrying(self, call: Callable[[], T], doing: str) -> T:
+    def _retrying(self, call: Callable[[], T], doing: str, waiting_on: str) -> T:
         return retried(
             call,
             f"job '{self.job.name}': {doing}",
             self.stop,
             on_retry=lambda _exc: self.counters.add(retries=1),
+            waiting_on=waiting_on,
         )
 
     def _rejection(self, record: Record, reason: str) -> str:
