@@ -8,6 +8,9 @@ only IDs) as the target every task writes to. Then it runs `apply` through the e
 parallelism 1 and 4 for comparison, all with the same --partitions, and prints wall time
 (connecting, task start-up and the count check included) as medians over --runs.
 
+Everything runs in a network namespace that holds only `lo` (tests/servers/netns.py; needs
+root): outside it, Ray would give its nodes the machine's non-loopback address.
+
     .venv/bin/python bench/ray_scaleout.py --points 20000 --dim 64 --latency 0.02 --runs 3
 """
 
@@ -23,6 +26,7 @@ from typing import Any
 from harness import REPO, print_runs_table, timed_apply
 from pinecone_parallelism import BATCH, serve
 
+from tests.servers.netns import LoopbackNamespace, loopback_namespace
 from tests.servers.process import free_port, port_open, server_process
 from tests.servers.ray_cluster import running_ray
 
@@ -53,7 +57,14 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=16)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
+    with loopback_namespace() as namespace:
+        # Before any thread or child starts: the fake, the sink, Ray and this driver all
+        # run in the namespace.
+        namespace.enter()
+        run(args, namespace)
 
+
+def run(args: argparse.Namespace, namespace: LoopbackNamespace) -> None:
     parent, child = multiprocessing.Pipe()
     fake = multiprocessing.Process(
         target=serve, args=(args.points, args.dim, "uuid", args.latency, child), daemon=True
@@ -70,7 +81,7 @@ def main() -> None:
                 ready=lambda: port_open(port),
                 log=Path(root) / "sink.log",
             ),
-            running_ray() as cluster,
+            running_ray(namespace) as cluster,
         ):
             target = f"http://127.0.0.1:{port}"
             # Warm-up: Ray starts worker processes (and they import qmigrate) on first use.

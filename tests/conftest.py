@@ -39,11 +39,16 @@ class CliResult:
 
 
 def run_cli(
-    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 300
+    *args: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+    under: list[str] | None = None,
 ) -> CliResult:
-    """Run `qmigrate` as a user would: a separate process, its exit code and both streams."""
+    """Run `qmigrate` as a user would: a separate process, its exit code and both streams.
+    `under` is a command prefix it runs under (`ip netns exec NAME`)."""
     completed = subprocess.run(
-        [sys.executable, "-m", "qmigrate", *args],
+        [*(under or []), sys.executable, "-m", "qmigrate", *args],
         cwd=cwd,
         env={**os.environ, **(env or {})},
         capture_output=True,
@@ -298,6 +303,7 @@ def as_stored(vector: Any) -> Any:
 # test can ask for them by name.
 from tests.servers.chroma import chroma_server  # noqa: E402,F401
 from tests.servers.milvus import milvus_lite_server, milvus_server  # noqa: E402,F401
+from tests.servers.netns import loopback_netns  # noqa: E402,F401
 from tests.servers.pinecone_fake import pinecone_fake  # noqa: E402,F401
 from tests.servers.ray_cluster import ray_cluster  # noqa: E402,F401
 from tests.servers.redis import redis_server  # noqa: E402,F401

@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from qmigrate import spec
 from qmigrate.commands.init import source_types
@@ -40,13 +41,29 @@ def test_init_skeleton_validates_once_its_placeholders_are_set(
     skeleton = job.read_text()
     assert f"  type: {source_type}\n" in skeleton
     assert "# batch_size: 256" in skeleton, "optional keys are commented out"
-    assert "# Points per upsert request." in skeleton, "descriptions become comments"
+    assert "# Records per read page: how many records one request to the source" in skeleton, (
+        "descriptions become comments"
+    )
     env = placeholder_env(skeleton)
     if source_type != "file":
         assert env, "secrets and URLs are env placeholders"
     validated = run_cli("validate", str(job), env=env)
     assert validated.code == 0, validated.stderr + skeleton
     assert run_cli("init", source_type, "--output", str(job)).code == 2, "never overwrites"
+
+
+@pytest.mark.parametrize("source_type", source_types())
+def test_init_local_targets_an_embedded_directory(tmp_path: Path, source_type: str) -> None:
+    """A first job to try with no Qdrant server: the target is `target.path`, not a URL."""
+    job = tmp_path / f"{source_type}.yaml"
+    written = run_cli("init", source_type, "--local", "--output", str(job))
+    assert written.code == 0, written.stderr
+    skeleton = job.read_text()
+    target = yaml.safe_load(skeleton)["target"]
+    assert "path" in target and "url" not in target, skeleton
+    assert "QDRANT_URL" not in placeholder_env(skeleton), "no server URL to set"
+    validated = run_cli("validate", str(job), env=placeholder_env(skeleton))
+    assert validated.code == 0, validated.stderr + skeleton
 
 
 def test_init_rejects_an_unknown_source() -> None:
@@ -85,6 +102,7 @@ def test_bash_completion_is_valid_bash(bash_script: str, tmp_path: Path) -> None
 def test_bash_completes_commands_options_and_choices(bash_script: str) -> None:
     assert complete(bash_script, ["qmigrate", "pl"]) == ["plan"]
     assert complete(bash_script, ["qmigrate", "in"]) == ["init"]
+    assert complete(bash_script, ["qmigrate", "init", "--lo"]) == ["--local"]
     assert complete(bash_script, ["qmigrate", "plan", "--out"]) == ["--output"]
     assert complete(bash_script, ["qmigrate", "apply", "--ver"]) == ["--verify"]
     assert complete(bash_script, ["qmigrate", "completion", "z"]) == ["zsh"]

@@ -4,6 +4,11 @@ to the stand-in Qdrant REST endpoint in a process of its own: one server, many w
 Sources are the real Chroma server and the Pinecone fake with 20 ms of latency per request.
 A worker process is killed mid-job (Ray retries its task, which resumes from the cursor),
 the driver is killed mid-job (a re-apply finishes it), and without Ray the job is one line.
+
+The cluster, its drivers and every server the tasks reach run in a network namespace that
+holds only `lo` (tests/servers/netns.py): outside it, Ray would give its nodes the machine's
+non-loopback address. What this process does there (loading a source, reading the target)
+runs on the namespace's thread.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +30,8 @@ import yaml
 from qdrant_client import QdrantClient
 
 from tests.conftest import REPO, CliResult, as_stored, run_cli, scroll_all
+from tests.servers.chroma import ChromaServer, running_chroma
+from tests.servers.netns import LoopbackNamespace
 from tests.servers.pinecone_fake import PineconeFake
 from tests.servers.process import free_port, port_open, server_process
 from tests.servers.qdrant_rest import running
@@ -35,43 +43,79 @@ pytest.importorskip("ray")
 LATENCY = 0.02
 
 
+@dataclass(frozen=True)
+class RestTarget:
+    """The stand-in Qdrant REST endpoint inside the namespace, read from there."""
+
+    url: str
+    namespace: LoopbackNamespace
+
+    def points(self, collection: str) -> dict[Any, Any]:
+        return self.namespace.call(self._points, collection)
+
+    def offsets(self, kind: str) -> list[dict[str, Any]]:
+        """The checkpoint store's points of one kind (partition, lease), as the engine saved
+        them."""
+        return self.namespace.call(self._offsets, kind)
+
+    def _points(self, collection: str) -> dict[Any, Any]:
+        client = QdrantClient(url=self.url, timeout=30)
+        try:
+            return scroll_all(client, collection)
+        finally:
+            client.close()
+
+    def _offsets(self, kind: str) -> list[dict[str, Any]]:
+        client = QdrantClient(url=self.url, timeout=30)
+        try:
+            if not client.collection_exists("_migration_offsets"):
+                return []
+            points, _ = client.scroll("_migration_offsets", limit=1000, with_payload=True)
+            return [
+                {"job": p.payload["job"], **json.loads(p.payload["state"])}
+                for p in points
+                if p.payload["kind"] == kind
+            ]
+        finally:
+            client.close()
+
+
 @pytest.fixture
-def rest_target(tmp_path: Path) -> Iterator[str]:
-    """The stand-in REST endpoint (local mode on disk behind it) as a process of its own."""
+def rest_target(ray_cluster: RayCluster, tmp_path: Path) -> Iterator[RestTarget]:
+    """The stand-in REST endpoint (local mode on disk behind it) as a process of its own, in
+    the cluster's namespace."""
+    namespace = ray_cluster.namespace
     port = free_port()
     env = {"PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     command = [sys.executable, "-m", "tests.servers.qdrant_rest", "--port", str(port)]
     with server_process(
-        [*command, "--path", str(tmp_path / "qdrant")],
-        ready=lambda: port_open(port),
+        namespace.command([*command, "--path", str(tmp_path / "qdrant")]),
+        ready=lambda: namespace.call(port_open, port),
         log=tmp_path / "qdrant-rest.log",
         env=env,
     ):
-        yield f"http://127.0.0.1:{port}"
+        yield RestTarget(f"http://127.0.0.1:{port}", namespace)
 
 
-def target_points(url: str, collection: str) -> dict[Any, Any]:
-    client = QdrantClient(url=url, timeout=30)
+@pytest.fixture
+def pinecone_fake(ray_cluster: RayCluster) -> Iterator[PineconeFake]:
+    """The fake with its control plane listening in the namespace (its indexes too: see
+    `pinecone_data`)."""
+    fake = ray_cluster.namespace.call(PineconeFake)
     try:
-        return scroll_all(client, collection)
+        yield fake
     finally:
-        client.close()
+        fake.close()
 
 
-def offsets(url: str, kind: str) -> list[dict[str, Any]]:
-    """The checkpoint store's points of one kind (partition, lease), as the engine saved them."""
-    client = QdrantClient(url=url, timeout=30)
-    try:
-        if not client.collection_exists("_migration_offsets"):
-            return []
-        points, _ = client.scroll("_migration_offsets", limit=1000, with_payload=True)
-        return [
-            {"job": p.payload["job"], **json.loads(p.payload["state"])}
-            for p in points
-            if p.payload["kind"] == kind
-        ]
-    finally:
-        client.close()
+@pytest.fixture(scope="module")
+def chroma_server(
+    loopback_netns: LoopbackNamespace, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ChromaServer]:
+    pytest.importorskip("chromadb")
+    directory = tmp_path_factory.mktemp("chroma-netns")
+    with running_chroma(directory, namespace=loopback_netns) as server:
+        yield server
 
 
 def pinecone_job(fake: PineconeFake, url: str, **extra: Any) -> dict[str, Any]:
@@ -92,8 +136,10 @@ def pinecone_job(fake: PineconeFake, url: str, **extra: Any) -> dict[str, Any]:
     }
 
 
-def pinecone_data(fake: PineconeFake, count: int) -> dict[Any, dict[str, Any]]:
-    index = fake.create_index("docs", dimension=4, metric="euclidean")
+def pinecone_data(
+    fake: PineconeFake, count: int, namespace: LoopbackNamespace
+) -> dict[Any, dict[str, Any]]:
+    index = namespace.call(fake.create_index, "docs", dimension=4, metric="euclidean")
     index.upsert(vectors(count, dimension=4, sparse=False, seed=3))
     fake.latency = LATENCY
     return {
@@ -102,8 +148,8 @@ def pinecone_data(fake: PineconeFake, count: int) -> dict[Any, dict[str, Any]]:
     }
 
 
-def assert_exact(url: str, expected: dict[Any, dict[str, Any]]) -> None:
-    points = target_points(url, "docs")
+def assert_exact(target: RestTarget, expected: dict[Any, dict[str, Any]]) -> None:
+    points = target.points("docs")
     assert sorted(map(str, points)) == sorted(map(str, expected))
     for key, want in expected.items():
         assert points[key].payload == want["payload"], key
@@ -111,14 +157,19 @@ def assert_exact(url: str, expected: dict[Any, dict[str, Any]]) -> None:
 
 
 def apply(path: Path, cluster: RayCluster, *extra: str) -> CliResult:
+    """The driver, inside the cluster's namespace."""
     return run_cli(
-        "apply", str(path), "--ray-address", cluster.address, *extra, env=cluster.env, timeout=240
+        *("apply", str(path), "--ray-address", cluster.address, *extra),
+        env=cluster.env,
+        timeout=240,
+        under=cluster.namespace.command([]),
     )
 
 
 def start_apply(path: Path, cluster: RayCluster) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "qmigrate", "apply", str(path)]
     return subprocess.Popen(
-        [sys.executable, "-m", "qmigrate", "apply", str(path), "--ray-address", cluster.address],
+        cluster.namespace.command([*command, "--ray-address", cluster.address]),
         cwd=path.parent,
         env=cluster.env,
         stdout=subprocess.DEVNULL,
@@ -145,15 +196,43 @@ def summary_of(result: CliResult) -> dict[str, Any]:
     return result.json()["jobs"][0]
 
 
+# --- loopback only -------------------------------------------------------------------
+
+NODES = """
+import json, sys, ray
+ray.init(address=sys.argv[1], logging_level="ERROR")
+print(json.dumps([{"address": n["NodeManagerAddress"], "alive": n["Alive"]} for n in ray.nodes()]))
+"""
+
+
+def test_the_cluster_and_its_driver_stay_on_loopback(ray_cluster: RayCluster) -> None:
+    """Every node of the cluster, as a driver inside the namespace sees it, is on 127.0.0.1,
+    and the namespace has no interface but `lo`."""
+    namespace = ray_cluster.namespace
+    assert ray_cluster.address.startswith("127.0.0.1:"), ray_cluster.address
+    listed = subprocess.run(
+        namespace.command([sys.executable, "-c", NODES, ray_cluster.address]),
+        env=ray_cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert listed.returncode == 0, listed.stderr
+    nodes = json.loads(listed.stdout.strip().splitlines()[-1])
+    assert [n["address"] for n in nodes if n["alive"]] == ["127.0.0.1", "127.0.0.1"], nodes
+    links = subprocess.run(namespace.command(["ip", "-o", "link"]), capture_output=True, text=True)
+    assert [line.split(": ")[1] for line in links.stdout.splitlines()] == ["lo"], links.stdout
+
+
 # --- real jobs ------------------------------------------------------------------------
 
 
 def test_a_pinecone_job_runs_as_ray_tasks_and_matches_the_source(
-    ray_cluster: RayCluster, pinecone_fake: PineconeFake, rest_target: str, tmp_path: Path
+    ray_cluster: RayCluster, pinecone_fake: PineconeFake, rest_target: RestTarget, tmp_path: Path
 ) -> None:
-    expected = pinecone_data(pinecone_fake, 600)
+    expected = pinecone_data(pinecone_fake, 600, ray_cluster.namespace)
     path = tmp_path / "job.yaml"
-    path.write_text(yaml.safe_dump(pinecone_job(pinecone_fake, rest_target, partitions=6)))
+    path.write_text(yaml.safe_dump(pinecone_job(pinecone_fake, rest_target.url, partitions=6)))
 
     result = apply(path, ray_cluster, "--output", "json")
     summary = summary_of(result)
@@ -161,31 +240,34 @@ def test_a_pinecone_job_runs_as_ray_tasks_and_matches_the_source(
     assert summary["partitions"] >= 6
     assert summary["written"] == summary["read"] == summary["total_points"] == 600
     assert_exact(rest_target, expected)
-    done = offsets(rest_target, "partition")
+    done = rest_target.offsets("partition")
     assert len(done) == summary["partitions"] and all(p["done"] for p in done)
-    assert offsets(rest_target, "lease") == [], "every task let go of its partition lease"
+    assert rest_target.offsets("lease") == [], "every task let go of its partition lease"
 
     again = summary_of(apply(path, ray_cluster, "--output", "json"))
     assert again["status"] == "already done" and again["read"] == 0
 
 
 def test_a_chroma_job_runs_as_ray_tasks_and_matches_the_source(
-    ray_cluster: RayCluster, chroma_server: Any, rest_target: str, tmp_path: Path
+    ray_cluster: RayCluster, chroma_server: ChromaServer, rest_target: RestTarget, tmp_path: Path
 ) -> None:
-    collection = chroma_server.client().create_collection("ray-docs", embedding_function=None)
-    rng = random.Random(5)
-    ids = [f"doc-{i}" for i in range(500)]
-    collection.add(
-        ids=ids,
-        embeddings=[[rng.uniform(-1, 1) for _ in range(4)] for _ in ids],
-        metadatas=[{"n": i, "kind": ["a", "b"][i % 2]} for i in range(500)],
-    )
-    stored = collection.get(include=["embeddings", "metadatas"])
+    def load() -> dict[str, Any]:
+        collection = chroma_server.client().create_collection("ray-docs", embedding_function=None)
+        rng = random.Random(5)
+        ids = [f"doc-{i}" for i in range(500)]
+        collection.add(
+            ids=ids,
+            embeddings=[[rng.uniform(-1, 1) for _ in range(4)] for _ in ids],
+            metadatas=[{"n": i, "kind": ["a", "b"][i % 2]} for i in range(500)],
+        )
+        return collection.get(include=["embeddings", "metadatas"])
+
+    stored = ray_cluster.namespace.call(load)
     job = {
         "version": 1,
         "name": "chroma-ray",
         "source": {"type": "chroma", "url": chroma_server.url, "collection": "ray-docs"},
-        "target": {"url": rest_target, "collection": "docs"},
+        "target": {"url": rest_target.url, "collection": "docs"},
         "batch_size": 40,
         "partitions": 5,
         "executor": {"type": "ray", "tasks": 2},
@@ -196,7 +278,7 @@ def test_a_chroma_job_runs_as_ray_tasks_and_matches_the_source(
     summary = summary_of(apply(path, ray_cluster, "--output", "json"))
     assert summary["count_check"] == "ok" and summary["partitions"] == 5
     assert summary["written"] == 500
-    points = {p.payload["original_id"]: p for p in target_points(rest_target, "docs").values()}
+    points = {p.payload["original_id"]: p for p in rest_target.points("docs").values()}
     assert sorted(points) == sorted(stored["ids"])
     for record_id, vector, metadata in zip(
         stored["ids"], stored["embeddings"], stored["metadatas"], strict=True
@@ -210,16 +292,16 @@ def test_a_chroma_job_runs_as_ray_tasks_and_matches_the_source(
 
 
 def test_a_killed_worker_is_retried_and_resumes_from_its_cursor(
-    ray_cluster: RayCluster, pinecone_fake: PineconeFake, rest_target: str, tmp_path: Path
+    ray_cluster: RayCluster, pinecone_fake: PineconeFake, rest_target: RestTarget, tmp_path: Path
 ) -> None:
-    expected = pinecone_data(pinecone_fake, 2000)
+    expected = pinecone_data(pinecone_fake, 2000, ray_cluster.namespace)
     path = tmp_path / "job.yaml"
-    job = pinecone_job(pinecone_fake, rest_target, partitions=4, batch_size=25)
+    job = pinecone_job(pinecone_fake, rest_target.url, partitions=4, batch_size=25)
     job["executor"]["tasks"] = 2
     path.write_text(yaml.safe_dump(job))
+    command = [sys.executable, "-m", "qmigrate", "apply", str(path), "--output", "json"]
     driver = subprocess.Popen(
-        [sys.executable, "-m", "qmigrate", "apply", str(path), "--output", "json"]
-        + ["--ray-address", ray_cluster.address],
+        ray_cluster.namespace.command([*command, "--ray-address", ray_cluster.address]),
         cwd=tmp_path,
         env=ray_cluster.env,
         stdout=subprocess.PIPE,  # one JSON document at the end: it fits the pipe
@@ -229,8 +311,8 @@ def test_a_killed_worker_is_retried_and_resumes_from_its_cursor(
     try:
 
         def leased_with_progress() -> tuple[dict[str, Any], int] | None:
-            points = {p["key"]: p["points"] for p in offsets(rest_target, "partition")}
-            for lease in offsets(rest_target, "lease"):  # the job's, and each partition's
+            points = {p["key"]: p["points"] for p in rest_target.offsets("partition")}
+            for lease in rest_target.offsets("lease"):  # the job's, and each partition's
                 key = lease["job"].removeprefix("pc partition ")
                 if points.get(key, 0) >= 100:
                     return lease, points[key]
@@ -243,10 +325,10 @@ def test_a_killed_worker_is_retried_and_resumes_from_its_cursor(
         os.kill(lease["pid"], signal.SIGKILL)  # the Ray worker process running that partition
         lowest, retried_by = at_kill, None
         while driver.poll() is None:
-            for state in offsets(rest_target, "partition"):
+            for state in rest_target.offsets("partition"):
                 if state["key"] == key:
                     lowest = min(lowest, state["points"])
-            for other in offsets(rest_target, "lease"):
+            for other in rest_target.offsets("lease"):
                 if other["job"] == lease["job"] and other["pid"] != lease["pid"]:
                     retried_by = other["pid"]
             time.sleep(0.02)
@@ -264,17 +346,17 @@ def test_a_killed_worker_is_retried_and_resumes_from_its_cursor(
 
 
 def test_a_killed_driver_is_finished_by_a_re_apply(
-    ray_cluster: RayCluster, pinecone_fake: PineconeFake, rest_target: str, tmp_path: Path
+    ray_cluster: RayCluster, pinecone_fake: PineconeFake, rest_target: RestTarget, tmp_path: Path
 ) -> None:
-    expected = pinecone_data(pinecone_fake, 2000)
+    expected = pinecone_data(pinecone_fake, 2000, ray_cluster.namespace)
     path = tmp_path / "job.yaml"
     path.write_text(
-        yaml.safe_dump(pinecone_job(pinecone_fake, rest_target, partitions=4, batch_size=25))
+        yaml.safe_dump(pinecone_job(pinecone_fake, rest_target.url, partitions=4, batch_size=25))
     )
     driver = start_apply(path, ray_cluster)
     try:
         wait_for(
-            lambda: sum(p["points"] for p in offsets(rest_target, "partition")) >= 400,
+            lambda: sum(p["points"] for p in rest_target.offsets("partition")) >= 400,
             120,
             "400 points written",
             driver,
@@ -290,13 +372,13 @@ def test_a_killed_driver_is_finished_by_a_re_apply(
 
 
 def test_a_failing_task_is_one_line_on_the_driver(
-    ray_cluster: RayCluster, pinecone_fake: PineconeFake, rest_target: str, tmp_path: Path
+    ray_cluster: RayCluster, pinecone_fake: PineconeFake, rest_target: RestTarget, tmp_path: Path
 ) -> None:
-    pinecone_data(pinecone_fake, 200)
+    pinecone_data(pinecone_fake, 200, ray_cluster.namespace)
     bad = {"id": "short-vector", "values": [0.5, 0.25], "metadata": {}}  # 2 of 4 dimensions
     pinecone_fake.indexes["docs"].upsert([bad])
     path = tmp_path / "job.yaml"
-    path.write_text(yaml.safe_dump(pinecone_job(pinecone_fake, rest_target, partitions=4)))
+    path.write_text(yaml.safe_dump(pinecone_job(pinecone_fake, rest_target.url, partitions=4)))
 
     result = apply(path, ray_cluster)
     assert result.code == 1 and "Traceback" not in result.stderr, result.stderr

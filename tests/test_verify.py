@@ -328,3 +328,52 @@ def test_verify_writes_nothing(tmp_path: Path, request: pytest.FixtureRequest) -
     assert {p: t for p, t in after.items() if p.name != ".lock"} == {
         p: t for p, t in before.items() if p.name != ".lock"
     }
+
+
+EXTRA_ID = 10**12  # an ID no source record of the suite maps to
+
+
+def add_extra_point(client: QdrantClient, collection: str) -> None:
+    (point_id,) = first_ids(client, collection, 1)
+    point = client.retrieve(collection, [point_id], with_vectors=True, with_payload=True)[0]
+    client.upsert(
+        collection, [models.PointStruct(id=EXTRA_ID, vector=point.vector, payload=point.payload)]
+    )
+
+
+def add_extra_and_delete_one(client: QdrantClient, collection: str) -> None:
+    add_extra_point(client, collection)
+    delete_point(client, collection)
+
+
+@pytest.mark.parametrize("damage", [add_extra_point, add_extra_and_delete_one])
+def test_extra_target_points_are_named(
+    tmp_path: Path, request: pytest.FixtureRequest, damage: Damage
+) -> None:
+    job = qdrant_migration(tmp_path, request)
+    copy = damaged(job, damage)
+    for sample in ("all", str(COUNT * 2)):  # a sample as large as the target checks it all
+        result = verify(job, "--sample", sample, target=copy)
+        assert result.code == 3, result.stdout + result.stderr
+        counts = checks(result)["counts"]
+        assert counts["status"] == "fail"
+        assert counts["figures"]["extra"] == 1
+        assert counts["differences"][-1].startswith(
+            f"the target holds 1 point that no record the job selects in the source maps to "
+            f"(e.g. {EXTRA_ID})"
+        ), counts
+        assert "every target point checked" in counts["figure"]
+    if damage is add_extra_and_delete_one:
+        assert counts["differences"] == [counts["differences"][-1]], "the numbers agree"
+        assert "missing in the target" in checks(result)["sample"]["differences"][0]
+
+
+def test_a_small_sample_says_how_many_target_points_it_checked(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    job = qdrant_migration(tmp_path, request)
+    result = verify(job, "--sample", "10", target=damaged(job, add_extra_point))
+    counts = checks(result)["counts"]
+    assert counts["figures"]["extra_checked"] == 10
+    assert f"10 of {COUNT + 1} target points checked for a source record" in counts["figure"]
+    assert counts["status"] == "fail", "the counts differ, whether or not the sample hit it"

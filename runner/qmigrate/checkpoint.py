@@ -119,8 +119,12 @@ class TargetStore:
 
     def _ensure(self) -> None:
         if not self._exists():
-            with self.connection.lock:
-                self.client.create_collection(OFFSETS_COLLECTION, vectors_config={})
+            try:
+                with self.connection.lock:
+                    self.client.create_collection(OFFSETS_COLLECTION, vectors_config={})
+            except Exception:
+                if not self._exists():  # else another job made it first: as good
+                    raise
 
     @staticmethod
     def _point_id(job: str, key: str) -> str:

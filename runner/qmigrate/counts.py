@@ -66,11 +66,12 @@ def count_check(
             expected = total_points + page_duplicates - known
         counts.duplicates = known
         if not counts.problems and known and job.on_duplicate == "fail" and known > page_duplicates:
-            counts.problems.append(_duplicates_message(state))
+            counts.problems.append(_duplicates_message(state, resolved.info.duplicate_ids_advice))
         elif known:
+            advice = resolved.info.duplicate_ids_advice
             counts.notes.append(
                 f"{known:,} records had the ID of another record; the one written last won "
-                "(on_duplicate: last_wins)"
+                "(on_duplicate: last_wins)" + (f"; {advice}" if advice else "")
             )
         if not counts.problems and before == 0 and counts.target_count != expected:
             counts.problems.append(
@@ -152,14 +153,18 @@ def _explain_shortfall(resolved: Resolved, state: JobState, save: bool) -> list[
     return []
 
 
-def _duplicates_message(state: JobState) -> str:
+def _duplicates_message(state: JobState, advice: str | None) -> str:
     assert state.duplicates is not None
     count, examples = state.duplicates["count"], state.duplicates["examples"]
     return (
         f"the source holds {count:,} records whose ID an earlier record already had "
         f"(e.g. {_examples(examples)}); the target kept one point per ID, the one written last. "
-        "Set on_duplicate: last_wins to accept that, or remove the duplicates from the source "
-        "and apply with restart: restart"
+        + (
+            f"Fix: {advice}, and apply with restart: restart"
+            if advice
+            else "Set on_duplicate: last_wins to accept that, or remove the duplicates from "
+            "the source and apply with restart: restart"
+        )
     )
 
 

@@ -400,7 +400,8 @@ def _apply(resolved: Resolved, progress_stream: Any) -> Summary:
         resolved.collection = None
     created = resolved.collection is None
     if created:
-        target.create(resolved.layout, resolved.info)
+        resolved.collection = target.create(resolved.layout, resolved.info)
+        created = resolved.collection is None  # else another run made it first
     indexes = target.missing_payload_indexes(resolved.payload_indexes, resolved.collection)
     retried(
         lambda: target.create_payload_indexes(indexes), f"{job_label}: creating payload indexes"

@@ -14,6 +14,7 @@ import orjson
 from qdrant_client import models
 from qdrant_client.local.payload_filters import check_filter
 
+from qmigrate import payload_paths as paths
 from qmigrate.records import Record, SparseVector
 from qmigrate.spec import MappingSpec
 from qmigrate.target import Layout
@@ -58,6 +59,12 @@ class Mapper:
         self.spec = spec
         self.layout = layout
         self.unnamed_only = [n for n, f in layout.items()] == [""]
+        # Nested paths (meta.origin) take the slower path-by-path way; top-level keys not.
+        self.include = [paths.parse(p) for p in spec.include or ()]
+        self.exclude = [paths.parse(p) for p in spec.exclude]
+        self.rename = [(paths.parse(a), paths.parse(b)) for a, b in spec.rename.items()]
+        named = [*(spec.include or ()), *spec.exclude, *spec.rename, *spec.rename.values()]
+        self.nested = any(paths.parse(path) != ((path, False),) for path in named)
 
     def to_point(self, record: Record) -> models.PointStruct:
         if record.invalid is not None:
@@ -97,6 +104,8 @@ class Mapper:
 
     def _payload(self, payload: dict[str, Any]) -> dict[str, Any]:
         spec = self.spec
+        if self.nested:
+            return self._nested_payload(payload)
         if spec.include is not None:
             payload = {k: v for k, v in payload.items() if k in spec.include}
         if spec.exclude:
@@ -107,6 +116,22 @@ class Mapper:
             payload = {**payload, **spec.set}
         return dict(payload)
 
+    def _nested_payload(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Include, exclude, rename, set, in that order, as for top-level keys."""
+        if self.spec.include is not None:
+            payload = paths.keep(payload, self.include)
+        for path in self.exclude:
+            payload = paths.drop(payload, path)
+        moves = []
+        for old, new in self.rename:
+            found, value = paths.take(payload, old)
+            if found:
+                payload = paths.drop(payload, old)
+                moves.append((new, value))
+        for new, value in moves:  # after every take: a rename a -> b, b -> a swaps them
+            payload = paths.put(payload, new, value)
+        return {**payload, **self.spec.set}
+
 
 MAX_POINT_BYTES = 16 * 1024 * 1024  # one point must fit one request (the target's limit)
 
@@ -114,10 +139,14 @@ MAX_POINT_BYTES = 16 * 1024 * 1024  # one point must fit one request (the target
 def _check_size(payload: dict[str, Any], vectors: dict[str, Any]) -> None:
     """The payload is JSON, and the point fits one request; else the whole batch would fail
     at the server, naming no record."""
-    try:
-        encoded = orjson.dumps(payload, default=_json_default)
-    except (TypeError, orjson.JSONEncodeError) as exc:
-        raise InvalidRecord(f"the payload is not JSON: {exc}") from None
+    try:  # integers beyond 53 bits fail here, so only their payloads are walked
+        encoded = orjson.dumps(payload, default=_json_default, option=orjson.OPT_STRICT_INTEGER)
+    except (TypeError, orjson.JSONEncodeError):
+        _check_integers(payload)
+        try:
+            encoded = orjson.dumps(payload, default=_json_default)
+        except (TypeError, orjson.JSONEncodeError) as exc:
+            raise InvalidRecord(f"the payload is not JSON: {exc}") from None
     if b"null" in encoded:  # orjson writes NaN and Infinity as null: look closer
         try:
             json.dumps(payload, allow_nan=False, default=_json_default)
@@ -129,6 +158,26 @@ def _check_size(payload: dict[str, Any], vectors: dict[str, Any]) -> None:
             f"the point is {size / 2**20:.0f} MiB, more than one request to Qdrant may carry "
             f"({MAX_POINT_BYTES // 2**20} MiB)"
         )
+
+
+INT64_RANGE = range(-(2**63), 2**63)  # Qdrant's payload integers
+
+
+def _check_integers(payload: dict[str, Any]) -> None:
+    """Refuse an integer Qdrant cannot store as one, naming where it is: a float in its
+    place would be a rounded, different number."""
+    pending: list[tuple[str, Any]] = list(payload.items())
+    while pending:
+        path, value = pending.pop()
+        if type(value) is int and value not in INT64_RANGE:
+            raise InvalidRecord(
+                f"payload '{path}' is {value}, an integer outside the signed 64-bit range "
+                "Qdrant stores"
+            )
+        if isinstance(value, dict):
+            pending.extend((f"{path}.{key}", item) for key, item in value.items())
+        elif isinstance(value, (list, tuple)):
+            pending.extend((f"{path}[{index}]", item) for index, item in enumerate(value))
 
 
 def _json_default(value: Any) -> Any:
@@ -226,3 +275,44 @@ class ClientFilter:
     def matches(self, record: Record) -> bool:
         has_vector = {name: value is not None for name, value in record.vectors.items()}
         return check_filter(self.filter, record.payload, record.id, has_vector)
+
+
+def filter_keys(filter: Any, prefix: str = "") -> set[str]:
+    """Every payload key a Qdrant-syntax filter names, nested keys as `outer[].inner`."""
+    keys: set[str] = set()
+    if isinstance(filter, list):
+        for item in filter:
+            keys |= filter_keys(item, prefix)
+    elif isinstance(filter, dict):
+        for clause in ("must", "should", "must_not"):
+            keys |= filter_keys(filter.get(clause), prefix)
+        keys |= filter_keys((filter.get("min_should") or {}).get("conditions"), prefix)
+        if isinstance(filter.get("key"), str):
+            keys.add(prefix + filter["key"])
+        for check in ("is_empty", "is_null"):
+            if isinstance(filter.get(check), dict) and "key" in filter[check]:
+                keys.add(prefix + filter[check]["key"])
+        nested = filter.get("nested")
+        if isinstance(nested, dict):
+            keys |= filter_keys(nested.get("filter"), f"{prefix}{nested.get('key')}[].")
+    return keys
+
+
+def keys_no_field_has(filter: dict[str, Any] | None, fields: list[str]) -> list[str]:
+    """Filter keys that none of the payload fields a source showed can hold: such a
+    condition tests a field no record has (a Redis JSON alias instead of its path)."""
+    if not filter or not fields:
+        return []
+
+    def path(key: str) -> str:
+        return key.replace("[]", "")
+
+    known = {path(f) for f in fields}
+    return sorted(
+        key
+        for key in filter_keys(filter)
+        if not any(
+            path(key) == f or path(key).startswith(f + ".") or f.startswith(path(key) + ".")
+            for f in known
+        )
+    )

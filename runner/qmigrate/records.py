@@ -62,6 +62,9 @@ class SourceInfo:
     # Collection settings a Qdrant-native source can hand to the target on create.
     collection_settings: dict[str, Any] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    # What to change when records share an ID, where the source knows why they can (Redis:
+    # several key prefixes, each stripped); None: the generic advice.
+    duplicate_ids_advice: str | None = None
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import re
 import threading
 from collections.abc import Mapping
 from typing import Any, TextIO
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 MASK = "***"
 SECRET_KEY_PARTS = ("api_key", "password", "token", "secret")
@@ -29,6 +30,50 @@ _lock = threading.Lock()
 def is_secret_key(key: str) -> bool:
     """Keys whose values never reach output (`token_header` names a header, not a secret)."""
     return any(part in key for part in SECRET_KEY_PARTS) and not key.endswith("_header")
+
+
+# Query parameters and libpq key=value settings that carry a credential, besides secret keys.
+CREDENTIAL_PARAMETERS = frozenset({"user", "username", "apikey", "key", "auth", "pass", "pwd"})
+URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+# One libpq setting: key = value, the value bare or single-quoted with backslash escapes.
+DSN_SETTING = re.compile(r"(\w+)\s*=\s*('(?:\\.|[^'\\])*'|\S*)")
+
+
+def _is_credential_parameter(name: str) -> bool:
+    name = name.lower().replace("-", "_")
+    return is_secret_key(name) or name in CREDENTIAL_PARAMETERS
+
+
+def without_credentials(value: Any) -> Any:
+    """`value` with every credential taken out, for what is hashed or stored: secret keys
+    at any depth, URL user info (user and password), credential query parameters, and the
+    user and password settings of a libpq key=value string.
+
+    A value without credentials comes back as it was, so hashes of it do not change.
+    """
+    if isinstance(value, Mapping):
+        return {k: without_credentials(v) for k, v in value.items() if not is_secret_key(str(k))}
+    if isinstance(value, list):
+        return [without_credentials(v) for v in value]
+    if not isinstance(value, str):
+        return value
+    if URL.match(value):
+        return _url_without_credentials(value)
+    settings = [m for m in DSN_SETTING.finditer(value) if m.group(0)]
+    if settings and DSN_SETTING.sub("", value).strip() == "":
+        kept = [m.group(0) for m in settings if not _is_credential_parameter(m.group(1))]
+        return value if len(kept) == len(settings) else " ".join(kept)
+    return value
+
+
+def _url_without_credentials(url: str) -> str:
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    kept = [(k, v) for k, v in query if not _is_credential_parameter(k)]
+    if netloc == parts.netloc and len(kept) == len(query):
+        return url
+    return parts._replace(netloc=netloc, query=urlencode(kept)).geturl()
 
 
 def mask_secrets(value: Any) -> Any:
@@ -54,8 +99,18 @@ def remember_secrets(value: Any, key: str = "") -> None:
     elif isinstance(value, str):
         found = [value] if is_secret_key(key) else []
         found += [match.group(2) for match in URL_PASSWORD.finditer(value)]
+        found += _parameter_secrets(value)
         with _lock:
             _secrets.update(s for s in found if len(s) >= MIN_MASKED_LENGTH)
+
+
+def _parameter_secrets(value: str) -> list[str]:
+    """Values of secret query parameters and libpq password settings in `value`."""
+    if URL.match(value):
+        pairs = parse_qsl(urlsplit(value).query, keep_blank_values=True)
+    else:
+        pairs = [(m.group(1), m.group(2).strip("'")) for m in DSN_SETTING.finditer(value)]
+    return [v for k, v in pairs if is_secret_key(k.lower().replace("-", "_"))]
 
 
 def forget_secrets() -> None:

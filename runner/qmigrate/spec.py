@@ -27,8 +27,9 @@ import jsonschema
 import referencing
 import yaml
 
+from qmigrate import payload_paths
 from qmigrate.errors import invalid
-from qmigrate.redaction import is_secret_key, remember_secrets
+from qmigrate.redaction import is_secret_key, remember_secrets, without_credentials
 from qmigrate.retry import DEFAULT_GIVE_UP_AFTER, request_timeout
 from qmigrate.sources import REGISTRY
 
@@ -229,14 +230,16 @@ class Job:
         `source.<key>`, `target.collection`, `mapping.<key>`, `filter`. Stored with the
         checkpoints, so a refusal can say what changed without storing any value.
 
-        Credentials and connection details (named by the source's registry entry) are left
-        out, so rotating a key or moving the server does not invalidate checkpoints. Where
-        the data lives (url, path, host) stays in: a new place may hold other data. Paths
-        count as absolute, real paths, so the directory a job is applied from does not matter.
+        Connection details (named by the source's registry entry) are left out, and no
+        credential enters in any form (secret keys, URL user info and secret parameters are
+        taken out first: a stored hash of a password can be tested against guesses), so
+        rotating a key does not invalidate checkpoints. Where the data lives (url host,
+        path) stays in: a new place may hold other data. Paths count as absolute, real
+        paths, so the directory a job is applied from does not matter.
         """
         declared = REGISTRY[self.source["type"]]
         parts: dict[str, Any] = {
-            f"source.{key}": self.source_paths.get(key, value)
+            f"source.{key}": self.source_paths.get(key, without_credentials(value))
             for key, value in self.source.items()
             if not is_secret_key(key) and not declared.ignored_by_fingerprint(key)
         }
@@ -474,6 +477,9 @@ def _explain(error: jsonschema.ValidationError) -> Iterator[tuple[list[Any], str
         yield path, f"must be one of {options}{got}"
     elif validator == "const":
         yield path, f"must be {json.dumps(error.validator_value)}"
+    elif validator == "pattern" and error.validator_value in PAYLOAD_PATH_FORMS:
+        form = PAYLOAD_PATH_FORMS[error.validator_value]
+        yield path, f"{json.dumps(error.instance)} is not a payload path ({form})"
     elif validator in ("oneOf", "anyOf"):
         yield from _explain_alternatives(error, path)
     elif validator == "not" and secret:
@@ -488,6 +494,10 @@ def _explain(error: jsonschema.ValidationError) -> Iterator[tuple[list[Any], str
 
 
 FILTER_KEYS = ("must", "should", "must_not", "min_should")
+PAYLOAD_PATH_FORMS = {
+    payload_paths.PATH_PATTERN: 'keys joined by dots: meta.origin, tags[].note, "a.b"',
+    payload_paths.PLAIN_PATH_PATTERN: 'keys joined by dots, no []: meta.origin, "a.b"',
+}
 
 
 def _explain_alternatives(

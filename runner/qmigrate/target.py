@@ -16,6 +16,7 @@ from qmigrate import wire
 from qmigrate.errors import QmigrateError
 from qmigrate.qdrant_connection import QdrantConnection, connect
 from qmigrate.records import DISTANCES, SourceInfo, VectorField
+from qmigrate.redaction import without_credentials
 from qmigrate.retry import http_status, retried
 from qmigrate.spec import MappingSpec, TargetSpec
 
@@ -149,8 +150,7 @@ class QdrantTarget:
         if self.spec.path and where != ":memory:":
             where = os.path.realpath(where)
         elif self.spec.url:
-            parts = urlsplit(where)
-            where = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+            where = without_credentials(urlsplit(where).geturl())
         return {"location": where, "collection": self.collection}
 
     def close(self) -> None:
@@ -232,14 +232,30 @@ class QdrantTarget:
         arguments.update(settings)
         return arguments
 
-    def create(self, layout: Layout, info: SourceInfo) -> None:
+    def create(self, layout: Layout, info: SourceInfo) -> models.CollectionInfo | None:
+        """Create the collection; None when this run made it. Another run that made it
+        first (two jobs starting at once) is no failure: its collection is returned once
+        its layout is checked, as if it had been there at the start."""
         arguments = self.create_arguments(layout, info)
 
         def create() -> None:
             with self.connection.lock:
                 self.client.create_collection(**arguments)
 
-        retried(create, f"target: creating collection '{self.collection}'")
+        try:
+            retried(create, f"target: creating collection '{self.collection}'")
+        except Exception:
+            existing = self.existing()
+            if existing is None:
+                raise
+            problems = self.mismatches(existing, layout)
+            if problems:
+                raise QmigrateError(
+                    f"target collection '{self.collection}' was created by another run "
+                    "meanwhile and is incompatible: " + "; ".join(problems)
+                ) from None
+            return existing
+        return None
 
     def missing_payload_indexes(
         self, wanted: dict[str, str], info: models.CollectionInfo | None

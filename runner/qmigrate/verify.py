@@ -24,6 +24,7 @@ from qdrant_client import models
 
 from qmigrate.counts import count_check
 from qmigrate.engine import Resolved, before_data_moves
+from qmigrate.extra_points import ExtraPoints
 from qmigrate.mapping import ClientFilter, InvalidRecord, Mapper, point_id
 from qmigrate.progress import Progress
 from qmigrate.records import Record, VectorField
@@ -86,7 +87,7 @@ class Report:
 
 def verify(resolved: Resolved, settings: Settings, progress_stream: Any = None) -> Report:
     started = time.monotonic()
-    scan = _Scan(resolved, settings)
+    scan = _Scan(resolved, settings, ExtraPoints(resolved.target, settings.sample))
     scan.run(progress_stream)
     checks = [
         _counts(resolved, scan),
@@ -104,9 +105,10 @@ class _Scan:
     """Reads every partition once: counts what the job selects, keeps a reservoir sample
     (or, for `sample: all`, compares each page as it comes) and query vectors."""
 
-    def __init__(self, resolved: Resolved, settings: Settings) -> None:
+    def __init__(self, resolved: Resolved, settings: Settings, extras: ExtraPoints) -> None:
         self.resolved = resolved
         self.settings = settings
+        self.extras = extras  # struck off as the source maps to them
         self.mapper = Mapper(resolved.job.mapping, resolved.layout)
         residual = resolved.residual_filter
         self.filter = ClientFilter(residual) if residual else None
@@ -151,6 +153,7 @@ class _Scan:
                     self._keep(self.queries, pair[0], self.settings.queries)
                     if self.settings.sample is not None:
                         self._keep(self.sample, pair, self.settings.sample)
+            self.extras.strike(point.id for _, point in pairs)
             if self.settings.sample is None:
                 self.comparer.compare(pairs)
             progress.advance(len(page.records))
@@ -201,7 +204,14 @@ def _counts(resolved: Resolved, scan: _Scan) -> Check:
             f"the source holds {expected:,} distinct records the job selects, the target "
             f"{target_count:,} points"
         )
-    figure = f"source {scan.selected:,} records selected by the job; target {target_count:,} points"
+    extra = scan.extras.problem()
+    if exact and extra:  # else the collection held other points before the job
+        problems.append(extra)
+    figures.update(extra=len(scan.extras.unmatched), extra_checked=scan.extras.checked)
+    figure = (
+        f"source {scan.selected:,} records selected by the job; target {target_count:,} points; "
+        + scan.extras.figure()
+    )
     return Check("counts", "fail" if problems else "pass", figure, problems, figures)
 
 
@@ -315,11 +325,23 @@ def _payload_differences(want: dict[str, Any], have: dict[str, Any]) -> list[str
             problems.append(f"payload '{key}' missing in the target")
         elif key not in want:
             problems.append(f"payload '{key}' only in the target")
-        elif want[key] != have[key]:
+        elif not _same(want[key], have[key]):
             problems.append(
                 f"payload '{key}': source {_short(want[key])}, target {_short(have[key])}"
             )
     return problems
+
+
+def _same(want: Any, have: Any) -> bool:
+    """Equal with the same JSON types: Python finds 2**64 == 2.0**64 and 1 == True, but a
+    target holding a float or a boolean where the source had an integer changed it."""
+    if type(want) is not type(have):
+        return False
+    if isinstance(want, dict):
+        return want.keys() == have.keys() and all(_same(want[k], have[k]) for k in want)
+    if isinstance(want, list):
+        return len(want) == len(have) and all(map(_same, want, have))
+    return want == have
 
 
 def _plain(payload: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import http.client
 import json
 import shutil
@@ -23,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from tests.servers.netns import LoopbackNamespace
 from tests.servers.process import free_port, server_process
 
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
@@ -76,16 +78,20 @@ def _answers(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def running_chroma(directory: Path, port: int | None = None) -> Iterator[ChromaServer]:
+def running_chroma(
+    directory: Path, port: int | None = None, namespace: LoopbackNamespace | None = None
+) -> Iterator[ChromaServer]:
     """`chroma run` on `port` (default: a free one) with its data in `directory`, stopped by
-    PID at the end; the same directory and port restart the same server."""
+    PID at the end; the same directory and port restart the same server. With `namespace`,
+    it runs there (for clients inside it, such as Ray tasks)."""
     server = ChromaServer(port or free_port())
     command = [_chroma_binary(), "run", "--path", str(directory / "data"), "--host", "127.0.0.1"]
-    with server_process(
-        [*command, "--port", str(server.port)],
-        ready=lambda: _answers(server.url),
-        log=directory / "chroma.log",
-    ):
+    command += ["--port", str(server.port)]
+    ready = functools.partial(_answers, server.url)
+    if namespace is not None:
+        command = namespace.command(command)
+        ready = functools.partial(namespace.call, ready)
+    with server_process(command, ready=ready, log=directory / "chroma.log"):
         yield server
 
 

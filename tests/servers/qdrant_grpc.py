@@ -21,7 +21,7 @@ from qdrant_client import grpc as pb
 from qdrant_client import models
 from qdrant_client.conversions.conversion import GrpcToRest, RestToGrpc
 
-from tests.servers.qdrant_rest import VERSION, Store, _dump, serve_rest
+from tests.servers.qdrant_rest import VERSION, AlreadyExists, Store, _dump, serve_rest
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
@@ -61,7 +61,10 @@ class Collections(pb.CollectionsServicer):
         for name in ("shard_number", "replication_factor"):
             if request.HasField(name):
                 body[name] = getattr(request, name)
-        self.sink.create(request.collection_name, body)
+        try:
+            self.sink.create(request.collection_name, body)
+        except AlreadyExists as exc:
+            context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
         return pb.CollectionOperationResponse(result=True)
 
     def Update(self, request: Any, context: Any) -> Any:

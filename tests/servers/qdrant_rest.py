@@ -19,7 +19,7 @@ import importlib.metadata
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -30,6 +30,10 @@ from qdrant_client import QdrantClient, models
 
 VERSION = importlib.metadata.version("qdrant-client")  # no version-mismatch warning
 ALWAYS_KEPT = {"_migration_offsets"}  # checkpoints are kept whole even by the sink
+
+
+class AlreadyExists(Exception):
+    """A create of a collection that exists: Qdrant answers 409 (gRPC ALREADY_EXISTS)."""
 
 
 class Store:
@@ -55,6 +59,9 @@ class Store:
         self.most_writing = 0  # the most at once
         self.saving = 0  # checkpoint upserts being answered now
         self.during_saves = 0  # data upserts that came while one was
+        # Called with the name before a create is answered: a test creates the collection
+        # there, as another job would between qmigrate's existence check and its create.
+        self.before_create: Callable[[str], None] | None = None
 
     @contextlib.contextmanager
     def answering(self, name: str) -> Iterator[None]:
@@ -110,6 +117,10 @@ class Store:
 
     def create(self, name: str, body: dict[str, Any]) -> None:
         request = models.CreateCollection.model_validate(body)
+        if self.before_create is not None:
+            self.before_create(name)
+        if self.exists(name):
+            raise AlreadyExists(f"Wrong input: Collection `{name}` already exists!")
         self.call(
             "create_collection",
             name,
@@ -243,6 +254,9 @@ class RestHandler(BaseHTTPRequestHandler):
             result = self._route(self.command, parts, raw, wait="wait=true" in query)
         except KeyError as exc:
             self._error(404, f"Not found: {exc}")
+            return
+        except AlreadyExists as exc:
+            self._error(409, str(exc))
             return
         except (ValueError, TypeError) as exc:
             self._error(400, str(exc))

@@ -3,8 +3,9 @@
 Both are `ray start --block` processes in their own process groups (Ray's daemons and
 workers stay in the group), stopped by PID at the end. CPUs are bounded, the dashboard and
 usage stats are off, and every port is a free one, so nothing reaches out or collides.
-Ray binds to the machine's own address, not 127.0.0.1: it replaces loopback on purpose so
-that other nodes could join; the traffic still never leaves this machine.
+Ray replaces 127.0.0.1 with the machine's own non-loopback address, so the nodes run in a
+network namespace that holds only `lo` (tests/servers/netns.py), where that address is
+127.0.0.1; drivers, and the servers the tasks talk to, must run in it too.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers.netns import LoopbackNamespace
 from tests.servers.process import free_port, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,6 +39,7 @@ class RayCluster:
     address: str  # HOST:PORT of the head's GCS, what `--ray-address` takes
     env: dict[str, str]  # what a driver process needs (qmigrate of this checkout first)
     worker_node: subprocess.Popen[bytes]
+    namespace: LoopbackNamespace  # where the nodes run, and drivers must
 
 
 def ray_env() -> dict[str, str]:
@@ -100,7 +103,8 @@ def stop_node(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def running_ray() -> Iterator[RayCluster]:
+def running_ray(namespace: LoopbackNamespace) -> Iterator[RayCluster]:
+    """A head and a worker node inside `namespace`."""
     # A short directory: Ray's Unix sockets live under it, and their paths have a size limit.
     temp = Path(tempfile.mkdtemp(prefix="qmray-", dir="/tmp"))
     env = ray_env()
@@ -115,17 +119,17 @@ def running_ray() -> Iterator[RayCluster]:
             f"--ray-client-server-port={free_port()}",
             f"--dashboard-port={free_port()}",
         ]
-        nodes.append(_start(head, head_log, env))
+        nodes.append(_start(namespace.command(head), head_log, env))
         wait_until(lambda: _started(nodes[0], head_log), 60, "the Ray head node")
         found = re.search(r"ray start --address='([^']+)'", head_log.read_text())
         assert found, head_log.read_text()
         address = found.group(1)
         worker_log = temp / "worker.log"
         worker = [*_node_command(temp, WORKER_CPUS), f"--address={address}"]
-        nodes.append(_start(worker, worker_log, env))
+        nodes.append(_start(namespace.command(worker), worker_log, env))
         wait_until(lambda: _started(nodes[1], worker_log), 60, "the Ray worker node")
         time.sleep(1)  # the worker node registers with the head just after it says started
-        yield RayCluster(address, env, nodes[1])
+        yield RayCluster(address, env, nodes[1], namespace)
     finally:
         for node in reversed(nodes):
             stop_node(node)
@@ -133,6 +137,6 @@ def running_ray() -> Iterator[RayCluster]:
 
 
 @pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[RayCluster]:
-    with running_ray() as cluster:
+def ray_cluster(loopback_netns: LoopbackNamespace) -> Iterator[RayCluster]:
+    with running_ray(loopback_netns) as cluster:
         yield cluster

@@ -158,3 +158,33 @@ def test_text_that_is_not_utf8_names_its_parquet_column(tmp_path: Path) -> None:
     source = open_source("file", {**CONFIG, "path": str(path)}, 10)
     with pytest.raises(QmigrateError, match=r"bad.parquet row group 0: column 'title' holds text"):
         read_all(source, 1)
+
+
+def test_plan_warns_of_a_filter_key_no_field_has(tmp_path: Path) -> None:
+    import yaml
+
+    from tests.conftest import run_cli
+
+    rows = [{"id": i, "embedding": [i, 1.0], "meta": {"color": "red"}, "n": i} for i in range(3)]
+    write_jsonl(tmp_path / "data.jsonl", rows)
+    conditions = [
+        {"key": "colour", "match": {"value": "red"}},
+        {"key": "meta.color", "match": {"value": "red"}},
+        {"is_empty": {"key": "n"}},
+    ]
+    document = {
+        "version": 1,
+        "name": "warn",
+        "source": {
+            "type": "file",
+            "path": "data.jsonl",
+            "vectors": {"embedding": {"distance": "cosine"}},
+        },
+        "target": {"path": "t", "collection": "c"},
+        "filter": {"should": conditions, "must_not": [{"key": "size", "match": {"value": 1}}]},
+    }
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(document))
+    result = run_cli("plan", "job.yaml", cwd=tmp_path)
+    assert result.code == 0, result.stderr
+    warned = [line.split("'")[1] for line in result.stdout.splitlines() if "warning:" in line]
+    assert warned == ["colour", "size"], result.stdout

@@ -245,6 +245,40 @@ def test_varchar_keys_follow_the_id_policy(
     }
 
 
+INT64_EXTREMES = [-(2**63), -(2**63) + 1, -1, 0, 1, 2**63 - 2, 2**63 - 1]
+
+
+@pytest.mark.parametrize("parallelism", [1, 3])
+def test_the_extreme_int64_keys_are_read_and_counted(
+    milvus_lite_server: MilvusServer, tmp_path: Path, parallelism: int
+) -> None:
+    """-2**63 is a key Milvus cannot write as a literal: every range expression (count,
+    partition bounds, page cursors) must still take it in."""
+    collection = f"extremes{parallelism}"
+    client = milvus_lite_server.client()
+    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("pk", DataType.INT64, is_primary=True)
+    schema.add_field("v", DataType.FLOAT_VECTOR, dim=2)
+    index = client.prepare_index_params()
+    index.add_index("v", index_type="FLAT", metric_type="L2")
+    client.create_collection(collection, schema=schema, index_params=index)
+    client.insert(
+        collection, [{"pk": k, "v": [float(i), 1.0]} for i, k in enumerate(INT64_EXTREMES)]
+    )
+    client.close()
+    document = job(milvus_lite_server, collection, tmp_path / "t", batch_size=1)
+    document["parallelism"] = parallelism
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    applied = run_cli("apply", str(path))
+    assert applied.code == 0, applied.stderr
+    points = read_collection(tmp_path / "t", "copy")
+    originals = {p.payload.get("original_id", p.id) for p in points.values()}
+    assert originals == {str(k) if k < 0 else k for k in INT64_EXTREMES}
+    verified = run_cli("verify", str(path), "--sample", "all")
+    assert verified.code == 0, verified.stdout + verified.stderr
+
+
 def test_resumes_after_kill_9_without_gaps(
     milvus_lite_server: MilvusServer, tmp_path: Path
 ) -> None:

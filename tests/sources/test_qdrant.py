@@ -208,6 +208,32 @@ def test_missing_source_collection_lists_what_exists(tmp_path: Path) -> None:
     source.close()
 
 
+@pytest.mark.parametrize("made", [False, True])
+def test_a_path_without_local_mode_data_is_refused_not_created(tmp_path: Path, made: bool) -> None:
+    where = tmp_path / "nothing"
+    if made:
+        where.mkdir()  # a directory, but no Qdrant storage in it
+    (tmp_path / "job.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "version": 1,
+                "name": "missing",
+                "source": {"type": "qdrant", "path": str(where), "collection": "docs"},
+                "target": {"path": str(tmp_path / "t"), "collection": "copy"},
+            }
+        )
+    )
+    result = run_cli("plan", "job.yaml", cwd=tmp_path)
+    assert result.code == 1, result.stdout
+    assert result.stderr.splitlines() == [
+        f"qmigrate: error: source Qdrant at {where}: no Qdrant local-mode data there"
+    ]
+    if made:
+        assert list(where.iterdir()) == [], "nothing was written into it"
+    else:
+        assert not where.exists()
+
+
 @pytest.mark.skipif(
     not os.environ.get("QDRANT_URL"),
     reason="QDRANT_URL is not set: no Qdrant server to run the server contract test against",

@@ -365,3 +365,63 @@ def test_redis_transport_errors_are_transient_and_auth_errors_fatal(tmp_path: Pa
     ):
         redis.Redis(port=server.port, password="wrong").ping()
     assert not is_transient(rejected.value)
+
+
+def test_json_fields_are_named_by_path_and_a_filter_on_an_alias_is_warned(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    client = redis_server.client()
+    client.execute_command(
+        "FT.CREATE", "shelf", "ON", "JSON", "PREFIX", "1", "shelf:", "SCHEMA",
+        "$.v", "AS", "v", "VECTOR", "FLAT", "6", "TYPE", "FLOAT32", "DIM", "2",
+        "DISTANCE_METRIC", "L2", "$.meta.cat", "AS", "cat", "TAG",
+    )  # fmt: skip
+    for i in range(6):
+        doc = {"v": [i, 1.0], "meta": {"cat": "book" if i % 2 else "pen"}, "n": i}
+        client.execute_command("JSON.SET", f"shelf:{i}", "$", json.dumps(doc))
+
+    def plan(key: str) -> dict[str, Any]:
+        document = job(redis_server, "shelf", tmp_path / "t")
+        document["filter"] = {"must": [{"key": key, "match": {"value": "book"}}]}
+        (tmp_path / "job.yaml").write_text(yaml.safe_dump(document))
+        result = run_cli("plan", "--output", "json", "job.yaml", cwd=tmp_path)
+        assert result.code == 0, result.stderr
+        return result.json()["plans"][0]
+
+    by_alias = plan("cat")
+    assert by_alias["source"]["payload_fields"] == ["meta", "meta.cat", "n"]
+    assert by_alias["source"]["payload_indexes"] == {"meta.cat": "keyword"}
+    assert [w.split(":")[0] for w in by_alias["warnings"]] == [
+        "filter key 'cat' is no payload field the source showed (meta, meta.cat, n)"
+    ]
+    assert plan("meta.cat")["warnings"] == []
+    summary = run_job(
+        {**job(redis_server, "shelf", tmp_path / "t"), "filter": {"must": [
+            {"key": "meta.cat", "match": {"value": "book"}}
+        ]}},
+        tmp_path,
+    )  # fmt: skip
+    assert (summary.written, summary.filtered) == (3, 3)
+
+
+def test_one_id_under_two_prefixes_advises_the_whole_key(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    client = redis_server.client()
+    client.execute_command(
+        "FT.CREATE", "ab", "ON", "HASH", "PREFIX", "2", "a:", "b:", "SCHEMA",
+        "v", "VECTOR", "FLAT", "6", "TYPE", "FLOAT32", "DIM", "2", "DISTANCE_METRIC", "L2",
+    )  # fmt: skip
+    for key in ("a:1", "b:1", "a:2"):
+        client.hset(key, mapping={"v": np.array([1, 2], "<f4").tobytes()})
+    document = job(redis_server, "ab", tmp_path / "t")
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(document))
+    result = run_cli("apply", "job.yaml", cwd=tmp_path)
+    assert result.code == 1, result.stdout
+    assert "(e.g. '1'); the target kept one point per ID" in result.stderr, result.stderr
+    assert "so 'a:1' and 'b:1' are one ID: set source.id: key" in result.stderr
+    assert "Set on_duplicate: last_wins" not in result.stderr
+    document["source"]["id"] = "key"
+    document["restart"] = "restart"
+    summary = run_job(document, tmp_path)
+    assert (summary.written, summary.count_check) == (3, "ok")

@@ -62,6 +62,7 @@ def _vector(field: VectorField) -> dict[str, Any]:
 def build_plan(resolved: Resolved) -> dict[str, Any]:
     from qmigrate import engine
     from qmigrate.counts import RESTART_KEEPS_STALE_POINTS
+    from qmigrate.mapping import keys_no_field_has
 
     job, info, target = resolved.job, resolved.info, resolved.target
     problems: list[str] = []
@@ -141,6 +142,12 @@ def build_plan(resolved: Resolved) -> dict[str, Any]:
         "executor": job.executor.type,
         "restart": job.restart,
         "notes": [RESTART_KEEPS_STALE_POINTS] if job.restart == "restart" else [],
+        "warnings": [
+            f"filter key '{key}' is no payload field the source showed "
+            f"({', '.join(info.payload_fields)}): it selects as if the field were missing. "
+            "Filters name payload keys as records hold them"
+            for key in keys_no_field_has(job.filter, info.payload_fields)
+        ],
         "refusals": engine.refusals(resolved),
     }
 
@@ -204,6 +211,7 @@ def render_text(plan: dict[str, Any]) -> str:
         f"({plan['executor']}), batch size {plan['batch_size']}, restart: {plan['restart']}"
     )
     lines += [f"  note: {note}" for note in plan["notes"]]
+    lines += [f"  warning: {warning}" for warning in plan["warnings"]]
     lines += [f"  apply would refuse: {reason}" for reason in plan["refusals"]]
     return "\n".join(lines)
 
@@ -266,6 +274,7 @@ def render_markdown(plans: list[dict[str, Any]]) -> str:
         if checkpoint["state"].startswith("changed job") and refused:
             lines += ["", f"{md.WARN} {CHANGED_JOB_ADVICE}"]
         lines += md.bullets("Notes", plan["notes"])
+        lines += md.bullets("Warnings", plan["warnings"])
         sections.append(lines)
     return md.document(sections)
 

@@ -74,12 +74,36 @@ class Source:
         payload_fields = sorted(
             {k for row in sample for k in row if k != self.id_field and k not in self.vector_config}
         )
+        details: dict[str, Any] = {"files": [str(f) for f in files]}
+        details.update(self._parquet_forms(files))
         return SourceInfo(
-            count=count,
-            vectors=vectors,
-            payload_fields=payload_fields,
-            details={"files": [str(f) for f in files]},
+            count=count, vectors=vectors, payload_fields=payload_fields, details=details
         )
+
+    def _parquet_forms(self, files: list[Path]) -> dict[str, Any]:
+        """The Parquet columns whose payload form is not the plain one, and those that
+        cannot be carried, for `plan` to name."""
+        from qmigrate.sources import arrow_values  # needs pyarrow, as Parquet does
+
+        forms: dict[str, str] = {}
+        refused: dict[str, str] = {}
+        for file in files:
+            if self._format(file) != "parquet":
+                continue
+            for column in _parquet(file).schema_arrow:
+                if column.name == self.id_field or column.name in self.vector_config:
+                    continue
+                form, problem = arrow_values.describe(column.type)
+                if form:
+                    forms[column.name] = form
+                if problem:
+                    refused[column.name] = f"{problem}: rows holding a value are invalid"
+        found: dict[str, Any] = {}
+        if forms:
+            found["payload_forms"] = forms
+        if refused:
+            found["columns_not_carried"] = refused
+        return found
 
     def _row_of(self, record: Record) -> dict[str, Any]:
         return {self.id_field: record.id, **record.vectors, **record.payload}
@@ -150,7 +174,8 @@ class Source:
                 if not line.strip():
                     continue
                 origin = LineOrigin(file, position - len(line))
-                yield [self._record(_json_line(line, origin), origin)], position
+                row = _json_line(line, origin, self.vector_config)
+                yield [self._record(row, origin)], position
 
         for records, position in kit.gather(lines(), self.batch_size):
             yield Page(records, position)
@@ -165,29 +190,53 @@ class Source:
             rows = table.num_rows
             offset = skip if index == group else 0
             while offset < rows:
-                rows_slice = self._parquet_rows(table.slice(offset, self.batch_size), file, index)
+                rows_slice, invalid = self._parquet_rows(
+                    table.slice(offset, self.batch_size), file, index
+                )
                 records = [
                     self._record(row, f"{file} row group {index}, row {offset + n}")
                     for n, row in enumerate(rows_slice)
                 ]
+                for record, reason in zip(records, invalid, strict=True):
+                    record.invalid = reason
                 offset += len(rows_slice)
                 next_cursor = [index, offset] if offset < rows else [index + 1, 0]
                 yield Page(records, next_cursor)
 
-    def _parquet_rows(self, table: Any, file: Path, group: int) -> list[dict[str, Any]]:
-        """Rows as dicts; a dense vector column of floats goes over as one float32 matrix,
-        each row's vector a view of it, never a list of Python floats."""
-        matrices = {}
+    def _parquet_rows(
+        self, table: Any, file: Path, group: int
+    ) -> tuple[list[dict[str, Any]], list[str | None]]:
+        """Rows as dicts, and why each cannot be read (None: it can). A dense vector column
+        of floats goes over as one float32 matrix, each row's vector a view of it, never a
+        list of Python floats; other columns in their payload form (arrow_values)."""
+        from qmigrate.sources import arrow_values  # needs pyarrow, as Parquet does
+
+        replaced: dict[str, Any] = {}
         for name, config in self.vector_config.items():
             if config.get("kind", "dense") == "dense" and name in table.column_names:
                 matrix = _float_matrix(table.column(name))
                 if matrix is not None:
-                    matrices[name] = matrix
-        rows = _rows(table.drop_columns(list(matrices)), file, group)
-        for name, matrix in matrices.items():
-            for row, vector in zip(rows, matrix, strict=True):
-                row[name] = vector
-        return rows
+                    replaced[name] = matrix
+        invalid: list[str | None] = [None] * table.num_rows
+        for column in table.schema:
+            if column.name in replaced or column.name == self.id_field:
+                continue
+            _, problem = arrow_values.describe(column.type)
+            if problem:
+                held = table.column(column.name).is_valid().to_pylist()
+                invalid = [
+                    reason or (f"column '{column.name}' is {problem}" if has else None)
+                    for reason, has in zip(invalid, held, strict=True)
+                ]
+                continue  # the dead letter shows its values as read
+            values = arrow_values.column_values(table.column(column.name))
+            if values is not None:
+                replaced[column.name] = values
+        rows = _rows(table.drop_columns(list(replaced)), file, group)
+        for name, values in replaced.items():
+            for row, value in zip(rows, values, strict=True):
+                row[name] = value
+        return rows, invalid
 
     # --- rows -----------------------------------------------------------------------
 
@@ -211,10 +260,12 @@ class LineOrigin:
         return f"{self.file} line {line}"
 
 
-def _json_line(line: bytes, origin: LineOrigin) -> dict[str, Any]:
+def _json_line(line: bytes, origin: LineOrigin, vectors: Any) -> dict[str, Any]:
     try:
         value = orjson.loads(line)  # several times faster than json; strict JSON only
     except orjson.JSONDecodeError:
+        value = None
+    if isinstance(value, dict) and _may_hold_a_rounded_integer(value, vectors):
         value = None
     try:
         if value is None:  # NaN, Infinity or integers past 64 bits: the mapper judges them
@@ -226,6 +277,34 @@ def _json_line(line: bytes, origin: LineOrigin) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise QmigrateError(f"{origin}: a line must be a JSON object")
     return value
+
+
+ROUNDED_FROM = 2.0**63  # below -2**63 or above 2**64 - 1, orjson reads integers as floats
+
+
+def _may_hold_a_rounded_integer(row: dict[str, Any], vectors: Any) -> bool:
+    """True if an ID or payload value is a float as large as an integer orjson may have
+    rounded; the line is then read again exactly. Vectors are left out: they become
+    float32 anyway, and walking them would cost more than the parse."""
+    nested = []
+    for key, value in row.items():  # most values are flat: no list of them is built
+        kind = type(value)
+        if kind is float:
+            if not -ROUNDED_FROM < value < ROUNDED_FROM:
+                return True
+        elif (kind is dict or kind is list) and key not in vectors:
+            nested.append(value)
+    while nested:
+        value = nested.pop()
+        kind = type(value)
+        if kind is float:
+            if not -ROUNDED_FROM < value < ROUNDED_FROM:
+                return True
+        elif kind is dict:
+            nested.extend(value.values())
+        elif kind is list:
+            nested.extend(value)
+    return False
 
 
 def _rows(table: Any, file: Path, group: int) -> list[dict[str, Any]]:

@@ -60,6 +60,7 @@ INTEGER_TYPES = {DataType.INT8, DataType.INT16, DataType.INT32, DataType.INT64}
 # Milvus refuses a query whose limit exceeds this (queryNode.maxQueryResultWindow).
 MAX_QUERY_WINDOW = 16384
 CONNECT_ATTEMPTS = 3
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 COLLECTION_NOT_LOADED = 101  # Milvus's code for a query on a released collection
 
 
@@ -342,17 +343,19 @@ class Source:
         for milvus_partition in self._per_partition():
             # Never an empty filter: milvus-lite counts the whole collection for one, even
             # when partitions are named.
-            everything = f"{self.primary['name']} >= {_literal(self._smallest_key)}"
+            everything = self._every_key()
             rows = self._query(
                 _and(everything, self.expression), milvus_partition, output_fields=["count(*)"]
             )
             total += int(rows[0]["count(*)"])
         return total
 
-    @property
-    def _smallest_key(self) -> int | str:
-        """The smallest key an expression can name: Milvus cannot parse -2**63 itself."""
-        return "" if self.primary["type"] == DataType.VARCHAR else -(2**63 - 1)
+    def _every_key(self) -> str:
+        """A condition every key meets. Milvus cannot parse -2**63 as a literal, so the
+        INT64 condition bounds the keys from above, where 2**63 - 1 is the largest."""
+        if self.primary["type"] == DataType.VARCHAR:
+            return f'{self.primary["name"]} >= ""'
+        return f"{self.primary['name']} <= {INT64_MAX}"
 
     def _all_keys(self, milvus_partition: str | None) -> list[Any]:
         """Every key the filter selects, in key order: one key-only keyset scan."""
@@ -444,10 +447,16 @@ class Source:
     def _after(self, key: Any) -> str:
         if key is None:
             return ""
+        if key == INT64_MIN:  # not a literal Milvus parses: the same keys, one step up
+            return f"{self.primary['name']} >= {INT64_MIN + 1}"
         return f"{self.primary['name']} > {_literal(key)}"
 
     def _upto(self, key: Any) -> str:
-        return "" if key is None else f"{self.primary['name']} <= {_literal(key)}"
+        if key is None:
+            return ""
+        if key == INT64_MIN:
+            return f"{self.primary['name']} < {INT64_MIN + 1}"
+        return f"{self.primary['name']} <= {_literal(key)}"
 
     def _record(
         self,

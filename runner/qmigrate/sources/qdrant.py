@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -65,6 +66,10 @@ class Source:
     @property
     def connection(self) -> QdrantConnection:
         if self._connection is None:
+            path = self.config.get("path")
+            if path is not None and not (Path(path) / "meta.json").is_file():
+                # Local mode would create an empty storage there: refuse instead.
+                raise QmigrateError(f"source {self.label}: no Qdrant local-mode data there")
             self._connection = connect(
                 path=self.config.get("path"),
                 url=self.config.get("url"),

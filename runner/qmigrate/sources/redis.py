@@ -112,6 +112,7 @@ class Source:
         self.attributes: list[Attribute] = []
         self.num_docs = 0
         self.indexing_failures = 0
+        self._sampled: list[Record] | None = None
 
     # --- connection -----------------------------------------------------------------
 
@@ -192,7 +193,11 @@ class Source:
         return SourceInfo(
             count=self.num_docs,
             vectors=vectors,
-            payload_fields=sorted(a.name for a in self.attributes if a.type != "VECTOR"),
+            # Keys as they land: JSON attributes under their path (`meta.cat`), not their alias.
+            payload_fields=kit.payload_fields(
+                (r.payload for r in self._sample()),
+                *(self._payload_key(a) for a in self.attributes if a.type != "VECTOR"),
+            ),
             payload_indexes=self._payload_indexes(),
             details={
                 "location": self.location,
@@ -206,6 +211,20 @@ class Source:
                 "reading": "SCAN + FT.SEARCH INKEYS (indexed keys only) + pipelined "
                 + ("JSON.GET" if self.on_json else "HGETALL"),
             },
+            duplicate_ids_advice=self._duplicate_ids_advice(),
+        )
+
+    def _duplicate_ids_advice(self) -> str | None:
+        """Keys of two prefixes that differ only in the prefix become one ID: keeping the
+        whole key keeps both documents, where on_duplicate: last_wins would drop one."""
+        if self.use_full_key or len(self.prefixes) < 2:
+            return None
+        first, second = self.prefixes[:2]
+        return (
+            f"the index has several key prefixes ({', '.join(map(repr, self.prefixes))}) and "
+            f"IDs are keys without them, so '{first}1' and '{second}1' are one ID: set "
+            "source.id: key to keep every document under its whole key "
+            "(on_duplicate: last_wins would drop all but one of them)"
         )
 
     def push_down(self, filter: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -381,14 +400,20 @@ class Source:
         path = attribute.json_key
         return ".".join(path) if path else None
 
+    def _sample(self) -> list[Record]:
+        """Some documents of the index, for what describe says of payloads."""
+        if self._sampled is None:
+            reply = self.client.execute_command(
+                "FT.SEARCH", self.index, "*", "NOCONTENT", "LIMIT", 0, kit.SAMPLE_RECORDS
+            )
+            self._sampled = self._fetch(reply[1:], "")
+        return self._sampled
+
     def _integral(self, numeric: list[Attribute]) -> set[str]:
         """NUMERIC attributes whose sampled values are all integral."""
         if not numeric:
             return set()
-        reply = self.client.execute_command(
-            "FT.SEARCH", self.index, "*", "NOCONTENT", "LIMIT", 0, kit.SAMPLE_RECORDS
-        )
-        records = self._fetch(reply[1:], "")
+        records = self._sample()
         integral = set()
         for attribute in numeric:
             path = (self._payload_key(attribute) or attribute.name).split(".")
