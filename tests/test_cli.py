@@ -255,7 +255,7 @@ def test_schema_prints_json_schema() -> None:
 
 def test_apply_plan_status_reset_round_trip(tmp_path: Path, write_job: Callable, cli: Cli) -> None:
     write_job(file_job(tmp_path))
-    plan = cli("plan", "--output", "json", "job.yaml").json()["plans"][0]
+    plan = cli("plan", "--output", "json", "job.yaml").json()["jobs"][0]
     assert plan["source"]["count"] == 20
     assert plan["target"]["action"] == "create"
     assert plan["checkpoint"]["state"] == "none"
@@ -494,7 +494,7 @@ def test_plan_is_read_only_and_exits_1_when_apply_would_refuse(
     assert refused.code == 1
     data = refused.json()
     assert data["ok"] is False and "(changed: filter)" in data["error"]
-    assert "changed: filter" in data["plans"][0]["refusals"][0]
+    assert "changed: filter" in data["jobs"][0]["refusals"][0]
     text = cli("plan", "job.yaml")
     assert text.code == 1 and "apply would refuse: job 'cli-job' changed" in text.stdout
 

@@ -6,6 +6,7 @@ import uuid
 
 import numpy as np
 import pytest
+from qdrant_client import QdrantClient, models
 
 from qmigrate.mapping import ID_NAMESPACE, ClientFilter, InvalidRecord, Mapper, point_id
 from qmigrate.records import Record, SparseVector, VectorField
@@ -222,3 +223,26 @@ def test_other_arrays_become_float32() -> None:
         dense = mapper.to_point(Record(1, {"dense": vector})).vector["dense"]
         assert dense.dtype == np.float32 and dense.flags.c_contiguous
         assert dense.tolist() == np.asarray(vector, dtype=np.float32).tolist()
+
+
+def test_client_has_id_selects_what_qdrant_selects_once_the_ids_land() -> None:
+    """has_id names point IDs: a record is tested by the ID it becomes, as Qdrant would."""
+    upper = "6C0B1E8A-3F7D-4E0C-9A51-8D7F3C2B1A90"
+    source_ids: list[int | str] = [
+        upper,
+        upper.lower(),
+        "sku-1",
+        7,
+        "5f0e2c1a-0000-4000-8000-0000000000aa",
+    ]
+    wanted: list[int | str] = [upper.lower(), str(uuid.uuid5(ID_NAMESPACE, "sku-1")), 7]
+    client = QdrantClient(":memory:")
+    client.create_collection("c", models.VectorParams(size=1, distance=models.Distance.DOT))
+    client.upsert("c", [models.PointStruct(id=point_id(i)[0], vector=[1.0]) for i in source_ids])
+    for has_id in (wanted, [upper, *wanted[1:]]):
+        flt = {"must": [{"has_id": has_id}]}
+        landed, _ = client.scroll("c", scroll_filter=models.Filter.model_validate(flt))
+        expected = {p.id for p in landed}
+        client_filter = ClientFilter(flt)
+        kept = {point_id(i)[0] for i in source_ids if client_filter.matches(Record(i, {}, {}))}
+        assert kept == expected == {upper.lower(), str(uuid.uuid5(ID_NAMESPACE, "sku-1")), 7}

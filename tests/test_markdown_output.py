@@ -69,3 +69,28 @@ def test_apply_and_verify_markdown_share_the_style(
     stopped = cli("apply", "--output", "markdown", "missing.yaml")
     assert stopped.code == 2
     assert "### qmigrate apply: ❌ stopped" in stopped.stdout
+
+
+def test_plan_markdown_on_an_invalid_file_says_what_is_wrong(
+    tmp_path: Path, write_job: Callable, cli: Cli
+) -> None:
+    job = file_job(tmp_path, filter={"must": [{"has_id": ["not-a-uuid"]}]})
+    job["batch_sise"] = 7
+    path = write_job(job)
+    planned = cli("plan", "--output", "markdown", "job.yaml")
+    assert planned.code == 2
+    assert planned.stdout.startswith("### qmigrate plan: ❌ stopped\n\n```\n")
+    assert f"{path.name}:" in planned.stdout
+    assert "batch_sise: unknown key" in planned.stdout
+    assert "filter.must[0].has_id[0]: 'not-a-uuid' is not a point ID" in planned.stdout
+
+
+def test_plan_json_puts_jobs_under_the_key_the_other_commands_use(
+    tmp_path: Path, write_job: Callable, cli: Cli
+) -> None:
+    write_job(file_job(tmp_path))
+    planned = cli("plan", "--output", "json", "job.yaml").json()
+    applied = cli("apply", "--output", "json", "job.yaml").json()
+    status = cli("status", "--output", "json", "job.yaml").json()
+    assert set(planned) == set(applied) == set(status) == {"ok", "jobs"}
+    assert planned["jobs"][0]["job"] == applied["jobs"][0]["job"] == "cli-job"

@@ -49,10 +49,10 @@ def test_partitions_and_executor_leave_the_fingerprint_alone(tmp_path: Path) -> 
 def test_partitions_sets_how_many_a_new_run_splits_into(tmp_path: Path) -> None:
     plan = run_cli("plan", str(write_job(tmp_path, partitions=7)), "--output", "json", cwd=tmp_path)
     assert plan.code == 0, plan.stderr
-    described = plan.json()["plans"][0]
+    described = plan.json()["jobs"][0]
     assert len(described["partitions"]) == 7 and described["parallelism"] == 2
     default = run_cli("plan", str(write_job(tmp_path)), "--output", "json", cwd=tmp_path).json()[
-        "plans"
+        "jobs"
     ][0]
     assert len(default["partitions"]) == 2, "without the key, as many as parallelism (as before)"
 

@@ -215,3 +215,93 @@ def test_fingerprint_does_not_depend_on_the_working_directory(
     from_jobs = spec.load(Path("job.yaml"), {})
     assert from_root.source["path"] != from_jobs.source["path"], "the paths as written differ"
     assert from_root.fingerprint() == from_jobs.fingerprint()
+
+
+def test_duplicate_keys_are_refused_naming_both_lines(tmp_path: Path) -> None:
+    text = VALID + "batch_size: 10\ntarget: {path: other, collection: demo}\nbatch_size: 20\n"
+    text += "mapping:\n  payload: {exclude: [a], exclude: [b]}\n"
+    path = tmp_path / "job.yaml"
+    assert errors_of(tmp_path, text) == [
+        f"{path}:12: duplicate key 'target' (first at line 8)",
+        f"{path}:13: duplicate key 'batch_size' (first at line 11)",
+        f"{path}:15: duplicate key 'exclude' (first at line 15)",
+    ]
+
+
+def test_anchors_and_merge_keys_are_no_duplicates(tmp_path: Path) -> None:
+    text = VALID + "verify: &v {sample: 10}\nx-other: {<<: *v, sample: 20}\n"
+    errors = errors_of(tmp_path, text)
+    assert not any("duplicate" in e for e in errors), errors
+
+
+@pytest.mark.parametrize(
+    "condition, problem",
+    [
+        (
+            '{has_id: ["not-a-uuid", -1, 7, "6C0B1E8A-3F7D-4E0C-9A51-8D7F3C2B1A90"]}',
+            [
+                "filter.must[0].has_id[0]: 'not-a-uuid' is not a point ID",
+                "filter.must[0].has_id[1]: -1 is not a point ID",
+            ],
+        ),
+        (
+            "{key: d, range: {gte: yesterday}}",
+            ["filter.must[0].range.gte: 'yesterday' is neither a number nor an RFC 3339"],
+        ),
+        (
+            "{key: d, range: {gte: '2024-1-1', lt: '2024-01-02'}}",
+            ["filter.must[0].range.gte: '2024-1-1' is neither a number nor an RFC 3339"],
+        ),
+        (
+            "{key: d, range: {gte: 1, lt: '2024-01-01T00:00:00Z'}}",
+            ["filter.must[0].range: mixes numbers and datetimes"],
+        ),
+        (
+            "{key: a, match: {any: [x, 1]}}",
+            ["filter.must[0].match.any: must be all strings or all integers"],
+        ),
+        (
+            "{key: a, match: {value: 9223372036854775808}}",
+            ["filter.must[0].match.value: 9223372036854775808 is outside the 64-bit"],
+        ),
+        ("{key: a, values_count: {gte: -1}}", ["filter.must[0].values_count.gte: -1 is less"]),
+        (
+            "{key: loc, geo_radius: {center: {lat: 91, lon: 0}, radius: 10}}",
+            ["filter.must[0].geo_radius.center.lat: 91 is greater than the maximum of 90"],
+        ),
+        (
+            "{key: loc, geo_polygon: {exterior: {points: "
+            "[{lat: 0, lon: 0}, {lat: 1, lon: 0}, {lat: 1, lon: 1}, {lat: 0, lon: 1}]}}}",
+            ["filter.must[0].geo_polygon.exterior.points: the last point must repeat the first"],
+        ),
+        (
+            "{nested: {key: parts, filter: {must: [{key: n, range: {lt: soon}}]}}}",
+            ["filter.must[0].nested.filter.must[0].range.lt: 'soon' is neither"],
+        ),
+    ],
+)
+def test_filter_values_qdrant_refuses_are_errors_one_line_each(
+    tmp_path: Path, condition: str, problem: list[str]
+) -> None:
+    text = VALID + "filter:\n  should: [{key: z, match: {value: 1}}]\n  must:\n"
+    text += f"    - {condition}\n"
+    errors = errors_of(tmp_path, text)
+    assert len(errors) == len(problem), errors
+    for error, expected in zip(errors, problem, strict=True):
+        assert error.startswith(f"{tmp_path / 'job.yaml'}:14: {expected}"), error
+
+
+def test_geo_nested_and_datetime_filters_are_valid(tmp_path: Path) -> None:
+    text = VALID + (
+        "filter:\n  must:\n"
+        "    - {key: loc, geo_radius: {center: {lat: 52.5, lon: 13.4}, radius: 1000}}\n"
+        "    - {key: loc, geo_bounding_box: {top_left: {lat: 53, lon: 13}, "
+        "bottom_right: {lat: 52, lon: 14}}}\n"
+        "    - {key: loc, geo_polygon: {exterior: {points: [{lat: 0, lon: 0}, {lat: 1, lon: 0},"
+        " {lat: 1, lon: 1}, {lat: 0, lon: 0}]}}}\n"
+        "    - {nested: {key: parts, filter: {must: [{key: color, match: {value: red}}]}}}\n"
+        "    - {key: at, range: {gte: '2024-01-01T00:00:00Z', lt: '2025-01-01'}}\n"
+        "    - {has_id: [0, 18446744073709551615, 6C0B1E8A-3F7D-4E0C-9A51-8D7F3C2B1A90]}\n"
+    )
+    job = spec.load(write(tmp_path, text), {})
+    assert job.filter is not None and len(job.filter["must"]) == 6

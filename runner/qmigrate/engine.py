@@ -110,11 +110,6 @@ def resolve(job: Job, read_only: bool = False) -> Resolved:
     `read_only` (plan) also creates nothing: a target directory that does not exist yet
     is described as empty instead of being made.
     """
-    if job.filter is not None:
-        try:
-            ClientFilter(job.filter)  # the whole filter, whatever part a source takes
-        except ValueError as exc:
-            raise QmigrateError(f"filter: not a valid Qdrant filter: {exc}") from None
     retry.give_up_after(job.give_up_after)  # every retry of this job, wherever it is made
     with contextlib.ExitStack() as opened:  # closes what was opened if anything fails
         source = create_source(job.source, job.batch_size, job.give_up_after)

@@ -265,8 +265,10 @@ def _sparse(name: str, value: Any) -> models.SparseVector:
 class ClientFilter:
     """Evaluates a Qdrant-syntax filter on source records, with Qdrant's own semantics.
 
-    qdrant-client's local mode carries the reference implementation; it is reused rather
-    than written a second time.
+    qdrant-client's local mode carries the reference implementation (geo, nested, ranges
+    of datetimes...); it is reused rather than written a second time. `has_id` names point
+    IDs, as in Qdrant, so a record is tested by the ID it becomes: an upper-case UUID as
+    its canonical lower-case form, another string as its derived UUID.
     """
 
     def __init__(self, filter: dict[str, Any]) -> None:
@@ -274,7 +276,11 @@ class ClientFilter:
 
     def matches(self, record: Record) -> bool:
         has_vector = {name: value is not None for name, value in record.vectors.items()}
-        return check_filter(self.filter, record.payload, record.id, has_vector)
+        try:
+            qdrant_id: int | str = point_id(record.id)[0]
+        except InvalidRecord:  # matches no has_id; the mapper reports the record
+            qdrant_id = -1
+        return check_filter(self.filter, record.payload, qdrant_id, has_vector)
 
 
 def filter_keys(filter: Any, prefix: str = "") -> set[str]:

@@ -22,16 +22,17 @@ from typing import Any
 
 import dotenv
 import dotenv.parser
-import jinja2
 import jsonschema
 import referencing
 import yaml
 
 from qmigrate import payload_paths
 from qmigrate.errors import invalid
+from qmigrate.filter_check import filter_problems
 from qmigrate.redaction import is_secret_key, remember_secrets, without_credentials
 from qmigrate.retry import DEFAULT_GIVE_UP_AFTER, request_timeout
 from qmigrate.sources import REGISTRY
+from qmigrate.templating import render
 
 # --- schema -----------------------------------------------------------------------------
 
@@ -352,67 +353,13 @@ def read_env_file(path: str) -> dict[str, str]:
     return {key: value for key, value in values.items() if value is not None}
 
 
-_UNDEFINED_PATTERNS = (
-    re.compile(r"has no attribute '([^']+)'"),
-    re.compile(r"'([^']+)' is undefined"),
-)
-
-
-def render(file: Path, env: Mapping[str, str]) -> str:
-    """Render the job file with Jinja2; an undefined variable names itself and the file."""
-    text = _read(file)
-    environment = jinja2.Environment(
-        undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False
-    )
-    try:
-        template = environment.from_string(text)
-        return template.render(env=dict(env), job_dir=str(file.parent))
-    except jinja2.TemplateSyntaxError as exc:
-        raise invalid(f"{file}:{exc.lineno}: template error: {exc.message}") from None
-    except jinja2.UndefinedError as exc:
-        line = _template_line(exc)
-        where = f"{file}:{line}" if line else str(file)
-        message = str(exc.message or exc)
-        for pattern in _UNDEFINED_PATTERNS:
-            match = pattern.search(message)
-            if match:
-                name = match.group(1)
-                if "dict object" in message:
-                    raise invalid(
-                        f"{where}: environment variable {name} is not set "
-                        "(give it a default with `| default(...)` if it is optional)"
-                    ) from None
-                raise invalid(f"{where}: template variable '{name}' is undefined") from None
-        raise invalid(f"{where}: {message}") from None
-    except Exception as exc:  # an expression that fails as it runs: 1/0, a bad filter call
-        line = _template_line(exc)
-        where = f"{file}:{line}" if line else str(file)
-        raise invalid(f"{where}: template error: {type(exc).__name__}: {exc}") from None
-
-
-def _template_line(exc: BaseException) -> int | None:
-    tb = exc.__traceback__
-    line = None
-    while tb is not None:
-        if tb.tb_frame.f_code.co_filename == "<template>":
-            line = tb.tb_lineno
-        tb = tb.tb_next
-    return line
-
-
-def _read(file: Path) -> str:
-    try:
-        return file.read_text()
-    except OSError as exc:
-        raise invalid(f"{file}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise invalid(f"{file}: not a UTF-8 text file") from None
-
-
 def parse(file: Path, text: str) -> tuple[Any, yaml.Node | None]:
     """YAML text -> (data, node tree for line numbers)."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        duplicates = _duplicate_keys(node)
+        if duplicates:
+            raise invalid("\n".join(f"{file}:{line}" for line in duplicates))
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -425,6 +372,40 @@ def parse(file: Path, text: str) -> tuple[Any, yaml.Node | None]:
     return data, node
 
 
+def _duplicate_keys(root: yaml.Node | None) -> list[str]:
+    """`LINE: duplicate key 'k' (first at line N)` for every mapping that repeats a key:
+    YAML keeps the last silently, so a pasted block would override a setting unseen."""
+    found: list[tuple[int, str]] = []
+    seen_nodes: set[int] = set()
+    pending = [root] if root is not None else []
+    while pending:
+        node = pending.pop()
+        if id(node) in seen_nodes:  # an alias: checked where its anchor stands
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first_line: dict[tuple[str, str], int] = {}
+            for key_node, value_node in node.value:
+                pending.extend((key_node, value_node))
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                    continue
+                key = (key_node.tag, key_node.value)
+                line = key_node.start_mark.line + 1
+                if key in first_line:
+                    found.append(
+                        (
+                            line,
+                            f"{line}: duplicate key '{key_node.value}' "
+                            f"(first at line {first_line[key]})",
+                        )
+                    )
+                else:
+                    first_line[key] = line
+        elif isinstance(node, yaml.SequenceNode):
+            pending.extend(node.value)
+    return [message for _, message in sorted(found)]
+
+
 def validation_errors(data: Any, node: yaml.Node | None, file: Path) -> list[str]:
     """Every schema violation as `FILE:LINE: path.in.file: message`, in file order."""
     if not isinstance(data, dict):
@@ -432,11 +413,18 @@ def validation_errors(data: Any, node: yaml.Node | None, file: Path) -> list[str
     job_schema, registry = _load_schemas()
     validator = jsonschema.Draft202012Validator(job_schema, registry=registry)
     found: list[tuple[int, str]] = []
+    filter_has_errors = False  # then its Qdrant-level check would only repeat them
     for error in validator.iter_errors(data):
         for path, message in _explain(error):
+            filter_has_errors |= path[:1] == ["filter"]
             line = _line_of(node, path)
             where = f"{file}:{line}" if line else str(file)
             found.append((line or 0, f"{where}: {_dotted(path) or '(top level)'}: {message}"))
+    if isinstance(data.get("filter"), dict) and not filter_has_errors:
+        for path, message in filter_problems(data["filter"], ["filter"]):
+            line = _line_of(node, path)
+            where = f"{file}:{line}" if line else str(file)
+            found.append((line or 0, f"{where}: {_dotted(path)}: {message}"))
     return [message for _, message in sorted(set(found))]
 
 

@@ -36,10 +36,16 @@ BATCH = 7  # pages of odd sizes, so partitions end mid-page
 COLORS = ("red", "green", "blue")
 TAGS = (["x"], ["y"], ["x", "y"], ["z"])
 SHARED_FIELDS = {"color", "n", "price", "tags"}
+# Objects: a geo point and an array of objects. Chroma, Pinecone and Redis hashes hold only
+# flat metadata, so they get `flat_payload`, and the geo and nested filters select nothing
+# there; the other sources evaluate them client-side (Qdrant: pushed down).
+STRUCTURED_FIELDS = {"location", "parts"}
+HOLDS_OBJECTS = {"reference", "file", "qdrant", "milvus"}
 
 
 def rows() -> list[dict[str, Any]]:
-    """The data every source holds: string, integer, float, boolean and list fields."""
+    """The data every source holds: string, integer, float, boolean and list fields, and
+    (where the source can hold them) a geo point and an array of objects."""
     rng = np.random.default_rng(7)
     return [
         {
@@ -50,6 +56,8 @@ def rows() -> list[dict[str, Any]]:
             "price": i * 0.25 + 0.5,
             "flag": i % 2 == 0,
             "tags": TAGS[i % 4],
+            "location": {"lat": 52.0 + (i % 10) * 0.1, "lon": 13.0 + (i % 7) * 0.1},
+            "parts": [{"color": COLORS[(i + k) % 3], "n": (i * k) % 5} for k in range(i % 3)],
         }
         for i in range(COUNT)
     ]
@@ -57,6 +65,14 @@ def rows() -> list[dict[str, Any]]:
 
 def payload(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k not in ("id", "vector")}
+
+
+def flat_payload(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in payload(row).items() if k not in STRUCTURED_FIELDS}
+
+
+def point(lat: float, lon: float) -> dict[str, float]:
+    return {"lat": lat, "lon": lon}
 
 
 def match(key: str, value: Any) -> dict[str, Any]:
@@ -85,6 +101,53 @@ FILTERS: list[dict[str, Any]] = [
     {"must": [match("absent", "a")]},
     {"must_not": [match("absent", "a")]},
     {"must": [{"is_empty": {"key": "tags"}}]},
+    {"must": [{"key": "location", "geo_radius": {"center": point(52.3, 13.3), "radius": 20000}}]},
+    {
+        "must": [match("color", "red")],
+        "must_not": [
+            {
+                "key": "location",
+                "geo_bounding_box": {
+                    "top_left": point(52.55, 12.95),
+                    "bottom_right": point(52.05, 13.35),
+                },
+            }
+        ],
+    },
+    {
+        "must": [
+            {
+                "key": "location",
+                "geo_polygon": {
+                    "exterior": {
+                        "points": [
+                            point(51.9, 12.9),
+                            point(52.95, 12.9),
+                            point(51.9, 13.65),
+                            point(51.9, 12.9),
+                        ]
+                    }
+                },
+            }
+        ]
+    },
+    {
+        "must": [
+            {
+                "nested": {
+                    "key": "parts",
+                    "filter": {"must": [match("color", "red"), {"key": "n", "range": {"gte": 2}}]},
+                }
+            }
+        ]
+    },
+    {"must_not": [{"nested": {"key": "parts", "filter": {"must": [match("color", "blue")]}}}]},
+    {
+        "should": [
+            match("color", "green"),
+            {"nested": {"key": "parts[]", "filter": {"must": [match("n", 0)]}}},
+        ]
+    },
 ]
 
 
@@ -138,7 +201,7 @@ def chroma_case(chroma_server: Any) -> Case:
     collection.add(
         ids=[str(r["id"]) for r in data],
         embeddings=[r["vector"] for r in data],
-        metadatas=[payload(r) for r in data],
+        metadatas=[flat_payload(r) for r in data],
     )
     config = {"url": chroma_server.url, "collection": "contract"}
     return Case("chroma", lambda: open_source("chroma", config, BATCH), pushes_down=True)
@@ -148,7 +211,8 @@ def chroma_case(chroma_server: Any) -> Case:
 def pinecone_case(pinecone_fake: Any) -> Case:
     index = pinecone_fake.create_index("contract", dimension=DIM)
     index.upsert(
-        {"id": f"r{r['id']:03d}", "values": r["vector"], "metadata": payload(r)} for r in rows()
+        {"id": f"r{r['id']:03d}", "values": r["vector"], "metadata": flat_payload(r)}
+        for r in rows()
     )
     config = {
         "index": "contract",
@@ -170,7 +234,7 @@ def redis_case(redis_server: Any) -> Case:
     )  # fmt: skip
     pipeline = client.pipeline(transaction=False)
     for r in rows():
-        fields = {**payload(r), "flag": str(r["flag"]).lower(), "tags": ",".join(r["tags"])}
+        fields = {**flat_payload(r), "flag": str(r["flag"]).lower(), "tags": ",".join(r["tags"])}
         fields["vector"] = np.asarray(r["vector"], dtype="<f4").tobytes()
         pipeline.hset(f"contract:{r['id']}", mapping=fields)
     # Keys outside the prefix: SCAN walks them too, so the rows arrive over several pages.
@@ -196,6 +260,8 @@ def milvus_case(milvus_lite_server: Any) -> Case:
     schema.add_field(
         "tags", DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=4, max_length=4
     )
+    schema.add_field("location", DataType.JSON)
+    schema.add_field("parts", DataType.JSON)
     index = client.prepare_index_params()
     index.add_index("vector", index_type="FLAT", metric_type="COSINE")
     client.create_collection("contract", schema=schema, index_params=index)
@@ -289,6 +355,7 @@ def test_pushed_part_and_residual_select_what_qdrant_selects(case: Case) -> None
     everything.describe()
     records = read_everything(everything, 2)
     everything.close()
+    reference = [Record(r["id"], {"vector": r["vector"]}, payload(r)) for r in rows()]
     pushed_any = False
     for flt in FILTERS:
         expected = selected_ids(records, flt)
@@ -301,6 +368,8 @@ def test_pushed_part_and_residual_select_what_qdrant_selects(case: Case) -> None
         kept = ClientFilter(residual) if residual else None
         got = {r.id for r in read if kept is None or kept.matches(r)}
         assert got == expected, f"{case.name}: {json.dumps(flt)} (residual {json.dumps(residual)})"
+        if case.name in HOLDS_OBJECTS:  # the geo points and arrays of objects arrived whole
+            assert expected == selected_ids(reference, flt), f"{case.name}: {json.dumps(flt)}"
     assert pushed_any == case.pushes_down
 
 

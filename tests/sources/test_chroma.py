@@ -185,7 +185,7 @@ def test_filter_pushed_down_selects_exactly(articles: str, tmp_path: Path) -> No
     }
     document = job({"url": articles, "collection": "articles"}, tmp_path / "t", filter=flt)
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(document))
-    plan = run_cli("plan", "--output", "json", "job.yaml", cwd=tmp_path).json()["plans"][0]
+    plan = run_cli("plan", "--output", "json", "job.yaml", cwd=tmp_path).json()["jobs"][0]
     assert plan["filter"]["pushed_down"] is True and plan["filter"]["client_side"] is None
     summary = run_job(document, tmp_path)
     expected = [

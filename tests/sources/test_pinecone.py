@@ -207,7 +207,7 @@ def test_namespaces_dense_sparse_and_string_ids(
 
     plan = qm("plan", str(path), "--output", "json")
     assert plan.code == 0, plan.stderr
-    described = plan.json()["plans"][0]
+    described = plan.json()["jobs"][0]
     assert described["source"]["count"] == 448
     assert {v["name"]: v["distance"] for v in described["source"]["vectors"]} == {
         "values": "Dot",

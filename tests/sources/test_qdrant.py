@@ -126,7 +126,7 @@ def test_filter_is_pushed_down_and_selects_exactly(tmp_path: Path) -> None:
     }
     document = job(tmp_path, filter=flt, parallelism=2)
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(document))
-    plan = run_cli("plan", "--output", "json", "job.yaml", cwd=tmp_path).json()["plans"][0]
+    plan = run_cli("plan", "--output", "json", "job.yaml", cwd=tmp_path).json()["jobs"][0]
     assert plan["filter"]["pushed_down"] is True and plan["filter"]["client_side"] is None
     summary = run_job(document, tmp_path)
     expected = {

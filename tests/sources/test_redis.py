@@ -139,7 +139,7 @@ def test_plan_shows_discovery_and_payload_indexes(
     result = run_cli("plan", "--output", "json", "job.yaml", cwd=tmp_path)
     assert result.code == 0, result.stderr
     assert PASSWORD not in result.stdout + result.stderr
-    plan = result.json()["plans"][0]
+    plan = result.json()["jobs"][0]
     text = json.dumps(plan)
     assert '"HASH"' in text and "product:" in text
     assert f'"count": {PRODUCTS + 1}' in text, "num_docs: the hash without a vector is held"
@@ -263,7 +263,7 @@ def test_filter_selects_what_qdrant_selects(
 ) -> None:
     document = job(redis_server, "products", tmp_path / "t", filter=flt)
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(document))
-    plan = run_cli("plan", "--output", "json", "job.yaml", cwd=tmp_path).json()["plans"][0]
+    plan = run_cli("plan", "--output", "json", "job.yaml", cwd=tmp_path).json()["jobs"][0]
     assert plan["filter"]["pushed_down"] is pushed
     assert (plan["filter"]["client_side"] is None) is pushed
     summary = run_job(document, tmp_path)

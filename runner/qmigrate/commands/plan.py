@@ -39,7 +39,9 @@ def run(args: argparse.Namespace) -> int:
             finally:
                 resolved.close()
     except QmigrateError as exc:
-        return fail_json(args, {"plans": plans}, exc)
+        if args.output == "markdown":  # a PR comment must say what is wrong
+            print(render_markdown(plans, exc.message), end="")
+        return fail_json(args, {"jobs": plans}, exc)
     refused = [reason for p in plans for reason in p["refusals"]]
     text = "\n\n".join(render_text(p) for p in plans)
     markdown = render_markdown(plans)
@@ -50,8 +52,8 @@ def run(args: argparse.Namespace) -> int:
             print(text)
         elif args.output == "markdown":
             print(markdown, end="")
-        return fail_json(args, {"plans": plans}, error)
-    emit(args, {"ok": True, "plans": plans}, text, markdown)
+        return fail_json(args, {"jobs": plans}, error)
+    emit(args, {"ok": True, "jobs": plans}, text, markdown)
     return 0
 
 
@@ -224,8 +226,9 @@ CHANGED_JOB_ADVICE = (
 )
 
 
-def render_markdown(plans: list[dict[str, Any]]) -> str:
-    """One document for every job, for a PR comment: what apply would do, and what stops it."""
+def render_markdown(plans: list[dict[str, Any]], error: str | None = None) -> str:
+    """One document for every job, for a PR comment: what apply would do, and what stops it
+    (`error`: why plan stopped, e.g. an invalid job file, after the jobs it described)."""
     from qmigrate import markdown as md
 
     sections = []
@@ -276,6 +279,8 @@ def render_markdown(plans: list[dict[str, Any]]) -> str:
         lines += md.bullets("Notes", plan["notes"])
         lines += md.bullets("Warnings", plan["warnings"])
         sections.append(lines)
+    if error is not None:
+        sections.append([f"### qmigrate plan: {md.FAIL} stopped", "", "```", error, "```"])
     return md.document(sections)
 
 
