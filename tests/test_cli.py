@@ -546,3 +546,40 @@ def test_plan_and_summary_name_a_fallback_to_rest(
         notes = applied.json()["jobs"][0]["notes"]
         assert f"target written over REST (no gRPC on port {port}: UNAVAILABLE)" in notes
         assert applied.stderr.strip() == "", "nothing on stderr for a working job"
+
+
+@pytest.mark.parametrize(
+    "dead_letter_path",
+    ["/proc/dl.jsonl", "a-directory", "a-file/dl.jsonl"],
+    ids=["under-proc", "a-directory", "under-a-file"],
+)
+def test_an_unwritable_dead_letter_file_is_refused_before_anything_is_written(
+    tmp_path: Path, write_job: Callable, cli: Cli, dead_letter_path: str
+) -> None:
+    (tmp_path / "a-directory").mkdir()
+    (tmp_path / "a-file").write_text("")
+    on_invalid = {"action": "dead_letter", "path": dead_letter_path}
+    write_job(file_job(tmp_path, on_invalid=on_invalid))
+    for command in ("plan", "apply"):
+        assert_one_line_error(
+            cli(command, "job.yaml"), 1, "cannot write the dead-letter file", dead_letter_path
+        )
+    target = tmp_path / "qdrant_data"
+    if target.exists():  # no collection, and so no checkpoint either (they live in the target)
+        client = QdrantClient(path=str(target))
+        try:
+            assert client.get_collections().collections == []
+        finally:
+            client.close()
+
+
+def test_the_dead_letter_check_leaves_nothing_behind(
+    tmp_path: Path, write_job: Callable, cli: Cli
+) -> None:
+    for path in ("letters/new/dl.jsonl", "dl.jsonl"):
+        write_job(file_job(tmp_path, on_invalid={"action": "dead_letter", "path": path}))
+        assert cli("plan", "job.yaml").code == 0
+        assert not (tmp_path / path.split("/")[0]).exists(), f"{path}: nothing left behind"
+    (tmp_path / "dl.jsonl").write_text("an earlier line\n")
+    assert cli("plan", "job.yaml").code == 0
+    assert (tmp_path / "dl.jsonl").read_text() == "an earlier line\n", "an existing file is kept"

@@ -3,12 +3,13 @@ with the target exactly equal to the source: same count, vectors and payloads, n
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from qdrant_client import QdrantClient
+from qdrant_client import QdrantClient, models
 
 from qmigrate.checkpoint import TargetStore
 from qmigrate.qdrant_connection import QdrantConnection
@@ -99,3 +100,41 @@ def test_kill_mid_run_with_checkpoints_in_the_target(
     assert checkpointed <= len(written) < COUNT, "killed mid-run; no checkpoint before its data"
     summary = finish_and_compare(job, source_dir, tmp_path)
     assert summary["written"] == COUNT - checkpointed, "resumed exactly from the checkpoints"
+
+
+def test_a_source_edited_between_a_kill_and_a_resume_is_named_as_changed(
+    tmp_path: Path, source_dir: Path
+) -> None:
+    """Two records added to the already-read start of the source while the job was down:
+    the resume reads on from its cursors, so the count check says the source changed, and
+    restart: restart writes everything again."""
+    source = tmp_path / "source"
+    shutil.copytree(source_dir, source)
+    checkpoints = tmp_path / "checkpoints.json"
+    job = write_job(tmp_path, source, {"store": "file", "path": str(checkpoints)})
+    assert apply_and_kill(job, checkpoints, COUNT // 2), "apply finished before the kill"
+    client = QdrantClient(path=str(source))
+    try:  # IDs 0 and 3 are new (the integer IDs are 4, 10, 16, ...), and read first
+        added = [
+            models.PointStruct(id=i, vector=point.vector, payload={"added": True})
+            for i, point in zip(
+                (0, 3), client.retrieve("docs", [4, 10], with_vectors=True), strict=True
+            )
+        ]
+        client.upsert("docs", added)
+    finally:
+        client.close()
+    resumed = run_cli("apply", str(job), cwd=tmp_path)
+    assert resumed.code == 1, resumed.stdout + resumed.stderr
+    assert "the source changed during the job" in resumed.stderr, resumed.stderr
+    assert f"holds {COUNT + 2:,} records now, the job read {COUNT:,}" in resumed.stderr
+    assert "restart: restart" in resumed.stderr
+    document = yaml.safe_load(job.read_text())
+    job.write_text(yaml.safe_dump({**document, "restart": "restart"}))
+    result = run_cli("apply", "--output", "json", str(job), cwd=tmp_path)
+    assert result.code == 0, result.stderr
+    summary = result.json()["jobs"][0]
+    assert (summary["count_check"], summary["written"]) == ("ok", COUNT + 2), summary
+    assert_same_points(
+        read_collection(source, "docs"), read_collection(tmp_path / "target", "copy")
+    )

@@ -9,7 +9,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import TextIO
 
+from qmigrate.retry import WAITING
+
 BAR_WIDTH = 24
+WAIT_CHECK = 0.2  # seconds between looks at the operations failing now
 
 
 def human_duration(seconds: float) -> str:
@@ -84,7 +87,16 @@ class Progress:
         parts.append(f"{rate:,.0f} points/s")
         if self.total and rate > 0 and self.done < self.total:
             parts.append(f"ETA {human_duration((self.total - self.done) / rate)}")
-        return f"{self.label}: " + " ".join(parts)
+        return f"{self.label}: " + " ".join(parts) + self._waiting()
+
+    @staticmethod
+    def _waiting() -> str:
+        """What the job waits on, while a read, write or save keeps failing."""
+        wait = WAITING.longest()
+        if wait is None:
+            return ""
+        who, seconds, retry = wait
+        return f", waiting on {who} for {human_duration(seconds)}, retry {retry}"
 
     def _draw(self) -> None:
         if self.interactive:
@@ -94,5 +106,13 @@ class Progress:
         self.stream.flush()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self._draw()
+        """Draw every `interval`, and at once when a wait begins or its retry changes (CI
+        draws every 5 s, and a bound of a few seconds must still show its wait)."""
+        drawn_at, known = time.monotonic(), None
+        while not self._stop.wait(min(self.interval, WAIT_CHECK)):
+            wait = WAITING.longest()
+            now = None if wait is None else (wait[0], wait[2])
+            news, known = now is not None and now != known, now
+            if news or time.monotonic() - drawn_at >= self.interval:
+                self._draw()
+                drawn_at = time.monotonic()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -95,41 +96,138 @@ def retry_after(exc: BaseException) -> float | None:
         return None
 
 
+DEFAULT_GIVE_UP_AFTER = 300.0  # seconds; the job file's retry.give_up_after
+_give_up_after = DEFAULT_GIVE_UP_AFTER
+
+
+def request_timeout(timeout: float, give_up_after: float) -> float:
+    """A client's per-request timeout held to a third of the bound: a request that never
+    returns fails in time to be sent once more before the retries give up."""
+    return min(timeout, give_up_after / 3)
+
+
+def give_up_after(seconds: float) -> None:
+    """The bound of every retry this process makes from now on: the job's
+    `retry.give_up_after`, set when the job is resolved. One job runs at a time in a
+    process (apply runs its jobs in turn, a Ray worker one task at a time)."""
+    global _give_up_after
+    _give_up_after = seconds
+
+
+class Waiting:
+    """The operations failing right now, so the progress line can say what the job waits
+    on, for how long; a background thread draws it while the workers wait."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waits: dict[int, tuple[str, float, int]] = {}  # id(backoff) -> who, since, retry
+
+    def update(self, key: int, who: str, since: float, retry: int) -> None:
+        with self._lock:
+            self._waits[key] = (who, since, retry)
+
+    def end(self, key: int) -> None:
+        with self._lock:
+            self._waits.pop(key, None)
+
+    def longest(self) -> tuple[str, float, int] | None:
+        """(who, seconds failing, retry number) of the operation failing the longest."""
+        with self._lock:
+            if not self._waits:
+                return None
+            who, since, retry = min(self._waits.values(), key=lambda wait: wait[1])
+        return who, time.monotonic() - since, retry
+
+
+WAITING = Waiting()
+
+
+class GaveUp(QmigrateError):
+    """An operation kept failing for longer than its bound."""
+
+
 class Backoff:
-    """Exponential backoff with full jitter, honouring Retry-After; gives up after `attempts`."""
+    """Retries of one operation: exponential backoff with full jitter, honouring
+    Retry-After, for as long as `give_up_after` seconds from the start of the attempt
+    that first failed. It gives up sooner when the next attempt, taking as long as the
+    last, would end past that bound: a silent server's requests each last their timeout,
+    and the job must stop within the bound, not a timeout after it.
+
+    `doing` names the operation in the error ("job 'x': reading from the source ..."),
+    `waiting_on` the party in the progress line ("waiting on the source for 45s, retry 3").
+    """
 
     def __init__(
         self,
-        attempts: int = 8,
+        doing: str = "",
+        waiting_on: str | None = None,
+        give_up_after: float | None = None,
         base: float = 0.2,
         cap: float = 30.0,
         stop: threading.Event | None = None,
     ) -> None:
-        self.attempts = attempts
+        self.doing = doing
+        self.waiting_on = waiting_on or doing
+        self.give_up_after = _give_up_after if give_up_after is None else give_up_after
         self.base = base
         self.cap = cap
         self.stop = stop or threading.Event()
+        self.attempt_began: float | None = None
+        self.failing_since: float | None = None
+        self.retries = 0
 
-    def wait(self, attempt: int, exc: BaseException) -> bool:
-        """Sleep before retry number `attempt` (1-based); False when out of attempts or stopped."""
-        if attempt >= self.attempts or self.stop.is_set():
+    def began(self) -> None:
+        """An attempt starts now (a request is sent, or the next page is asked for)."""
+        self.attempt_began = time.monotonic()
+
+    def succeeded(self) -> None:
+        if self.failing_since is not None:
+            self.failing_since = None
+            self.retries = 0
+            WAITING.end(id(self))
+
+    def failed(self, exc: BaseException) -> bool:
+        """After a failed attempt: sleep, and True to try again; False when `exc` is not
+        transient or the job stops. Raises GaveUp once the bound would pass."""
+        now = time.monotonic()
+        began = self.attempt_began if self.attempt_began is not None else now
+        if self.failing_since is None:
+            self.failing_since = began
+        if not is_transient(exc) or self.stop.is_set():
+            WAITING.end(id(self))
             return False
-        delay = random.uniform(0, min(self.cap, self.base * 2**attempt))
+        self.retries += 1
+        left = self.failing_since + self.give_up_after - now - (now - began)
+        delay = random.uniform(0, min(self.cap, self.base * 2**self.retries))
         asked = retry_after(exc)
         if asked is not None:
             delay = max(delay, min(asked, self.cap))
-        return not self.stop.wait(delay)
+        if left <= 0 or (asked is not None and delay > left):
+            WAITING.end(id(self))
+            raise GaveUp(
+                f"{self.doing} kept failing for {now - self.failing_since:.0f}s, and "
+                f"retry.give_up_after ({self.give_up_after:g}s) leaves no time for another "
+                f"try: {describe(exc)}. Apply again once it answers: the job resumes from its "
+                "checkpoints"
+            ) from exc
+        WAITING.update(id(self), self.waiting_on, self.failing_since, self.retries)
+        if self.stop.wait(min(delay, left)):
+            WAITING.end(id(self))
+            return False
+        return True
 
     def call(self, fn: Callable[[], T], on_retry: Callable[[BaseException], None]) -> T:
-        attempt = 0
         while True:
+            self.began()
             try:
-                return fn()
+                result = fn()
             except Exception as exc:
-                attempt += 1
-                if not is_transient(exc) or not self.wait(attempt, exc):
+                if not self.failed(exc):
                     raise
                 on_retry(exc)
+            else:
+                self.succeeded()
+                return result
 
 
 def retried(
@@ -137,11 +235,13 @@ def retried(
     what: str,
     stop: threading.Event | None = None,
     on_retry: Callable[[BaseException], None] | None = None,
+    waiting_on: str | None = None,
 ) -> T:
     """`call()` with transient failures retried (bounded backoff); a failure that stays
     becomes one line, "<what> failed: <cause>". A QmigrateError passes as it is."""
     try:
-        return Backoff(stop=stop).call(call, on_retry=on_retry or (lambda _exc: None))
+        backoff = Backoff(what, waiting_on, stop=stop)
+        return backoff.call(call, on_retry=on_retry or (lambda _exc: None))
     except QmigrateError:
         raise
     except Exception as exc:
@@ -162,7 +262,16 @@ def describe(exc: BaseException) -> str:
             detail = str(getattr(exc, "message", "") or "")
         first_line = (detail.strip().splitlines() or [""])[0][:300]
         return f"HTTP {status} {first_line}".strip()
+    if code == "DEADLINE_EXCEEDED" or any("Timeout" in name for name in _names(exc)):
+        return "no answer within the request timeout (the server is silent or too slow)"
     if code == "UNAVAILABLE" or type(exc).__name__ in ("ResponseHandlingException", "ConnectError"):
         return "cannot connect (is the server running and the URL right?)"
     lines = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {lines[0][:300] if lines else ''}".rstrip(": ")
+
+
+def _names(exc: BaseException) -> list[str]:
+    """Class names of an exception and of what it wraps (qdrant-client keeps the httpx
+    exception in `source`)."""
+    chain = [exc, exc.__cause__, exc.__context__, getattr(exc, "source", None)]
+    return [type(e).__name__ for e in chain if isinstance(e, BaseException)]

@@ -8,16 +8,20 @@ import importlib
 from typing import Any
 
 from qmigrate.errors import QmigrateError
+from qmigrate.retry import DEFAULT_GIVE_UP_AFTER, request_timeout
 from qmigrate.sources import source_type
 from qmigrate.sources.base import Source
 from qmigrate.spec import source_defaults
 
 
-def create_source(config: dict[str, Any], batch_size: int) -> Source:
+def create_source(
+    config: dict[str, Any], batch_size: int, give_up_after: float = DEFAULT_GIVE_UP_AFTER
+) -> Source:
     """Build the source named by `config["type"]`; a missing client library says what to install.
 
     The source gets its config with the schema's defaults filled in, so defaults live in
-    the schema alone.
+    the schema alone, and its request `timeout` held within the job's `give_up_after`
+    (`request_timeout`).
     """
     declared = source_type(config["type"])
     try:
@@ -31,4 +35,7 @@ def create_source(config: dict[str, Any], batch_size: int) -> Source:
         raise QmigrateError(
             f"source '{config['type']}' needs the Python package '{exc.name}': run {hint}"
         ) from None
-    return module.Source({**source_defaults(config["type"]), **config}, batch_size)
+    config = {**source_defaults(config["type"]), **config}
+    if "timeout" in config:  # every source with a server has one (a schema default)
+        config["timeout"] = request_timeout(config["timeout"], give_up_after)
+    return module.Source(config, batch_size)

@@ -30,6 +30,7 @@ from qmigrate import payload_paths
 from qmigrate.errors import invalid
 from qmigrate.filter_check import filter_problems
 from qmigrate.redaction import is_secret_key, remember_secrets, without_credentials
+from qmigrate.retry import DEFAULT_GIVE_UP_AFTER, request_timeout
 from qmigrate.sources import REGISTRY
 from qmigrate.templating import render
 
@@ -210,6 +211,7 @@ class Job:
     source_paths: dict[str, str] = field(default_factory=dict)
     partitions: int | None = None
     executor: ExecutorSpec = ExecutorSpec()
+    give_up_after: float = DEFAULT_GIVE_UP_AFTER  # retry.give_up_after
 
     @property
     def concurrency(self) -> int:
@@ -278,6 +280,8 @@ def _job_from_document(document: dict[str, Any], file: Path) -> Job:
     checkpoint = document.get("checkpoint", {})
     on_invalid = document.get("on_invalid", {})
     name = document["name"]
+    give_up_after = document.get("retry", {}).get("give_up_after", DEFAULT_GIVE_UP_AFTER)
+    target["timeout"] = request_timeout(target.get("timeout", TargetSpec.timeout), give_up_after)
     return Job(
         name=name,
         file=file,
@@ -310,6 +314,7 @@ def _job_from_document(document: dict[str, Any], file: Path) -> Job:
         document=document,
         partitions=document.get("partitions"),
         executor=ExecutorSpec(**document.get("executor", {})),
+        give_up_after=give_up_after,
     )
 
 

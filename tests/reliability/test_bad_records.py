@@ -3,13 +3,16 @@ record, or goes to the dead-letter file with its reason, and the rest of the pag
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from qmigrate.engine import dead_letters as dead_letter
 from qmigrate.errors import QmigrateError
+from qmigrate.records import Record
 from tests.conftest import read_collection, run_job
 
 GOOD = 30
@@ -99,3 +102,68 @@ def test_a_payload_value_that_is_not_json_is_invalid(tmp_path: Path) -> None:
     }
     with pytest.raises(QmigrateError, match=r"record 1 \(.*row group 0, row 0\).*not JSON"):
         run_job(document, tmp_path)
+
+
+def strict(line: str) -> Any:
+    """A dead-letter line as a strict parser reads it: a bare NaN or Infinity is an error."""
+
+    def refuse(constant: str) -> Any:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+def test_dead_letters_are_strict_json_in_the_forms_points_have(
+    tmp_path: Path, stand_in: tuple[str, Any, Any]
+) -> None:
+    """NaN and infinities in vectors and payloads, bytes and timestamps: each line parses
+    strictly, and a timestamp reads as the target stores it for a valid row."""
+    import datetime
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    url, store, _ = stand_in
+    when = datetime.datetime(2024, 5, 6, 7, 8, 9, 123456)
+    pq.write_table(
+        pa.table(
+            {
+                "id": [1, 2, 3],
+                "v": [[1.0, 2.0], [1.0, float("nan")], [1.0, 2.0, 3.0]],
+                "when": [when, when, when],
+                "score": [0.5, float("nan"), float("-inf")],
+                "raw": [None, b"\x00\xff", None],
+            }
+        ),
+        tmp_path / "rows.parquet",
+    )
+    dead = tmp_path / "dead.jsonl"
+    summary = run_job(
+        {
+            "version": 1,
+            "name": "strict",
+            "source": {
+                "type": "file",
+                "path": str(tmp_path / "rows.parquet"),
+                "vectors": {"v": {"distance": "dot"}},
+            },
+            "target": {"url": url, "collection": "copy"},
+            "on_invalid": {"action": "dead_letter", "path": str(dead)},
+        },
+        tmp_path,
+    )
+    assert summary.invalid == 2
+    letters = {letter["id"]: letter for letter in map(strict, dead.read_text().splitlines())}
+    assert letters[2]["vectors"]["v"] == [1.0, "NaN"]
+    assert letters[2]["payload"]["score"] == "NaN"
+    assert letters[3]["payload"]["score"] == "-Infinity"
+    assert letters[2]["payload"]["raw"] == base64.b64encode(b"\x00\xff").decode()
+    (written,) = store.retrieve("copy", {"ids": [1]})
+    assert letters[2]["payload"]["when"] == letters[3]["payload"]["when"]
+    assert letters[2]["payload"]["when"] == written.payload["when"] == when.isoformat()
+
+
+def test_a_dead_letter_keeps_integers_exact() -> None:
+    record = Record(id=2**64, vectors={"v": [1.0]}, payload={"n": -(2**70) - 1, "flag": True})
+    letter = strict(dead_letter.line(record, "id 18446744073709551616 is outside the range"))
+    assert (letter["id"], letter["payload"]) == (2**64, {"n": -(2**70) - 1, "flag": True})

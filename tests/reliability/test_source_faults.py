@@ -28,7 +28,7 @@ RECORDS = 3000
 
 @pytest.fixture(autouse=True)
 def short_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Retries wait a quarter of their longest jitter: about 6 s over all 8 attempts."""
+    """Retries wait a quarter of their longest jitter (0.1 s, 0.2 s, 0.4 s, ... up to 7.5 s)."""
     monkeypatch.setattr("qmigrate.retry.random.uniform", lambda low, high: high / 4)
 
 

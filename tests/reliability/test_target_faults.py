@@ -98,14 +98,13 @@ def test_payload_too_large_splits_the_batch(
 
 
 def test_a_fault_that_lasts_stops_in_one_line_and_resumes_exact(
-    tmp_path: Path, stand_in: tuple[str, Store, Faults], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, stand_in: tuple[str, Store, Faults]
 ) -> None:
-    monkeypatch.setattr("qmigrate.retry.random.uniform", lambda low, high: 0.0)
     url, store, faults = stand_in
     faults.path = "/collections/copy/points"
-    faults.fail_next(1000, 503)
-    with pytest.raises(QmigrateError, match=r"writing to the target failed: HTTP 503"):
-        run_job(job(tmp_path, url, parallelism=1), tmp_path)
+    faults.fail_next(10**6, 503)
+    with pytest.raises(QmigrateError, match=r"writing to the target kept failing .* HTTP 503"):
+        run_job(job(tmp_path, url, parallelism=1, retry={"give_up_after": 3}), tmp_path)
     faults.status.clear()
     summary = run_job(job(tmp_path, url), tmp_path)
     assert summary.count_check == "ok"

@@ -84,13 +84,21 @@ def count_check(
         counts.notes.append(RESTART_KEEPS_STALE_POINTS)
     source_count = counts.source_count
     if job.filter is None and source_count is not None and total_read != source_count:
-        counts.problems.append(
-            f"source holds {source_count:,} records, the job read {total_read:,}"
-        )
+        counts.problems.append(source_changed(source_count, total_read))
     return counts
 
 
-EXAMPLES = 5  # record IDs a message names at most
+def source_changed(source_count: int, total_read: int) -> str:
+    """The records read over all runs do not add up to what the source holds now: records
+    were added or deleted while the job ran, or between a stop and its resume. Resuming
+    again cannot fix that (it reads on from the saved cursors); writing everything can."""
+    return (
+        f"the source changed during the job: it holds {source_count:,} records now, the job "
+        f"read {total_read:,} over its runs, so the target may lack records added since or "
+        "keep records deleted since. Apply with restart: restart to write every record "
+        "again (restart: recreate also drops points the source no longer has, for a "
+        "collection this job created)"
+    )
 
 
 def _explain_shortfall(resolved: Resolved, state: JobState, save: bool) -> list[str]:

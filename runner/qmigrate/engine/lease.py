@@ -60,8 +60,11 @@ class JobLease:
         self.stop.set()
         if self.heartbeat.is_alive():
             self.heartbeat.join()
-        with contextlib.suppress(Exception):  # an unreleased lease only expires
-            if (current := self._load()) is not None and current.holder == self.holder:
+        # One try, no retries: a store that stopped answering has already held the run up
+        # for retry.give_up_after, and an unreleased lease only expires.
+        with contextlib.suppress(Exception):
+            current = self.store.load_lease(self.job.name)
+            if current is not None and current.holder == self.holder:
                 self.store.save_lease(self.job.name, None)
 
     def _load(self) -> Lease | None:

@@ -26,7 +26,7 @@ from qmigrate.errors import QmigrateError
 from qmigrate.mapping import InvalidRecord
 from qmigrate.progress import Progress
 from qmigrate.records import CursorLost, Page, Partition, Record
-from qmigrate.retry import Backoff, T, describe, is_transient, retried
+from qmigrate.retry import Backoff, T, describe, retried
 
 
 class PartitionWorker:
@@ -64,7 +64,9 @@ class PartitionWorker:
 
     def _writer(self, state: PartitionState, saver: CheckpointSaver) -> PageWriter:
         def send(points: list[models.PointStruct], wait: bool) -> int:
-            return self._retrying(lambda: self.target.upsert(points, wait), "writing to the target")
+            return self._retrying(
+                lambda: self.target.upsert(points, wait), "writing to the target", "the target"
+            )
 
         return PageWriter(
             send,
@@ -77,22 +79,23 @@ class PartitionWorker:
     def _pages(self, partition: Partition, state: PartitionState) -> Iterator[Page]:
         """The partition's pages from its saved cursor; a transient read failure backs off
         and re-opens the source after the last page handed on. Only reading is retried here."""
-        backoff = Backoff(stop=self.stop)
-        failures = 0
+        doing = f"job '{self.job.name}': reading from the source {self.source.label}"
+        backoff = Backoff(doing, "the source", stop=self.stop)
         cursor = state.cursor
         while True:
+            backoff.began()
             pages = prefetch(self.source.read(partition, cursor), self.stop)
             try:
                 for page in pages:
-                    failures = 0
+                    backoff.succeeded()
                     yield page
                     cursor = page.cursor
+                    backoff.began()  # the time the caller held the page is no wait
                 return
             except CursorLost:
                 raise
             except Exception as exc:
-                failures += 1
-                if not is_transient(exc) or not backoff.wait(failures, exc):
+                if not backoff.failed(exc):
                     raise self._fatal(exc, "reading from the source") from exc
                 self.counters.add(retries=1)
             finally:
@@ -174,15 +177,18 @@ class PartitionWorker:
     def _save(self, state: PartitionState) -> None:
         state.updated_at = time.time()
         self._retrying(
-            lambda: self.store.save_partition(self.job.name, state), "saving the checkpoint"
+            lambda: self.store.save_partition(self.job.name, state),
+            "saving the checkpoint",
+            "the checkpoint store",
         )
 
-    def _retrying(self, call: Callable[[], T], doing: str) -> T:
+    def _retrying(self, call: Callable[[], T], doing: str, waiting_on: str) -> T:
         return retried(
             call,
             f"job '{self.job.name}': {doing}",
             self.stop,
             on_retry=lambda _exc: self.counters.add(retries=1),
+            waiting_on=waiting_on,
         )
 
     def _fatal(self, exc: Exception, doing: str) -> Exception:

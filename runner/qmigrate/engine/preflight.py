@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from qmigrate.checkpoint import JobState
+from qmigrate.engine.dead_letters import refusal as dead_letter_refusal
 from qmigrate.engine.executors import executor
 from qmigrate.engine.wiring import Resolved
 from qmigrate.spec import Job
@@ -14,6 +15,8 @@ def refusals(resolved: Resolved) -> list[str]:
     """Every reason `apply` would stop before writing anything; `plan` reports the same."""
     job, state = resolved.job, resolved.state
     reasons = executor(job).refusals(job)
+    if job.on_invalid == "dead_letter" and (refused := dead_letter_refusal(job.dead_letter_path)):
+        reasons.append(refused)
     if job.restart == "recreate":
         if not _may_recreate(resolved):
             reasons.append(

@@ -10,6 +10,7 @@ from typing import Any
 
 from qdrant_client import models
 
+from qmigrate import retry
 from qmigrate.checkpoint import CheckpointStore, FileStore, JobState, PartitionState, TargetStore
 from qmigrate.errors import QmigrateError
 from qmigrate.records import SourceInfo
@@ -94,8 +95,9 @@ def resolve(job: Job, read_only: bool = False, warn: Warn = on_stderr) -> Resolv
     `read_only` (plan) also creates nothing: a target directory that does not exist yet
     is described as empty instead of being made.
     """
+    retry.give_up_after(job.give_up_after)  # every retry of this job, wherever it is made
     with contextlib.ExitStack() as opened:  # closes what was opened if anything fails
-        source = create_source(job.source, job.batch_size)
+        source = create_source(job.source, job.batch_size, job.give_up_after)
         opened.callback(source.close)
         with before_data_moves(source):
             # push_down first, so describe() can report what the source will be asked for.

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from qmigrate.errors import QmigrateError
 from qmigrate.records import CursorLost, Page, Partition, Record, SourceInfo, VectorField
@@ -129,14 +131,13 @@ class Source:
     @property
     def client(self) -> redis.Redis:
         if self._client is None:
-            options: dict[str, Any] = {"protocol": 2}
+            # No retries of redis-py's own (10 by default, each as long as the timeout): the
+            # engine's are bounded by retry.give_up_after, and resume from the saved cursor.
+            options: dict[str, Any] = {"protocol": 2, "retry": Retry(NoBackoff(), 0)}
             for key in ("username", "password"):
                 if key in self.config:
                     options[key] = self.config[key]
-            if "timeout" in self.config:
-                options["socket_timeout"] = options["socket_connect_timeout"] = self.config[
-                    "timeout"
-                ]
+            options["socket_timeout"] = options["socket_connect_timeout"] = self.config["timeout"]
             self._client = redis.Redis.from_url(self.config["url"], **options)
         return self._client
 
