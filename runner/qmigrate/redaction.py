@@ -104,6 +104,26 @@ def remember_secrets(value: Any, key: str = "") -> None:
             _secrets.update(s for s in found if len(s) >= MIN_MASKED_LENGTH)
 
 
+# Environment variable names that hold credentials by convention, beyond SECRET_KEY_PARTS:
+# AWS_SECRET_ACCESS_KEY and GITHUB_TOKEN are caught by those, OPENAI_KEY or PGPASS here.
+SECRET_VARIABLE_PARTS = ("key", "pass", "credential", "private", "auth")
+
+
+def is_secret_variable(name: str) -> bool:
+    """An environment variable whose value is masked wherever a job puts it."""
+    lowered = name.lower()
+    return is_secret_key(lowered) or any(part in lowered for part in SECRET_VARIABLE_PARTS)
+
+
+def remember_secret_variables(variables: Mapping[str, str]) -> None:
+    """Note the values of the secret-named variables a job file read, wherever it put
+    them: a pull request could render `name: "{{ env.AWS_SECRET_ACCESS_KEY }}"` into a
+    field no key marks secret, and a plan posted as a comment would show it."""
+    found = [v for k, v in variables.items() if is_secret_variable(k)]
+    with _lock:
+        _secrets.update(v for v in found if len(v) >= MIN_MASKED_LENGTH)
+
+
 def _parameter_secrets(value: str) -> list[str]:
     """Values of secret query parameters and libpq password settings in `value`."""
     if URL.match(value):

@@ -21,6 +21,7 @@ from jinja2.defaults import DEFAULT_FILTERS, DEFAULT_TESTS
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from qmigrate.errors import invalid
+from qmigrate.redaction import remember_secret_variables
 
 NAMES = ("env", "job_dir")
 FILTERS = (
@@ -44,7 +45,17 @@ MAX_POWER_BITS = 4096  # bits one integer `**` may build
 
 
 class EnvVars(dict[str, str]):
-    """`env`: told apart from other mappings, so a missing key is a missing variable."""
+    """`env`: told apart from other mappings, so a missing key is a missing variable; it
+    keeps the variables a template read, whose secret-named ones are masked in output."""
+
+    def __init__(self, variables: Mapping[str, str]) -> None:
+        super().__init__(variables)
+        self.read: dict[str, str] = {}
+
+    def __getitem__(self, name: str) -> str:
+        value = super().__getitem__(name)
+        self.read[name] = value
+        return value
 
 
 class MissingVariable(jinja2.UndefinedError):
@@ -158,7 +169,9 @@ def render(file: Path, env: Mapping[str, str]) -> str:
     missing: list[tuple[int | None, str]] = []
     while True:
         try:
-            return _render_once(template, variables, file, missing)
+            rendered = _render_once(template, variables, file, missing)
+            remember_secret_variables(variables.read)
+            return rendered
         except MissingVariable as exc:
             missing.append((_template_line(exc), exc.name))
             variables[exc.name] = ""

@@ -81,3 +81,31 @@ def test_checkpoints_record_a_target_url_without_its_credentials() -> None:
             assert target.identity == {"location": url, "collection": "c"}
         finally:
             target.close()
+
+
+@pytest.mark.parametrize("variable", ["DEPLOY_TOKEN", "AWS_SECRET_ACCESS_KEY", "OPENAI_KEY"])
+def test_a_secret_variable_rendered_into_any_field_is_masked(
+    tmp_path: Path,
+    variable: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A pull request that renders a CI secret into fields no key marks secret (the job's
+    name, a payload constant) cannot read it back from a plan comment or a render."""
+    (tmp_path / "rows.jsonl").write_text('{"id": 1, "v": [1.0, 2.0]}\n')
+    reference = "{{ env." + variable + " }}"
+    job = {
+        "version": 1,
+        "name": "leak-" + reference,
+        "source": {"type": "file", "path": "rows.jsonl", "vectors": {"v": {"distance": "dot"}}},
+        "target": {"path": "target", "collection": "copy"},
+        "mapping": {"vectors": {"v": ""}, "payload": {"set": {"x": reference}}},
+    }
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
+    monkeypatch.setenv(variable, SENTINEL)
+    monkeypatch.chdir(tmp_path)
+    for command, output in [("render", "text"), ("plan", "text"), ("plan", "markdown")]:
+        main([command, "job.yaml", "--output", output])
+        captured = capsys.readouterr()
+        assert "leak-***" in captured.out, (command, output, captured)
+        assert SENTINEL not in captured.out + captured.err, (command, output)
