@@ -119,7 +119,7 @@ def test_every_arrow_type_arrives_in_a_faithful_form_and_plan_names_it(tmp_path:
     planned = run_cli("plan", str(job), "--output", "json", cwd=tmp_path)
     assert planned.code == 0, planned.stderr
     body = planned.json()
-    plans = body["jobs"] if "jobs" in body else body["plans"]  # item 18 makes it one key
+    plans = body["jobs"]
     details = plans[0]["source"]["details"]
     assert details["payload_forms"]["price"] == "decimal128(10, 2) as a number"
     assert "as a string" in details["payload_forms"]["exact"]

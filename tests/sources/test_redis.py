@@ -386,7 +386,7 @@ def test_json_fields_are_named_by_path_and_a_filter_on_an_alias_is_warned(
         (tmp_path / "job.yaml").write_text(yaml.safe_dump(document))
         result = run_cli("plan", "--output", "json", "job.yaml", cwd=tmp_path)
         assert result.code == 0, result.stderr
-        return result.json()["plans"][0]
+        return result.json()["jobs"][0]
 
     by_alias = plan("cat")
     assert by_alias["source"]["payload_fields"] == ["meta", "meta.cat", "n"]
