@@ -12,25 +12,14 @@ import pytest
 from qmigrate import spec
 from qmigrate.errors import EXIT_INVALID, QmigrateError
 from tests.conftest import CliResult
+from tests.test_spec import VALID, write
 
-JOB = """\
-version: 1
-name: demo
-source:
-  type: file
-  path: data.jsonl
-  vectors:
-    embedding: {distance: cosine}
-target:
-  path: qdrant_data
-  collection: "COLLECTION"
-"""
+# The valid job of test_spec, its collection name the place a template goes.
+JOB = VALID.replace("collection: demo", 'collection: "COLLECTION"')
 
 
 def job_with(tmp_path: Path, collection: str) -> Path:
-    path = tmp_path / "job.yaml"
-    path.write_text(JOB.replace("COLLECTION", collection))
-    return path
+    return write(tmp_path, JOB.replace("COLLECTION", collection))
 
 
 # Each tries to run `touch MARKER` while the file is rendered.
