@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import io
 
+import pytest
+
 from qmigrate.progress import Progress, human_duration
+from qmigrate.records import CursorLost
+from qmigrate.retry import WAITING, Backoff
 
 
 def test_plain_lines_for_ci_carry_counts_and_rate() -> None:
@@ -68,3 +72,26 @@ def test_human_duration() -> None:
     assert human_duration(5) == "5s"
     assert human_duration(125) == "2m05s"
     assert human_duration(7300) == "2h01m"
+
+
+def test_a_wait_ends_with_its_operation_however_it_ends() -> None:
+    """A read that failed once and then lost its cursor (or was interrupted) must not leave
+    "waiting on the source" in every later progress line of the process."""
+    with pytest.raises(CursorLost), Backoff("reading", "the source", base=0.001) as backoff:
+        backoff.began()
+        assert backoff.failed(ConnectionError("dropped"))
+        assert WAITING.longest() is not None, "the retry shows while it waits"
+        raise CursorLost("the scroll expired")
+    assert WAITING.longest() is None
+
+    calls = []
+
+    def interrupted() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionError("dropped")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        Backoff("writing", "the target", base=0.001).call(interrupted, on_retry=lambda _e: None)
+    assert WAITING.longest() is None

@@ -176,6 +176,14 @@ class Backoff:
         self.failing_since: float | None = None
         self.retries = 0
 
+    def __enter__(self) -> Backoff:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """However the operation ends (a lost cursor, an interrupt, a closed generator),
+        the progress line stops saying the job waits on it."""
+        WAITING.end(id(self))
+
     def began(self) -> None:
         """An attempt starts now (a request is sent, or the next page is asked for)."""
         self.attempt_began = time.monotonic()
@@ -217,17 +225,18 @@ class Backoff:
         return True
 
     def call(self, fn: Callable[[], T], on_retry: Callable[[BaseException], None]) -> T:
-        while True:
-            self.began()
-            try:
-                result = fn()
-            except Exception as exc:
-                if not self.failed(exc):
-                    raise
-                on_retry(exc)
-            else:
-                self.succeeded()
-                return result
+        with self:
+            while True:
+                self.began()
+                try:
+                    result = fn()
+                except Exception as exc:
+                    if not self.failed(exc):
+                        raise
+                    on_retry(exc)
+                else:
+                    self.succeeded()
+                    return result
 
 
 def retried(

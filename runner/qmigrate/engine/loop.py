@@ -80,26 +80,26 @@ class PartitionWorker:
         """The partition's pages from its saved cursor; a transient read failure backs off
         and re-opens the source after the last page handed on. Only reading is retried here."""
         doing = f"job '{self.job.name}': reading from the source {self.source.label}"
-        backoff = Backoff(doing, "the source", stop=self.stop)
         cursor = state.cursor
-        while True:
-            backoff.began()
-            pages = prefetch(self.source.read(partition, cursor), self.stop)
-            try:
-                for page in pages:
-                    backoff.succeeded()
-                    yield page
-                    cursor = page.cursor
-                    backoff.began()  # the time the caller held the page is no wait
-                return
-            except CursorLost:
-                raise
-            except Exception as exc:
-                if not backoff.failed(exc):
-                    raise self._fatal(exc, "reading from the source") from exc
-                self.counters.add(retries=1)
-            finally:
-                pages.close()
+        with Backoff(doing, "the source", stop=self.stop) as backoff:
+            while True:
+                backoff.began()
+                pages = prefetch(self.source.read(partition, cursor), self.stop)
+                try:
+                    for page in pages:
+                        backoff.succeeded()
+                        yield page
+                        cursor = page.cursor
+                        backoff.began()  # the time the caller held the page is no wait
+                    return
+                except CursorLost:
+                    raise
+                except Exception as exc:
+                    if not backoff.failed(exc):
+                        raise self._fatal(exc, "reading from the source") from exc
+                    self.counters.add(retries=1)
+                finally:
+                    pages.close()
 
     def _start_over(self, partition: Partition, state: PartitionState, exc: CursorLost) -> None:
         """Forget a partition's progress: its points are written again, its counts anew."""
