@@ -155,6 +155,7 @@ class Backoff:
 
     `doing` names the operation in the error ("job 'x': reading from the source ..."),
     `waiting_on` the party in the progress line ("waiting on the source for 45s, retry 3").
+    Use it as a context manager: leaving it ends the wait the progress line shows.
     """
 
     def __init__(
@@ -202,7 +203,6 @@ class Backoff:
         if self.failing_since is None:
             self.failing_since = began
         if not is_transient(exc) or self.stop.is_set():
-            WAITING.end(id(self))
             return False
         self.retries += 1
         left = self.failing_since + self.give_up_after - now - (now - began)
@@ -211,7 +211,6 @@ class Backoff:
         if asked is not None:
             delay = max(delay, min(asked, self.cap))
         if left <= 0 or (asked is not None and delay > left):
-            WAITING.end(id(self))
             raise GaveUp(
                 f"{self.doing} kept failing for {now - self.failing_since:.0f}s, and "
                 f"retry.give_up_after ({self.give_up_after:g}s) leaves no time for another "
@@ -219,10 +218,7 @@ class Backoff:
                 "checkpoints"
             ) from exc
         WAITING.update(id(self), self.waiting_on, self.failing_since, self.retries)
-        if self.stop.wait(min(delay, left)):
-            WAITING.end(id(self))
-            return False
-        return True
+        return not self.stop.wait(min(delay, left))  # True: the job stopped while it slept
 
     def call(self, fn: Callable[[], T], on_retry: Callable[[BaseException], None]) -> T:
         with self:

@@ -27,8 +27,9 @@ def test_a_stop_mid_bulk_load_restores_m_and_resumes_exactly(
     tmp_path: Path, stand_in: tuple[str, Store, Faults], stop: int, code: int, word: str
 ) -> None:
     url, store, faults = stand_in
-    # Writes that take a little time: the stand-in shares this process, and on a busy machine
-    # its threads wrote all 4,000 points before the loop below saw 200 (CI, once).
+    # Writes that take a little time: once in CI all 4,000 points were written before the
+    # signal landed, likely because the stand-in's threads, in this process, outran the loop
+    # below on a busy machine.
     faults.latency = 0.02
     rows = [{"id": i, "v": [float(i), 1.0], "n": i} for i in range(ROWS)]
     (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
