@@ -151,3 +151,22 @@ def test_every_arrow_type_arrives_in_a_faithful_form_and_plan_names_it(tmp_path:
     assert "column 'by_number'" in dead[0]["error"]
     verified = run_cli("verify", str(job), cwd=tmp_path)
     assert verified.code == 0, verified.stdout + verified.stderr
+
+
+def test_a_jsonl_job_runs_without_pyarrow(tmp_path: Path) -> None:
+    """pyarrow comes only with the parquet extra: the quickstart, JSONL into local mode,
+    must run on `pip install .` alone."""
+    blocked = tmp_path / "blocked" / "pyarrow"
+    blocked.mkdir(parents=True)
+    (blocked / "__init__.py").write_text("raise ImportError(\"No module named 'pyarrow'\")\n")
+    repo = Path(__file__).resolve().parents[2]
+    result = run_cli(
+        "apply",
+        str(repo / "jobs" / "quickstart.yaml"),
+        "--output",
+        "json",
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(tmp_path / "blocked"), "QMIGRATE_TARGET_PATH": str(tmp_path / "q")},
+    )
+    assert result.code == 0, result.stderr
+    assert result.json()["jobs"][0]["count_check"] == "ok"

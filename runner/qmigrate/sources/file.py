@@ -83,13 +83,13 @@ class Source:
     def _parquet_forms(self, files: list[Path]) -> dict[str, Any]:
         """The Parquet columns whose payload form is not the plain one, and those that
         cannot be carried, for `plan` to name."""
-        from qmigrate.sources import arrow_values  # needs pyarrow, as Parquet does
-
         forms: dict[str, str] = {}
         refused: dict[str, str] = {}
         for file in files:
             if self._format(file) != "parquet":
-                continue
+                continue  # JSONL needs no pyarrow, which only the parquet extra brings
+            from qmigrate.sources import arrow_values
+
             for column in _parquet(file).schema_arrow:
                 if column.name == self.id_field or column.name in self.vector_config:
                     continue
