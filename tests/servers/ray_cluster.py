@@ -84,10 +84,11 @@ def _start(command: list[str], log: Path, env: dict[str, str]) -> subprocess.Pop
         )
 
 
-def _started(process: subprocess.Popen[bytes], log: Path) -> bool:
+def _logged(process: subprocess.Popen[bytes], log: Path, pattern: str) -> re.Match[str] | None:
+    """The first match of `pattern` in the node's log so far; a node that exited is an error."""
     if process.poll() is not None:
         raise RuntimeError(f"ray start exited; log:\n{log.read_text()[-3000:]}")
-    return "Ray runtime started" in log.read_text()
+    return re.search(pattern, log.read_text())
 
 
 def stop_node(process: subprocess.Popen[bytes]) -> None:
@@ -120,14 +121,21 @@ def running_ray(namespace: LoopbackNamespace) -> Iterator[RayCluster]:
             f"--dashboard-port={free_port()}",
         ]
         nodes.append(_start(namespace.command(head), head_log, env))
-        wait_until(lambda: _started(nodes[0], head_log), 60, "the Ray head node")
-        found = re.search(r"ray start --address='([^']+)'", head_log.read_text())
-        assert found, head_log.read_text()
+        # The head says "started" a few lines before it prints the address to join; wait
+        # for the address itself (reading after "started" once found it not yet written).
+        join = r"ray start --address='([^']+)'"
+        wait_until(lambda: _logged(nodes[0], head_log, join) is not None, 60, "the Ray head node")
+        found = _logged(nodes[0], head_log, join)
+        assert found
         address = found.group(1)
         worker_log = temp / "worker.log"
         worker = [*_node_command(temp, WORKER_CPUS), f"--address={address}"]
         nodes.append(_start(namespace.command(worker), worker_log, env))
-        wait_until(lambda: _started(nodes[1], worker_log), 60, "the Ray worker node")
+        wait_until(
+            lambda: _logged(nodes[1], worker_log, "Ray runtime started") is not None,
+            60,
+            "the Ray worker node",
+        )
         time.sleep(1)  # the worker node registers with the head just after it says started
         yield RayCluster(address, env, nodes[1], namespace)
     finally:
