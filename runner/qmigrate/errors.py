@@ -24,3 +24,19 @@ class QmigrateError(Exception):
 def invalid(message: str) -> QmigrateError:
     """An error in the job file or the command line (exit code 2)."""
     return QmigrateError(message, EXIT_INVALID)
+
+
+class SourceError(QmigrateError):
+    """A source's verdict, said in one line as `source <label>: <cause>`; never retried."""
+
+    def __init__(self, label: str, cause: str) -> None:
+        super().__init__(f"source {label}: {cause}")
+
+
+class TransientError(Exception):
+    """A failure worth another try, as its raiser knows it to be.
+
+    A source whose client tells throttling or a lost server in its own way (a code in a
+    method, a Milvus status) raises this, from the client's exception, instead of dressing
+    the error up as another client's so that `retry.is_transient` recognises it.
+    """

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from qmigrate.errors import QmigrateError
+from qmigrate.errors import QmigrateError, TransientError
 
 T = TypeVar("T")
 
@@ -65,6 +65,8 @@ def is_transient(exc: BaseException) -> bool:
     """Worth another try: timeouts, throttling, 5xx, dropped connections."""
     if isinstance(exc, QmigrateError):
         return False  # already a verdict, e.g. retries that ran out further down
+    if isinstance(exc, TransientError):
+        return True
     if isinstance(exc, (ConnectionError, TimeoutError)):
         return True
     if retry_after(exc) is not None:  # throttled, and told for how long

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -503,8 +504,18 @@ def test_a_collection_still_released_after_its_reload_is_transient() -> None:
     from pymilvus.exceptions import MilvusException
 
     from qmigrate.retry import is_transient
-    from qmigrate.sources.milvus import COLLECTION_NOT_LOADED, MilvusRequestError
+    from qmigrate.sources.milvus import COLLECTION_NOT_LOADED, _request
+
+    def raising(error: MilvusException) -> Callable[[], None]:
+        def call() -> None:
+            raise error
+
+        return call
 
     released = MilvusException(code=COLLECTION_NOT_LOADED, message="collection not loaded")
-    assert is_transient(MilvusRequestError(released))
-    assert not is_transient(MilvusRequestError(MilvusException(code=1, message="bad filter")))
+    with pytest.raises(Exception) as caught:
+        _request(raising(released))
+    assert is_transient(caught.value)
+    with pytest.raises(Exception) as caught:
+        _request(raising(MilvusException(code=1, message="bad filter")))
+    assert not is_transient(caught.value)

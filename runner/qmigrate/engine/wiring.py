@@ -12,7 +12,7 @@ from qdrant_client import models
 
 from qmigrate import retry
 from qmigrate.checkpoint import CheckpointStore, FileStore, JobState, PartitionState, TargetStore
-from qmigrate.errors import QmigrateError
+from qmigrate.errors import QmigrateError, SourceError
 from qmigrate.records import SourceInfo
 from qmigrate.source_factory import create_source
 from qmigrate.sources.base import Source
@@ -137,4 +137,4 @@ def before_data_moves(source: Source) -> Iterator[None]:
     except QmigrateError:
         raise
     except Exception as exc:
-        raise QmigrateError(f"source {source.label}: {source.explain(exc)}") from None
+        raise SourceError(source.label, source.explain(exc)) from None

@@ -12,9 +12,11 @@ class Source(Protocol):
     """Describes a source and yields its records, page by page.
 
     Sources never write, retry, checkpoint or draw progress. They raise exceptions as their
-    client raises them (the engine tells transient from fatal), or `QmigrateError` with a
-    message for the user. Until data moves, the engine turns any other exception into one
-    line, `source <label>: <explain(exc)>`; sources do not wrap their calls for that.
+    client raises them (the engine tells transient from fatal), `SourceError` with a message
+    for the user, or `TransientError` from a client error that is worth another try but
+    that `retry.is_transient` cannot recognise (a status kept in a method, a vendor code).
+    Until data moves, the engine turns any other exception into one line,
+    `source <label>: <explain(exc)>`; sources do not wrap their calls for that.
 
     The engine calls, in this order (sources may rely on it, e.g. keep what describe()
     learnt for partitions()):

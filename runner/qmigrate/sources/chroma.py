@@ -27,8 +27,9 @@ from chromadb.api.models.Collection import Collection
 from chromadb.config import Settings
 from chromadb.errors import ChromaError, NotFoundError
 
-from qmigrate.errors import QmigrateError
+from qmigrate.errors import SourceError, TransientError
 from qmigrate.records import Page, Partition, Record, SourceInfo, VectorField
+from qmigrate.retry import TRANSIENT_HTTP
 from qmigrate.sources import kit
 
 T = TypeVar("T")
@@ -38,25 +39,15 @@ CLOUD_URL = "https://api.trychroma.com"
 SPACES = {"cosine": "Cosine", "l2": "Euclid", "ip": "Dot"}
 
 
-class ChromaRequestError(Exception):
-    """A Chroma error re-raised with the HTTP status and body the engine's retry policy reads.
-
-    chromadb keeps the status in a `code()` method, where the engine does not look: without
-    this, a 429 or 500 from Chroma would stop the job instead of being retried.
-    """
-
-    def __init__(self, error: ChromaError) -> None:
-        message = error.message()
-        super().__init__(f"{error.name()}: {message}")
-        self.status_code = error.code()
-        self.content = message.encode()
-
-
 def _request(call: Callable[[], T]) -> T:
+    """A chromadb call whose throttling and server errors the engine retries: chromadb
+    keeps the HTTP status in a `code()` method, where `retry.is_transient` does not look."""
     try:
         return call()
     except ChromaError as exc:
-        raise ChromaRequestError(exc) from exc
+        if exc.code() in TRANSIENT_HTTP:
+            raise TransientError(f"{exc.name()}: {exc.message()}") from exc
+        raise
 
 
 class Source:
@@ -93,10 +84,9 @@ class Source:
             return {"X-Chroma-Token": config["api_key"]}, "API key"
         return {}, "no credentials"
 
-    def _fail(self, cause: str) -> QmigrateError:
-        return QmigrateError(f"source {self.label}: {cause}")
-
     def explain(self, exc: Exception) -> str:
+        if isinstance(exc, ChromaError):  # its message is a method, not an attribute
+            return f"{exc.name()}: {exc.message()}"
         return kit.first_line(exc)
 
     @property
@@ -107,7 +97,9 @@ class Source:
         headers, auth = self._credentials()
         if self.path is not None and not (Path(self.path) / "chroma.sqlite3").is_file():
             # PersistentClient would create an empty database there: refuse instead.
-            raise self._fail("no Chroma database in this directory (no chroma.sqlite3)")
+            raise SourceError(
+                self.label, "no Chroma database in this directory (no chroma.sqlite3)"
+            )
         try:
             if self.path is not None:
                 client = chromadb.PersistentClient(
@@ -125,14 +117,14 @@ class Source:
                 client._server._session.timeout = httpx.Timeout(self.config["timeout"])
         except ChromaError as exc:
             if exc.code() in (401, 403):
-                raise self._fail(
-                    f"the server rejected the credentials ({auth}): {exc.message()}"
+                raise SourceError(
+                    self.label, f"the server rejected the credentials ({auth}): {exc.message()}"
                 ) from None
-            raise self._fail(
-                f"{exc.message()} (tenant '{self.tenant}', database '{self.database}')"
+            raise SourceError(
+                self.label, f"{exc.message()} (tenant '{self.tenant}', database '{self.database}')"
             ) from None
         except (ValueError, httpx.HTTPError) as exc:
-            raise self._fail(str(exc) or type(exc).__name__) from None
+            raise SourceError(self.label, str(exc) or type(exc).__name__) from None
         self._client = client
         return client
 
@@ -147,12 +139,13 @@ class Source:
         except NotFoundError:
             names = [c.name for c in _request(client.list_collections)]
             shown = kit.some_of(names, "no collections")
-            raise self._fail(
+            raise SourceError(
+                self.label,
                 f"collection '{self.name}' does not exist in tenant '{self.tenant}', "
-                f"database '{self.database}' (it has: {shown})"
+                f"database '{self.database}' (it has: {shown})",
             ) from None
         except ChromaError as exc:
-            raise self._fail(f"{exc.name()}: {exc.message()}") from None
+            raise SourceError(self.label, f"{exc.name()}: {exc.message()}") from None
         return self._collection
 
     def close(self) -> None:
@@ -263,11 +256,12 @@ class Source:
                 low = middle + 1
         return low
 
-    def _changed(self, offset: int) -> QmigrateError:
-        return self._fail(
+    def _changed(self, offset: int) -> SourceError:
+        return SourceError(
+            self.label,
             f"collection '{self.name}' changed while it was read: records up to offset "
             f"{offset} were deleted or stopped matching the filter, so offsets moved. "
-            "Run the job again with restart: restart once writes to it have stopped"
+            "Run the job again with restart: restart once writes to it have stopped",
         )
 
     def _records(self, result: Any, skip: int) -> list[Record]:
@@ -283,9 +277,10 @@ class Source:
             payload = metadata or {}  # chromadb builds a new dict per record
             if document is not None:
                 if field in payload:
-                    raise self._fail(
+                    raise SourceError(
+                        self.label,
                         f"record '{record_id}' has a metadata key '{field}' and a document: "
-                        "set source.document_field to another payload field"
+                        "set source.document_field to another payload field",
                     )
                 payload[field] = document
             records.append(Record(record_id, {"": vector}, payload))

@@ -34,8 +34,9 @@ from typing import Any
 import numpy as np
 from pymilvus import DataType, MilvusClient, MilvusException
 
-from qmigrate.errors import QmigrateError
+from qmigrate.errors import SourceError, TransientError
 from qmigrate.records import Page, Partition, Record, SourceInfo, SparseVector, VectorField
+from qmigrate.retry import TRANSIENT_GRPC
 from qmigrate.sources import kit
 
 METRICS = {"COSINE": "Cosine", "IP": "Dot", "L2": "Euclid", "HAMMING": "Manhattan"}
@@ -64,27 +65,6 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 COLLECTION_NOT_LOADED = 101  # Milvus's code for a query on a released collection
 
 
-class MilvusRequestError(Exception):
-    """A pymilvus error re-raised with a gRPC-style `code()` the engine's retry policy reads.
-
-    MilvusException keeps an integer Milvus code in an attribute, which the engine cannot
-    classify: without this, an unavailable server or a rate limit would stop the job.
-    """
-
-    def __init__(self, error: MilvusException) -> None:
-        super().__init__(f"{type(error).__name__}: {error.message} (code {error.code})")
-        self._code = _grpc_name(error)
-        self.milvus_code = error.code
-
-    def code(self) -> Any:
-        return _GrpcCode(self._code)
-
-
-class _GrpcCode:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-
 def _grpc_name(error: MilvusException) -> str:
     """UNAVAILABLE for a lost connection, RESOURCE_EXHAUSTED for a rate limit, else UNKNOWN.
 
@@ -110,10 +90,15 @@ def _grpc_name(error: MilvusException) -> str:
 
 
 def _request(call: Callable[[], Any]) -> Any:
+    """A pymilvus call whose lost connections and rate limits the engine retries: Milvus
+    keeps its own integer codes, which `retry.is_transient` cannot read."""
     try:
         return call()
     except MilvusException as exc:
-        raise MilvusRequestError(exc) from exc
+        if _grpc_name(exc) in TRANSIENT_GRPC:
+            message = f"{type(exc).__name__}: {exc.message} (code {exc.code})"
+            raise TransientError(message) from exc
+        raise
 
 
 class Source:
@@ -138,9 +123,6 @@ class Source:
     def label(self) -> str:
         return f"Milvus at {self.uri}"
 
-    def _fail(self, cause: str) -> QmigrateError:
-        return QmigrateError(f"source {self.label}: {cause}")
-
     def explain(self, exc: Exception) -> str:
         return kit.first_line(exc)
 
@@ -154,7 +136,7 @@ class Source:
             return self._client
         if self.is_lite and not Path(self.uri).exists():
             # MilvusClient would create an empty milvus-lite database there: refuse instead.
-            raise self._fail("no milvus-lite database there")
+            raise SourceError(self.label, "no milvus-lite database there")
         options: dict[str, Any] = {"uri": self.uri, "db_name": self.db_name}
         if self.config.get("token"):
             options["token"] = self.config["token"]
@@ -172,13 +154,14 @@ class Source:
                 time.sleep(attempt)
         raise AssertionError("unreachable")
 
-    def _connect_error(self, exc: MilvusException, options: dict[str, Any]) -> QmigrateError:
+    def _connect_error(self, exc: MilvusException, options: dict[str, Any]) -> SourceError:
         if exc.code == 2 and "token" in options:
             # pymilvus says the same for a wrong token and an unreachable server.
-            return self._fail(
-                "the server is unreachable or rejected the token (user:password or API key)"
+            return SourceError(
+                self.label,
+                "the server is unreachable or rejected the token (user:password or API key)",
             )
-        return self._fail(kit.first_line(exc))
+        return SourceError(self.label, kit.first_line(exc))
 
     @property
     def schema(self) -> dict[str, Any]:
@@ -189,9 +172,10 @@ class Source:
         if not client.has_collection(self.name):
             names = client.list_collections()
             shown = kit.some_of(names, "no collections")
-            raise self._fail(
+            raise SourceError(
+                self.label,
                 f"collection '{self.name}' does not exist in database '{self.db_name}' "
-                f"(it has: {shown})"
+                f"(it has: {shown})",
             )
         self._schema = client.describe_collection(self.name)
         # A reopened milvus-lite collection, or an unloaded server one, cannot be queried.
@@ -325,9 +309,10 @@ class Source:
             return list(existing)
         missing = [p for p in self.selected if p not in existing]
         if missing:
-            raise self._fail(
+            raise SourceError(
+                self.label,
                 f"collection '{self.name}' has no partition {', '.join(missing)} "
-                f"(it has: {', '.join(existing)})"
+                f"(it has: {', '.join(existing)})",
             )
         return list(self.selected)
 
@@ -437,8 +422,8 @@ class Source:
 
         try:
             return query()
-        except MilvusRequestError as exc:
-            if exc.milvus_code != COLLECTION_NOT_LOADED:
+        except TransientError as exc:
+            if getattr(exc.__cause__, "code", None) != COLLECTION_NOT_LOADED:
                 raise
         # A restarted server (or milvus-lite) has released the collection: load it again.
         _request(lambda: client.load_collection(self.name))

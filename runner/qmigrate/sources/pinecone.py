@@ -43,7 +43,7 @@ from pinecone import (
 from pinecone.models.indexes.deployment import PodDeployment
 from pinecone.models.indexes.schema import DenseVectorField, SparseVectorField
 
-from qmigrate.errors import QmigrateError
+from qmigrate.errors import QmigrateError, SourceError
 from qmigrate.line_ranges import file_identity, lines_in_range
 from qmigrate.records import Page, Partition, Record, SourceInfo, SparseVector, VectorField
 from qmigrate.retry import is_transient
@@ -87,9 +87,6 @@ class Source:
         self.throttle.wait()
         return call(**arguments)
 
-    def _fail(self, cause: str) -> QmigrateError:
-        return QmigrateError(f"source {self.label}: {cause}")
-
     def explain(self, exc: Exception) -> str:
         return _explain(exc) if isinstance(exc, PineconeError) else kit.first_line(exc)
 
@@ -100,7 +97,7 @@ class Source:
         except PineconeError as exc:
             if is_transient(exc):
                 raise
-            raise self._fail(_explain(exc)) from None
+            raise SourceError(self.label, _explain(exc)) from None
 
     @property
     def client(self) -> Pinecone:
@@ -132,9 +129,10 @@ class Source:
                     raise QmigrateError(
                         f"{plane} (is controller_host right?): {_explain(exc)}"
                     ) from None
-                raise self._fail(
+                raise SourceError(
+                    self.label,
                     f"index '{name}' does not exist at {self.client.config.host} "
-                    f"(the project has: {kit.some_of(names, 'no indexes')})"
+                    f"(the project has: {kit.some_of(names, 'no indexes')})",
                 ) from None
             except PineconeError as exc:
                 raise QmigrateError(f"{plane}: {_explain(exc)}") from None
@@ -160,9 +158,10 @@ class Source:
         stats = self._call(self.index.describe_index_stats)
         pod = model is not None and isinstance(model.deployment, PodDeployment)
         if pod and self.ids_file is None:
-            raise self._fail(
+            raise SourceError(
+                self.label,
                 "a pod-based index, and Pinecone lists the IDs of serverless "
-                "indexes only: give the IDs in a file, one per line, as source.ids_file"
+                "indexes only: give the IDs in a file, one per line, as source.ids_file",
             )
         vectors = _vector_fields(model, stats, self.label)
         self.distance = vectors[0].distance  # how search scores merge across namespaces
@@ -216,9 +215,10 @@ class Source:
         except ApiError as exc:
             if is_transient(exc) or isinstance(exc, (UnauthorizedError, ForbiddenError)):
                 raise
-            raise self._fail(
+            raise SourceError(
+                self.label,
                 f"cannot list its IDs ({_explain(exc)}); pod-based "
-                "indexes cannot: give the IDs in a file, one per line, as source.ids_file"
+                "indexes cannot: give the IDs in a file, one per line, as source.ids_file",
             ) from None
 
     def _ids_file_size(self) -> int:

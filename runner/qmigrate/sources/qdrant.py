@@ -22,7 +22,7 @@ from qdrant_client import grpc as pb
 from qdrant_client import models
 from qdrant_client.conversions.conversion import GrpcToRest, RestToGrpc
 
-from qmigrate.errors import QmigrateError
+from qmigrate.errors import QmigrateError, SourceError
 from qmigrate.qdrant_connection import QdrantConnection, connect
 from qmigrate.records import Page, Partition, Record, SourceInfo, SparseVector, VectorField
 from qmigrate.retry import describe
@@ -69,7 +69,7 @@ class Source:
             path = self.config.get("path")
             if path is not None and not (Path(path) / "meta.json").is_file():
                 # Local mode would create an empty storage there: refuse instead.
-                raise QmigrateError(f"source {self.label}: no Qdrant local-mode data there")
+                raise SourceError(self.label, "no Qdrant local-mode data there")
             self._connection = connect(
                 path=self.config.get("path"),
                 url=self.config.get("url"),

@@ -29,7 +29,6 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from qmigrate.errors import QmigrateError
 from qmigrate.records import CursorLost, Page, Partition, Record, SourceInfo, VectorField
 from qmigrate.sources import kit
 
@@ -124,9 +123,6 @@ class Source:
     @property
     def label(self) -> str:
         return f"Redis at {self.location}"
-
-    def _fail(self, cause: str) -> QmigrateError:
-        return QmigrateError(f"source {self.label}: {cause}")
 
     @property
     def client(self) -> redis.Redis:
