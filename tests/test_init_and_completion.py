@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from qmigrate import spec
+from qmigrate import job_schema
 from qmigrate.commands.init import source_types
 from tests.conftest import run_cli
 
@@ -25,7 +25,7 @@ def placeholder_env(skeleton: str) -> dict[str, str]:
 
 
 def test_source_types_come_from_the_schema() -> None:
-    enum = spec.job_schema_bundle()["$defs"]
+    enum = job_schema.job_schema_bundle()["$defs"]
     assert set(source_types()) == {
         name.removeprefix("source_") for name in enum if name.startswith("source_")
     }

@@ -9,7 +9,7 @@ from typing import Any
 
 import jsonschema
 
-from qmigrate import spec
+from qmigrate import job_schema
 from tests.conftest import run_cli
 
 ANNOTATIONS = ("title", "description", "examples")
@@ -35,7 +35,7 @@ def properties(schema: Any, where: str = "") -> Iterator[tuple[str, dict[str, An
 
 
 def test_every_key_has_a_title_a_description_and_examples() -> None:
-    bundle = spec.job_schema_bundle()
+    bundle = job_schema.job_schema_bundle()
     found = list(properties(bundle))
     assert len(found) > 100, "the walk reaches the nested keys and every source"
     assert any(where.startswith("/$defs/source_pinecone/") for where, _ in found)
@@ -49,7 +49,7 @@ def test_every_key_has_a_title_a_description_and_examples() -> None:
 
 def test_examples_are_valid_values_of_their_key() -> None:
     """An editor offers them and `qmigrate init` writes the first: each must validate."""
-    bundle = spec.job_schema_bundle()
+    bundle = job_schema.job_schema_bundle()
     wrong = []
     for where, sub in properties(bundle):
         assert isinstance(sub.get("examples"), list), where
@@ -67,6 +67,6 @@ def test_schema_output_writes_the_file(tmp_path: Path) -> None:
     written = run_cli("schema", "--output", str(target))
     assert written.code == 0, written.stderr
     assert written.stdout == ""
-    assert json.loads(target.read_text()) == spec.job_schema_bundle()
+    assert json.loads(target.read_text()) == job_schema.job_schema_bundle()
     printed = run_cli("schema")
-    assert json.loads(printed.stdout) == spec.job_schema_bundle()
+    assert json.loads(printed.stdout) == job_schema.job_schema_bundle()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from qmigrate import spec
+from qmigrate import job_schema, spec
 from qmigrate.errors import EXIT_INVALID, QmigrateError
 from qmigrate.redaction import mask_secrets
 
@@ -194,7 +194,7 @@ def test_job_files_expands_directories_in_name_order(tmp_path: Path) -> None:
 
 
 def test_schema_bundle_inlines_every_source() -> None:
-    bundle = spec.job_schema_bundle()
+    bundle = job_schema.job_schema_bundle()
     refs = [b["then"]["$ref"] for b in bundle["properties"]["source"]["allOf"]]
     assert refs and all(r.startswith("#/$defs/source_") for r in refs)
     for ref in refs:

@@ -16,10 +16,11 @@ import pytest
 from qdrant_client import QdrantClient, models
 
 from qmigrate import engine, spec
+from qmigrate.collection_layout import target_layout
 from qmigrate.errors import QmigrateError
 from qmigrate.records import SourceInfo, VectorField
 from qmigrate.spec import MappingSpec, TargetSpec
-from qmigrate.target import QdrantTarget, target_layout
+from qmigrate.target import QdrantTarget
 from tests.servers.process import free_port
 from tests.servers.qdrant_grpc import running_both
 from tests.servers.qdrant_rest import running

@@ -15,9 +15,9 @@ from qdrant_client import models
 from qdrant_client.local.payload_filters import check_filter
 
 from qmigrate import payload_paths as paths
+from qmigrate.collection_layout import Layout
 from qmigrate.records import Record, SparseVector
 from qmigrate.spec import MappingSpec
-from qmigrate.target import Layout
 
 # String IDs that are neither unsigned integers nor UUIDs become uuid5(ID_NAMESPACE, id):
 # the same string always gives the same point, so re-running a batch never duplicates it.

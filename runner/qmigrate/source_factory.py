@@ -8,10 +8,10 @@ import importlib
 from typing import Any
 
 from qmigrate.errors import QmigrateError
+from qmigrate.job_schema import source_defaults
 from qmigrate.retry import DEFAULT_GIVE_UP_AFTER, request_timeout
 from qmigrate.sources import source_type
 from qmigrate.sources.base import Source
-from qmigrate.spec import source_defaults
 
 
 def create_source(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -13,107 +12,25 @@ from qdrant_client import grpc as pb
 from qdrant_client import models
 
 from qmigrate import wire
+from qmigrate.collection_layout import (
+    Layout,
+    names,
+    quantization,
+    sparse_params,
+    vector_params,
+)
 from qmigrate.errors import QmigrateError
 from qmigrate.qdrant_connection import QdrantConnection, connect
-from qmigrate.records import DISTANCES, SourceInfo, VectorField
+from qmigrate.records import SourceInfo
 from qmigrate.redaction import without_credentials
 from qmigrate.retry import http_status, retried
-from qmigrate.spec import MappingSpec, TargetSpec
-
-Layout = dict[str, VectorField]
-"""Target vector name -> what it holds; "" is the unnamed dense vector."""
+from qmigrate.spec import TargetSpec
 
 DEFAULT_HNSW_M = 16
 # Requests aim at a few MiB (Qdrant's bulk-load advice); the engine joins pages up to this.
 REQUEST_BYTES = 4 * 1024 * 1024
 # Qdrant refuses requests over 32 MiB by default; a request is split well below that.
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
-
-
-def target_layout(info: SourceInfo, mapping: MappingSpec, spec: TargetSpec) -> Layout:
-    """The target's vectors: the source's, renamed by the mapping, with the job's overrides."""
-    source_names = {v.name for v in info.vectors}
-    for name in mapping.vectors:
-        if name not in source_names:
-            raise QmigrateError(
-                f"mapping.vectors.{_key(name)}: the source has no vector '{name}' "
-                f"(it has: {_names(source_names)})"
-            )
-    layout: Layout = {}
-    for vector in info.vectors:
-        name = mapping.vectors.get(vector.name, vector.name)
-        if name in layout:
-            raise QmigrateError(f"mapping.vectors: two source vectors map to '{name}'")
-        layout[name] = replace(vector, name=name)
-    for section, kinds in (("vectors", ("dense", "multi")), ("sparse_vectors", ("sparse",))):
-        overrides: dict[str, dict[str, Any]] = getattr(spec, section)
-        for name, override in overrides.items():
-            field = layout.get(name)
-            if field is None or field.kind not in kinds:
-                matching = [n for n, f in layout.items() if f.kind in kinds]
-                raise QmigrateError(
-                    f"target.{section}.{_key(name)}: no such vector comes from the source "
-                    f"(it brings: {_names(matching)})"
-                )
-            options = dict(field.options)
-            for key in ("on_disk", "datatype", "modifier"):
-                if key in override:
-                    options[key] = override[key]
-            layout[name] = replace(
-                field,
-                size=override.get("size", field.size),
-                distance=DISTANCES[override["distance"]]
-                if "distance" in override
-                else field.distance,
-                options=options,
-            )
-    for name, field in layout.items():
-        if field.kind != "sparse" and (field.size is None or field.distance is None):
-            missing = "size" if field.size is None else "distance"
-            raise QmigrateError(
-                f"vector '{name}': the source does not tell its {missing}; "
-                f"set target.vectors.{_key(name)}.{missing}"
-            )
-    dense = [n for n, f in layout.items() if f.kind != "sparse"]
-    if "" in dense and len(dense) > 1:
-        raise QmigrateError(
-            "the unnamed vector cannot sit beside named dense vectors: name it with mapping.vectors"
-        )
-    if not layout:
-        raise QmigrateError("the source has no vectors to migrate")
-    return layout
-
-
-def _key(name: str) -> str:
-    """A vector name as it is written in a job file."""
-    return name or '""'
-
-
-def _names(names: Any) -> str:
-    shown = [f"'{n}'" if n else '"" (unnamed)' for n in sorted(names)]
-    return ", ".join(shown) or "none"
-
-
-def _vector_params(field: VectorField) -> models.VectorParams:
-    options = {k: v for k, v in field.options.items() if k != "modifier"}
-    if field.kind == "multi":
-        options.setdefault(
-            "multivector_config", {"comparator": models.MultiVectorComparator.MAX_SIM}
-        )
-    return models.VectorParams(size=field.size, distance=models.Distance(field.distance), **options)
-
-
-def _sparse_params(field: VectorField) -> models.SparseVectorParams:
-    options = dict(field.options)
-    modifier = options.pop("modifier", None)
-    on_disk = options.pop("on_disk", None)
-    index = options.pop("index", None) or {}
-    if on_disk is not None:
-        index = {**index, "on_disk": on_disk}
-    return models.SparseVectorParams(
-        index=models.SparseIndexParams(**index) if index else None,
-        modifier=models.Modifier(modifier) if modifier else None,
-    )
 
 
 class QdrantTarget:
@@ -176,7 +93,7 @@ class QdrantTarget:
             if field.kind == "sparse":
                 have_sparse = sparse.get(name)
                 if have_sparse is None:
-                    problems.append(f"sparse {label} is missing (it has: {_names(sparse)})")
+                    problems.append(f"sparse {label} is missing (it has: {names(sparse)})")
                     continue
                 want = field.options.get("modifier")
                 have = have_sparse.modifier.value if have_sparse.modifier else "none"
@@ -185,7 +102,7 @@ class QdrantTarget:
                 continue
             have_dense = named_dense.get(name)
             if have_dense is None:
-                problems.append(f"{label} is missing (it has: {_names(named_dense)})")
+                problems.append(f"{label} is missing (it has: {names(named_dense)})")
                 continue
             if have_dense.size != field.size:
                 problems.append(f"{label} has size {have_dense.size}, the source has {field.size}")
@@ -204,8 +121,8 @@ class QdrantTarget:
 
     def create_arguments(self, layout: Layout, info: SourceInfo) -> dict[str, Any]:
         """Everything create_collection is asked for: source settings, then the job's overrides."""
-        dense = {n: _vector_params(f) for n, f in layout.items() if f.kind != "sparse"}
-        sparse = {n: _sparse_params(f) for n, f in layout.items() if f.kind == "sparse"}
+        dense = {n: vector_params(f) for n, f in layout.items() if f.kind != "sparse"}
+        sparse = {n: sparse_params(f) for n, f in layout.items() if f.kind == "sparse"}
         settings = dict(info.collection_settings)
         overrides = {
             "hnsw_config": self.spec.hnsw,
@@ -228,7 +145,7 @@ class QdrantTarget:
         if "hnsw_config" in settings:
             arguments["hnsw_config"] = models.HnswConfigDiff(**settings.pop("hnsw_config"))
         if "quantization_config" in settings:
-            arguments["quantization_config"] = _quantization(settings.pop("quantization_config"))
+            arguments["quantization_config"] = quantization(settings.pop("quantization_config"))
         arguments.update(settings)
         return arguments
 
@@ -423,13 +340,3 @@ def _encoded_upsert_call(client: Any) -> Callable[..., Any]:
         request_serializer=None,
         response_deserializer=pb.PointsOperationResponse.FromString,
     )
-
-
-def _quantization(config: dict[str, Any]) -> models.QuantizationConfig:
-    kinds = {
-        "scalar": models.ScalarQuantization,
-        "product": models.ProductQuantization,
-        "binary": models.BinaryQuantization,
-    }
-    (kind,) = config
-    return kinds[kind].model_validate(config)

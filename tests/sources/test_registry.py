@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from qmigrate import spec
+from qmigrate import job_schema
 from qmigrate.source_factory import create_source
 from qmigrate.sources import REGISTRY
 
@@ -16,7 +16,7 @@ from qmigrate.sources import REGISTRY
 def test_each_entry_names_a_module_and_a_schema_part_that_fit(name: str) -> None:
     declared = REGISTRY[name]
     assert hasattr(importlib.import_module(declared.module), "Source")
-    part = json.loads((spec.schema_dir() / declared.schema).read_text())
+    part = json.loads((job_schema.schema_dir() / declared.schema).read_text())
     assert part["$id"] == f"https://qmigrate.dev/schemas/{declared.schema}"
     keys = set(part["properties"])
     assert part["properties"]["type"]["examples"] == [name]
@@ -25,12 +25,12 @@ def test_each_entry_names_a_module_and_a_schema_part_that_fit(name: str) -> None
 
 
 def test_every_schema_part_is_registered() -> None:
-    parts = {p.name for p in (spec.schema_dir() / "sources").glob("*.schema.json")}
+    parts = {p.name for p in (job_schema.schema_dir() / "sources").glob("*.schema.json")}
     assert parts == {REGISTRY[name].schema.removeprefix("sources/") for name in REGISTRY}
 
 
 def test_the_job_schema_dispatches_exactly_the_registered_sources() -> None:
-    source = spec.job_schema_bundle()["properties"]["source"]
+    source = job_schema.job_schema_bundle()["properties"]["source"]
     enum = source["properties"]["type"]["anyOf"][0]["enum"]
     dispatched = [branch["if"]["properties"]["type"]["const"] for branch in source["allOf"]]
     assert enum == dispatched == list(REGISTRY)

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from qmigrate import spec
+from qmigrate import job_schema
 from qmigrate.errors import invalid
 
 ENV_PLACEHOLDER = re.compile(r"\{\{\s*env\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
@@ -31,7 +31,7 @@ NESTED_KEYS = ("source", "target")  # required objects written key by key; other
 def source_types() -> list[str]:
     """The `source.type` enum of the published schema, wherever it is assembled from (the
     published schema wraps it in an anyOf that also accepts a template)."""
-    type_schema = spec.job_schema_bundle()["properties"]["source"]["properties"]["type"]
+    type_schema = job_schema.job_schema_bundle()["properties"]["source"]["properties"]["type"]
     alternatives = [type_schema, *type_schema.get("anyOf", [])]
     return next(list(alt["enum"]) for alt in alternatives if "enum" in alt)
 
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def skeleton(source_type: str, local_target: bool = False) -> str:
-    bundle = spec.job_schema_bundle()
+    bundle = job_schema.job_schema_bundle()
     defs = bundle["$defs"]
     schemas = {
         "source": _source_schema(bundle, source_type),

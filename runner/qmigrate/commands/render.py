@@ -8,10 +8,11 @@ from pathlib import Path
 
 import yaml
 
-from qmigrate import spec
 from qmigrate.commands.common import add_job_options, fail_json, template_env
 from qmigrate.errors import QmigrateError
 from qmigrate.redaction import mask_secrets
+from qmigrate.templating import render
+from qmigrate.validation import parse
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -28,8 +29,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     file = Path(args.jobs[0])
     try:
-        text = spec.render(file, template_env(args))
-        document, _ = spec.parse(file, text)
+        text = render(file, template_env(args))
+        document, _ = parse(file, text)
     except QmigrateError as exc:
         return fail_json(args, {}, exc)
     masked = mask_secrets(document)

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from qmigrate import spec
+from qmigrate import job_schema
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -23,7 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    text = json.dumps(spec.job_schema_bundle(), indent=2, ensure_ascii=False) + "\n"
+    text = json.dumps(job_schema.job_schema_bundle(), indent=2, ensure_ascii=False) + "\n"
     if args.output:
         Path(args.output).write_text(text)
     else:

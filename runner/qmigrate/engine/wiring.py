@@ -12,12 +12,13 @@ from qdrant_client import models
 
 from qmigrate import retry
 from qmigrate.checkpoint import CheckpointStore, FileStore, JobState, PartitionState, TargetStore
+from qmigrate.collection_layout import Layout, target_layout
 from qmigrate.errors import QmigrateError, SourceError
 from qmigrate.records import SourceInfo
 from qmigrate.source_factory import create_source
 from qmigrate.sources.base import Source
 from qmigrate.spec import Job
-from qmigrate.target import Layout, QdrantTarget, target_layout
+from qmigrate.target import QdrantTarget
 
 # The engine's one channel for what a run should tell but that stops nothing (a lease taken
 # over, a partition read again): a line without the "qmigrate: " prefix. The command decides

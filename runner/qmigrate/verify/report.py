@@ -16,8 +16,7 @@ class Settings:
     @classmethod
     def of(cls, job_section: dict[str, Any], overrides: dict[str, Any]) -> Settings:
         """The job's `verify:` section, with command-line values winning."""
-        values = {"sample": 1000, "queries": 50, "top_k": 10, "min_overlap": 0.8}
-        values.update(job_section)
+        values = dict(job_section)  # the schema's defaults filled in (spec.with_defaults)
         values.update({k: v for k, v in overrides.items() if v is not None})
         sample = values["sample"]
         return cls(
