@@ -200,7 +200,7 @@ class TargetStore:
             return None
         with self.connection.lock:
             found = self.client.retrieve(OFFSETS_COLLECTION, [self._point_id(job, key)])
-        return json.loads(found[0].payload["state"]) if found else None
+        return json.loads((found[0].payload or {})["state"]) if found else None
 
     def _put(self, job: str, key: str, kind: str, state: dict[str, Any]) -> None:
         point = models.PointStruct(
@@ -212,7 +212,9 @@ class TargetStore:
             self.client.upsert(OFFSETS_COLLECTION, [point], wait=True)
 
     def _job_filter(self, job: str, kind: str | None = None) -> models.Filter:
-        must = [models.FieldCondition(key="job", match=models.MatchValue(value=job))]
+        must: list[models.Condition] = [
+            models.FieldCondition(key="job", match=models.MatchValue(value=job))
+        ]
         if kind:
             must.append(models.FieldCondition(key="kind", match=models.MatchValue(value=kind)))
         return models.Filter(must=must)
@@ -259,7 +261,7 @@ class TargetStore:
                     with_payload=True,
                 )
             for point in points:
-                state = PartitionState(**json.loads(point.payload["state"]))
+                state = PartitionState(**json.loads((point.payload or {})["state"]))
                 states[state.key] = state
             if offset is None:
                 return states

@@ -3,8 +3,9 @@ with the job's overrides, and the parameters Qdrant is asked to create them with
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 from qdrant_client import models
 
@@ -86,7 +87,8 @@ def vector_params(field: VectorField) -> models.VectorParams:
         options.setdefault(
             "multivector_config", {"comparator": models.MultiVectorComparator.MAX_SIM}
         )
-    return models.VectorParams(size=field.size, distance=models.Distance(field.distance), **options)
+    size = cast(int, field.size)  # target_layout refused a dense vector without one
+    return models.VectorParams(size=size, distance=models.Distance(field.distance), **options)
 
 
 def sparse_params(field: VectorField) -> models.SparseVectorParams:
@@ -103,10 +105,10 @@ def sparse_params(field: VectorField) -> models.SparseVectorParams:
 
 
 def quantization(config: dict[str, Any]) -> models.QuantizationConfig:
-    kinds = {
-        "scalar": models.ScalarQuantization,
-        "product": models.ProductQuantization,
-        "binary": models.BinaryQuantization,
+    kinds: dict[str, Callable[[dict[str, Any]], models.QuantizationConfig]] = {
+        "scalar": models.ScalarQuantization.model_validate,
+        "product": models.ProductQuantization.model_validate,
+        "binary": models.BinaryQuantization.model_validate,
     }
     (kind,) = config
-    return kinds[kind].model_validate(config)
+    return kinds[kind](config)

@@ -30,7 +30,7 @@ FILTERS = (
 )  # fmt: skip
 TESTS = ("defined", "undefined", "none", "true", "false", "number", "string", "eq", "ne", "in")
 # Statements that repeat, call or load templates: a job file only substitutes values.
-REFUSED_STATEMENTS = {
+REFUSED_STATEMENTS: dict[type[nodes.Node], str] = {
     nodes.For: "loops",
     nodes.Macro: "macros",
     nodes.CallBlock: "call blocks",
@@ -216,9 +216,14 @@ def _message(exc: Exception) -> str:
 def _refused(template_ast: nodes.Template) -> list[tuple[int, str]]:
     """What the template uses beyond the documented names and statements, by line."""
     bound = {n.name for n in template_ast.find_all(nodes.Name) if n.ctx in ("store", "param")}
-    looked_up = {id(n.node) for n in template_ast.find_all((nodes.Getattr, nodes.Getitem))}
+    looked_up = {
+        id(n.node)
+        for n in template_ast.find_all((nodes.Getattr, nodes.Getitem))
+        if isinstance(n, (nodes.Getattr, nodes.Getitem))
+    }
     problems = []
-    for node in template_ast.find_all((nodes.Name, *REFUSED_STATEMENTS)):
+    wanted: tuple[type[nodes.Node], ...] = (nodes.Name, *REFUSED_STATEMENTS)
+    for node in template_ast.find_all(wanted):
         if isinstance(node, nodes.Name):
             if node.name == "env" and node.ctx == "load" and id(node) not in looked_up:
                 # The whole environment (CI secrets included) would land in the file.

@@ -80,7 +80,7 @@ def _point(point: models.PointStruct) -> bytes:
     return body
 
 
-def _point_id(point_id: int | str) -> bytes:
+def _point_id(point_id: int | str | uuid.UUID) -> bytes:
     """PointId: num 1 (varint) or uuid 2 (string)."""
     if isinstance(point_id, int):
         return b"\x08" + _varint(point_id)
@@ -120,7 +120,7 @@ def _map(field: int, values: dict[str, Any]) -> bytes:
 
     Most entries are short, and then every length is one byte: their parts are joined once
     instead of nested, which takes a fifth off a payload's encoding."""
-    tag, parts = _TAGS[field], []
+    tag, parts = _TAGS[field], list[bytes]()
     for key, value in values.items():
         encoded_key, encoded_value = str.encode(key), _value(value)
         size = len(encoded_key) + len(encoded_value)

@@ -24,7 +24,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     env = template_env(args)
-    results = []
+    results: list[dict[str, Any]] = []
     for file in spec.job_files(args.jobs):
         try:
             spec.load(file, env)

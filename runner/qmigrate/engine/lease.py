@@ -45,6 +45,8 @@ class JobLease:
                 current = self._load()
                 if current is not None and current.holder == self.holder:
                     break
+                if current is None:  # our claim is not readable yet: claim again
+                    continue
             if not self.wait:
                 until = time.strftime("%H:%M:%S", time.localtime(current.expires))
                 raise QmigrateError(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 from qmigrate.records import Page
@@ -13,7 +13,7 @@ PREFETCH_PAGES = 2
 _DONE = object()
 
 
-def prefetch(pages: Iterator[Page], stop: threading.Event) -> Iterator[Page]:
+def prefetch(pages: Iterator[Page], stop: threading.Event) -> Generator[Page, None, None]:
     """Read the next pages in a background thread while the current one is written."""
     buffer: queue.Queue[Any] = queue.Queue(maxsize=PREFETCH_PAGES)
     abandoned = threading.Event()

@@ -104,7 +104,7 @@ def resolve(job: Job, read_only: bool = False, warn: Warn = on_stderr) -> Resolv
             # push_down first, so describe() can report what the source will be asked for.
             residual = source.push_down(job.filter)
             info = source.describe()
-            identity = getattr(source, "resume_identity", dict)()
+            identity: dict[str, Any] = getattr(source, "resume_identity", dict)()
         target = QdrantTarget(job.target, read_only=read_only)
         opened.callback(target.close)
         layout = target_layout(info, job.mapping, job.target)

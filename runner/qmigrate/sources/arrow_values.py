@@ -109,10 +109,10 @@ def _converter(data_type: pa.DataType) -> Convert | None:
             return None
         return lambda row: {k: _maybe(fields.get(k) or _same, v) for k, v in row.items()}
     if _is_list(data_type):
-        item = _converter(data_type.value_type)
-        if item is None:
+        element = _converter(data_type.value_type)
+        if element is None:
             return None
-        return lambda values: [_maybe(item, value) for value in values]
+        return lambda values: [_maybe(element, value) for value in values]
     return None
 
 
@@ -180,5 +180,5 @@ def _duration(count: int | None, per_second: int) -> str | None:
     return f"{sign}PT{text}S"
 
 
-def _timedelta(value: datetime.timedelta) -> str:
+def _timedelta(value: datetime.timedelta) -> str | None:
     return _duration((value.days * 86400 + value.seconds) * 10**6 + value.microseconds, 10**6)

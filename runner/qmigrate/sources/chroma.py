@@ -15,7 +15,7 @@ The collection holds one dense vector, described as the unnamed vector "" (renam
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,6 +24,7 @@ import httpx
 import numpy as np
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
+from chromadb.api.types import Include
 from chromadb.config import Settings
 from chromadb.errors import ChromaError, NotFoundError
 
@@ -114,7 +115,8 @@ class Source:
                     database=self.database,
                 )
                 # chromadb's HTTP session waits forever; a stalled server must time out.
-                client._server._session.timeout = httpx.Timeout(self.config["timeout"])
+                server: Any = client._server  # type: ignore[attr-defined]  # not public API
+                server._session.timeout = httpx.Timeout(self.config["timeout"])
         except ChromaError as exc:
             if exc.code() in (401, 403):
                 raise SourceError(
@@ -150,7 +152,7 @@ class Source:
 
     def close(self) -> None:
         if self._client is not None:
-            self._client.close()
+            self._client.close()  # type: ignore[attr-defined]  # chromadb >= 1.0, not in ClientAPI
             self._client = None
             self._collection = None
 
@@ -159,7 +161,7 @@ class Source:
     def describe(self) -> SourceInfo:
         collection = self.collection
         count = _request(collection.count)
-        include = ["embeddings", "metadatas", "documents"]
+        include: Include = ["embeddings", "metadatas", "documents"]
         sample = self._get(0, kit.SAMPLE_RECORDS, include, where=None)
         embeddings = sample["embeddings"]
         size = len(embeddings[0]) if len(sample["ids"]) else None
@@ -193,9 +195,13 @@ class Source:
     def search(self, vector_name: str, vector: list[float], k: int) -> list[Any]:
         """IDs of the k nearest records the job reads (its pushed-down `where` applies)."""
         collection = self.collection
+        queries: list[Sequence[float]] = [vector]
         result = _request(
             lambda: collection.query(
-                query_embeddings=[vector], n_results=k, where=self.where, include=[]
+                query_embeddings=queries,
+                n_results=k,
+                where=self.where,
+                include=[],
             )
         )
         return list(result["ids"][0])
@@ -214,7 +220,9 @@ class Source:
         position = cursor or {"offset": spec["start"], "after": spec["after"]}
         offset, after = position["offset"], position["after"]
         end = spec["end"]
-        include = ["embeddings", "metadatas"] + (["documents"] if self.document_field else [])
+        include: Include = ["embeddings", "metadatas"]
+        if self.document_field:
+            include.append("documents")
         while offset < end:
             limit = min(self.batch_size, end - offset)
             overlap = 0 if after is None else 1
@@ -231,7 +239,7 @@ class Source:
 
     # --- reading --------------------------------------------------------------------
 
-    def _get(self, offset: int, limit: int, include: list[str], where: Where | None) -> Any:
+    def _get(self, offset: int, limit: int, include: Include, where: Where | None) -> Any:
         collection = self.collection
         return _request(
             lambda: collection.get(where=where, offset=offset, limit=limit, include=include)
@@ -337,6 +345,8 @@ def _match(condition: dict[str, Any], document_field: str | None) -> tuple[str, 
     """(key, values) of a string or boolean `match value`, or a string `match any`."""
     key = kit.plain_key(condition)
     match = condition.get("match") or {}
+    values: list[Any] | None
+    kinds: tuple[set[type], ...]
     if "value" in match:
         values, kinds = [match["value"]], ({str}, {bool})
     else:

@@ -158,10 +158,11 @@ class Source:
 
     def read(self, partition: Partition, cursor: Any) -> Iterator[Page]:
         spec = partition.spec
+        first, last = spec["row_groups"] if "row_groups" in spec else spec["bytes"]
         if "row_groups" in spec:
-            yield from self._read_parquet(Path(spec["file"]), *spec["row_groups"], cursor)
+            yield from self._read_parquet(Path(spec["file"]), first, last, cursor)
         else:
-            yield from self._read_jsonl(Path(spec["file"]), *spec["bytes"], cursor)
+            yield from self._read_jsonl(Path(spec["file"]), first, last, cursor)
 
     def close(self) -> None:
         pass

@@ -53,8 +53,9 @@ def is_nested(condition: Condition) -> bool:
 
 def split_filter(
     filter: QdrantFilter, dialect: FilterDialect[Pushed]
-) -> tuple[Pushed | None, QdrantFilter | None]:
-    """(what the backend evaluates, the Qdrant filter left for the engine).
+) -> tuple[Pushed, QdrantFilter | None] | tuple[None, QdrantFilter | None]:
+    """(what the backend evaluates, the Qdrant filter left for the engine). Typed as two
+    tuples, not one of `Pushed | None`: unpacking that one made mypy infer Pushed | None.
 
     Their conjunction selects exactly what `filter` selects: `must` and `must_not`
     conditions move one by one, `should` only as a whole, `min_should` never.
@@ -84,7 +85,9 @@ def split_filter(
             pushed.append(negated)
     if filter.get("min_should"):
         residual["min_should"] = filter["min_should"]
-    return (dialect.all_of(pushed) if pushed else None), residual or None
+    if not pushed:
+        return None, residual or None
+    return dialect.all_of(pushed), residual or None
 
 
 def _translate(condition: Condition, dialect: FilterDialect[Pushed]) -> Pushed | None:

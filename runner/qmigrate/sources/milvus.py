@@ -276,7 +276,7 @@ class Source:
         """Key ranges of about equal size in each selected Milvus partition."""
         milvus_partitions = self._per_partition()
         per_partition = max(1, math.ceil(n / len(milvus_partitions)))
-        result = []
+        result: list[Partition] = []
         for milvus_partition in milvus_partitions:
             keys = self._all_keys(milvus_partition)
             for after, upto in kit.key_ranges(keys, per_partition):

@@ -274,7 +274,7 @@ class Source:
         if self.ids_file is not None:
             size = self._ids_file_size()
             ranges = max(1, math.ceil(n / max(1, len(self.counts))))
-            units = [
+            units: list[tuple[int, dict[str, Any]]] = [
                 (count, {"namespace": ns, "lines": [start, end]})
                 for ns, count in self.counts.items()
                 for start, end in kit.even_ranges(0, size, ranges)
@@ -328,7 +328,7 @@ class Source:
             exact.append(base)
             longer = [i for i in ids if i != base]  # sorted: the first is the smallest
             pages = self._probe(ns, base, ord(longer[0][len(base)])) if longer else {}
-        groups = [
+        groups: list[list[dict[str, Any]]] = [
             [{"namespace": ns, "list": base + chr(code)} for code in codes]
             for codes in _runs({code: len(ids) for code, ids in pages.items()}, k)
         ] or [[]]
@@ -364,7 +364,12 @@ class Source:
         tasks = list(_tasks(partition.spec["streams"]))
         scoped = partition.spec["scoped"]
         start, first_position = cursor if cursor is not None else (0, None)
-        readers = {"list": self._list, "ids": self._ids, "lines": self._lines, "meta": self._meta}
+        readers: dict[str, Callable[..., Iterator[tuple[list[Any], Any]]]] = {
+            "list": self._list,
+            "ids": self._ids,
+            "lines": self._lines,
+            "meta": self._meta,
+        }
 
         def pieces() -> Iterator[tuple[list[Record], list[Any]]]:
             position = first_position

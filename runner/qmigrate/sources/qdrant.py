@@ -112,8 +112,10 @@ class Source:
             options = _dump(vector, models.VectorParams)
             size = options.pop("size")
             distance = options.pop("distance")
-            kind = "multi" if vector.multivector_config is not None else "dense"
-            vectors.append(VectorField(name, kind, size, distance, options))
+            multi = vector.multivector_config is not None
+            vectors.append(
+                VectorField(name, "multi" if multi else "dense", size, distance, options)
+            )
         for name, sparse in (params.sparse_vectors or {}).items():
             options = _dump(sparse, models.SparseVectorParams)
             vectors.append(VectorField(name, "sparse", options=options))
@@ -165,7 +167,7 @@ class Source:
             points, _ = self.connection.client.scroll(
                 self.collection, limit=1, offset=offset, with_payload=False, with_vectors=False
             )
-        return points[0].id if points else None
+        return _id_value(points[0].id) if points else None
 
     def _last_integer_id(self, first: int) -> int:
         """Largest integer ID: gallop up from `first`, then bisect.
@@ -197,11 +199,10 @@ class Source:
         if n <= 1 or first is None:
             return whole
         first_uuid = self._first_from(UUID_MIN)
-        has_ints = isinstance(first, int)
-        int_parts = (n // 2 if first_uuid else n) if has_ints else 0
+        int_parts = (n // 2 if first_uuid else n) if isinstance(first, int) else 0
         uuid_parts = n - int_parts if first_uuid else 0
         bounds: list[int | str | None] = [None]
-        if int_parts:
+        if int_parts and isinstance(first, int):
             last = self._last_integer_id(first)
             step = (last + 1 - first) / int_parts
             bounds += sorted({first + int(step * i) for i in range(1, int_parts)} - {first})
@@ -304,3 +305,8 @@ def _grpc_vector(vector: pb.VectorOutput) -> Any:
     if kind is None and not vector.HasField("indices") and not vector.HasField("vectors_count"):
         return np.array(vector.data, dtype=np.float32)
     return _vector(GrpcToRest.convert_vector_output(vector))
+
+
+def _id_value(point_id: int | str | uuid.UUID) -> int | str:
+    """A point ID as a cursor holds it: an integer, or a UUID's string."""
+    return point_id if isinstance(point_id, int) else str(point_id)

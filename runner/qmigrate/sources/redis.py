@@ -228,9 +228,9 @@ class Source:
             return None
         self._discover()
         attributes = {a.name: a for a in self.attributes}
-        query, residual = kit.split_filter(filter, query_dialect(attributes, self.on_json))
-        if query is not None:
-            self.query = query
+        pushed, residual = kit.split_filter(filter, query_dialect(attributes, self.on_json))
+        if pushed is not None:
+            self.query = pushed
         return residual
 
     def search(self, vector_name: str, vector: list[float], k: int) -> list[Any]:
@@ -497,7 +497,9 @@ def _bound(bounds: dict[str, Any], inclusive: str, exclusive: str, open_end: str
             return None
     if value_in is not None and value_ex is not None:
         return None  # rare; left to the client rather than picking the tighter bound here
-    return repr(float(value_in)) if value_in is not None else f"({float(value_ex)!r}"
+    if value_in is not None:
+        return repr(float(value_in))
+    return f"({float(value_ex)!r}" if value_ex is not None else open_end
 
 
 def _tag_escape(value: str) -> str:

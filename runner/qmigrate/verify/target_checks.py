@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from qmigrate.engine import Resolved
 from qmigrate.mapping import point_id
 from qmigrate.records import Record
@@ -36,10 +38,10 @@ def search_check(resolved: Resolved, settings: Settings, queries: list[Record]) 
     worst: tuple[float, Any, str] | None = None
     for source_name, target_name in fields:
         for record in queries[: settings.queries]:
-            vector = record.vectors.get(source_name)
-            if vector is None:
+            values = record.vectors.get(source_name)
+            if not isinstance(values, (list, np.ndarray)):  # a dense vector's, or none
                 continue
-            vector = list(vector.tolist() if hasattr(vector, "tolist") else vector)
+            vector: list[float] = np.asarray(values, dtype=np.float64).tolist()
             expected = {point_id(i)[0] for i in search(source_name, vector, k)}
             if not expected:
                 continue
