@@ -65,21 +65,14 @@ def build_plan(resolved: Resolved) -> dict[str, Any]:
     from qmigrate import engine
     from qmigrate.checkpoint import totals
     from qmigrate.engine.counts import RESTART_KEEPS_STALE_POINTS
+    from qmigrate.engine.steps import steps
     from qmigrate.mapping import keys_no_field_has
 
     job, info, target = resolved.job, resolved.info, resolved.target
-    problems: list[str] = []
-    if resolved.collection is not None:
-        problems = target.mismatches(resolved.collection, resolved.layout)
-    if resolved.collection is None:
-        action = "create" if job.target.on_missing == "create" else "fail: missing"
-    else:
-        action = "incompatible" if problems else "use existing"
-        if job.restart == "recreate":
-            action = "drop and recreate"
+    todo = steps(resolved)
     create = None
-    if resolved.collection is None:
-        arguments = target.create_arguments(resolved.layout, info)
+    if todo.create_arguments is not None:
+        arguments = todo.create_arguments
         create = json.loads(
             json.dumps(
                 {k: v for k, v in arguments.items() if k != "collection_name"},
@@ -90,26 +83,13 @@ def build_plan(resolved: Resolved) -> dict[str, Any]:
                 ),
             )
         )
-    indexes = target.missing_payload_indexes(resolved.payload_indexes, resolved.collection)
-    state = resolved.state
-    states = resolved.partition_states
-    if state is None:
-        checkpoint = {"state": "none", "points": 0}
+    if todo.starts_over:
         with engine.before_data_moves(resolved.source):
             partitions = resolved.source.partitions(job.partition_count)
     else:
-        done = sum(1 for p in state.partitions if states.get(p.key) and states[p.key].done)
-        starts_over = job.restart in ("restart", "recreate")
-        if resolved.fingerprint_changed:
-            label = (
-                "changed job (" + ("will start over" if starts_over else "apply will refuse") + ")"
-            )
-        elif resolved.finished:
-            label = "done (will start over)" if starts_over else "done (apply is a no-op)"
-        else:
-            label = f"in progress ({done}/{len(state.partitions)} partitions done)"
-        checkpoint = {"state": label, "points": totals(states.values()).written}
-        partitions = state.partitions
+        assert resolved.state is not None
+        partitions = resolved.state.partitions
+    points = totals(resolved.partition_states.values()).written if resolved.state else 0
     pushed = job.filter is not None and resolved.residual_filter != job.filter
     return {
         "job": job.name,
@@ -131,14 +111,14 @@ def build_plan(resolved: Resolved) -> dict[str, Any]:
             "collection": job.target.collection,
             "location": target.connection.where,
             "transport": target.connection.transport,
-            "action": action,
-            "problems": problems,
+            "action": todo.collection,
+            "problems": todo.problems,
             "vectors": [_vector(v) for v in resolved.layout.values()],
             "create": create,
-            "payload_indexes_to_create": indexes,
+            "payload_indexes_to_create": todo.payload_indexes,
             "bulk_load": job.target.bulk_load,
         },
-        "checkpoint": {"store": job.checkpoint_store, **checkpoint},
+        "checkpoint": {"store": job.checkpoint_store, "state": todo.checkpoint, "points": points},
         "partitions": [{"key": p.key, **p.spec} for p in partitions],
         "batch_size": job.batch_size,
         "parallelism": job.concurrency,
@@ -151,7 +131,7 @@ def build_plan(resolved: Resolved) -> dict[str, Any]:
             "Filters name payload keys as records hold them"
             for key in keys_no_field_has(job.filter, info.payload_fields)
         ],
-        "refusals": engine.refusals(resolved),
+        "refusals": todo.refusals,
     }
 
 

@@ -11,20 +11,24 @@ from qmigrate.engine.counts import CountCheckFailed, Counters, Summary, count_ch
 from qmigrate.engine.executors import executor
 from qmigrate.engine.lease import JobLease
 from qmigrate.engine.preflight import _same_collection, refusals
+from qmigrate.engine.steps import DROP_AND_RECREATE, Steps, steps
 from qmigrate.engine.wiring import Resolved, before_data_moves
 from qmigrate.errors import QmigrateError
 from qmigrate.retry import describe, retried
 from qmigrate.target import DEFAULT_HNSW_M
 
 
-def start_state(resolved: Resolved, created: bool) -> tuple[JobState, dict[str, PartitionState]]:
-    """Apply the restart policy to what the checkpoints hold; save a new job state if needed.
+def start_state(
+    resolved: Resolved, todo: Steps, created: bool
+) -> tuple[JobState, dict[str, PartitionState]]:
+    """Resume what the checkpoints hold, or start over (`todo.starts_over`: the restart
+    policy, or no checkpoints) and save a new job state.
 
-    Conflicts were refused before any write (`refusals`): what remains is resuming, or
-    starting over.
+    Conflicts were refused before any write (`refusals`).
     """
     job, store, state = resolved.job, resolved.store, resolved.state
-    if state is not None and job.restart in ("resume", "fail"):
+    if not todo.starts_over:
+        assert state is not None
         return state, resolved.partition_states
     hnsw_m_before = None
     created_before = False
@@ -80,7 +84,8 @@ def _reload_checkpoints(resolved: Resolved) -> None:
 def _apply(resolved: Resolved, progress_stream: Any) -> Summary:
     job, target = resolved.job, resolved.target
     started = time.monotonic()
-    if resolved.finished and job.restart in ("resume", "fail"):
+    todo = steps(resolved)
+    if todo.already_done:
         _give_indexing_back(resolved, resolved.state)  # a run killed before it could
         _settle(resolved)  # and before its barrier
         return _summary(
@@ -88,18 +93,17 @@ def _apply(resolved: Resolved, progress_stream: Any) -> Summary:
         )
     # Set-up and bookkeeping calls ride out transient failures, like the writes do.
     job_label = f"job '{job.name}'"
-    if job.restart == "recreate" and resolved.collection is not None:
+    if todo.collection == DROP_AND_RECREATE:
         retried(target.drop, f"{job_label}: dropping the collection")
-        resolved.collection = None
-    created = resolved.collection is None
+    created = todo.creates_collection
     if created:
         resolved.collection = target.create(resolved.layout, resolved.info)
         created = resolved.collection is None  # else another run made it first
-    indexes = target.missing_payload_indexes(resolved.payload_indexes, resolved.collection)
     retried(
-        lambda: target.create_payload_indexes(indexes), f"{job_label}: creating payload indexes"
+        lambda: target.create_payload_indexes(todo.payload_indexes),
+        f"{job_label}: creating payload indexes",
     )
-    state, partition_states = start_state(resolved, created)
+    state, partition_states = start_state(resolved, todo, created)
     if job.target.bulk_load:
         if state.hnsw_m_before is None:
             state.hnsw_m_before = _indexing_m(resolved)
