@@ -70,9 +70,10 @@ class MappingSpec:
 
 @dataclass(frozen=True)
 class ExecutorSpec:
-    """Where partitions run: threads here (local) or tasks on a Ray cluster."""
+    """Where partitions run: threads here (local), processes here, or tasks on a Ray cluster."""
 
     type: str = _EXECUTOR["type"]
+    workers: int | None = None
     address: str = _EXECUTOR["address"]
     tasks: int | None = None
     num_cpus_per_task: float = _EXECUTOR["num_cpus_per_task"]
@@ -105,9 +106,11 @@ class Job:
 
     @property
     def concurrency(self) -> int:
-        """Partitions moved at once: Ray tasks on a cluster, else threads."""
+        """Partitions moved at once: Ray tasks on a cluster, worker processes, or threads."""
         if self.executor.type == "ray":
             return self.executor.tasks or self.parallelism
+        if self.executor.type == "processes":
+            return self.executor.workers or os.cpu_count() or 1
         return self.parallelism
 
     @property
@@ -145,8 +148,11 @@ class Job:
         return _short_hash(self.fingerprint_parts())
 
 
-def with_executor(job: Job, kind: str | None, address: str | None) -> Job:
-    """The job with the command line's --executor and --ray-address over its executor key."""
+def with_executor(
+    job: Job, kind: str | None, address: str | None, workers: int | None = None
+) -> Job:
+    """The job with the command line's --executor, --ray-address and --workers over its
+    executor key."""
     executor = job.executor
     if kind is not None:
         executor = dataclasses.replace(executor, type=kind)
@@ -154,6 +160,14 @@ def with_executor(job: Job, kind: str | None, address: str | None) -> Job:
         if executor.type != "ray":
             raise invalid("--ray-address needs --executor ray (or executor.type: ray in the job)")
         executor = dataclasses.replace(executor, address=address)
+    if workers is not None:
+        if workers < 1:
+            raise invalid(f"--workers: at least 1 (got {workers})")
+        if executor.type != "processes":
+            raise invalid(
+                "--workers needs --executor processes (or executor.type: processes in the job)"
+            )
+        executor = dataclasses.replace(executor, workers=workers)
     return dataclasses.replace(job, executor=executor)
 
 

@@ -37,9 +37,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--executor",
-        choices=["local", "ray"],
-        help="where partitions run, over the job's executor.type: local threads (the default) "
-        "or tasks on a Ray cluster (pip install 'qmigrate[ray]')",
+        choices=["local", "processes", "ray"],
+        help="where partitions run, over the job's executor.type: local threads (the default), "
+        "worker processes on this machine, or tasks on a Ray cluster "
+        "(pip install 'qmigrate[ray]')",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="worker processes, over the job's executor.workers (with --executor processes; "
+        "default: the CPU count)",
     )
     parser.add_argument(
         "--ray-address",
@@ -60,7 +68,10 @@ def run(args: argparse.Namespace) -> int:
     reports: list[Report] = []
     try:
         overrides(args)  # a bad option fails before any data moves
-        jobs = [spec.with_executor(job, args.executor, args.ray_address) for job in load_jobs(args)]
+        jobs = [
+            spec.with_executor(job, args.executor, args.ray_address, args.workers)
+            for job in load_jobs(args)
+        ]
         for job in jobs:
             resolved = engine.resolve(job)
             # The clients' modules (qdrant-client's models above all) are some 10^5 objects

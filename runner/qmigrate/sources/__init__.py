@@ -35,6 +35,10 @@ class SourceType:
     # machines cannot share (an embedded database, a socket): Ray's tasks refuse it. None:
     # any path key set, so a new source with a path is refused until it says otherwise.
     local_only: Callable[[dict[str, Any]], bool] | None = None
+    # Whether what a config reads is opened by one process at a time (an embedded
+    # database's files): the process executor refuses it. None: any path key set, so a new
+    # source with a path is refused until it says otherwise.
+    one_process: Callable[[dict[str, Any]], bool] | None = None
 
     @property
     def schema(self) -> str:
@@ -49,6 +53,11 @@ class SourceType:
             return self.local_only(config)
         return any(config.get(key) for key in self.path_keys)
 
+    def owned_by_one_process(self, config: dict[str, Any]) -> bool:
+        if self.one_process is not None:
+            return self.one_process(config)
+        return any(config.get(key) for key in self.path_keys)
+
 
 def _shared_files(config: dict[str, Any]) -> bool:
     """Plain files any number of readers can open at once (paths are made absolute)."""
@@ -60,9 +69,18 @@ def _milvus_local(config: dict[str, Any]) -> bool:
     return not str(config.get("uri", "")).startswith(("http://", "https://", "tcp://", "grpc://"))
 
 
+def _milvus_lite(config: dict[str, Any]) -> bool:
+    """A milvus-lite file stays locked by the process that opened it; a socket is shared."""
+    return _milvus_local(config) and not str(config.get("uri", "")).startswith("unix:")
+
+
 REGISTRY: dict[str, SourceType] = {
     "file": SourceType(
-        "qmigrate.sources.file", None, path_keys=("path",), local_only=_shared_files
+        "qmigrate.sources.file",
+        None,
+        path_keys=("path",),
+        local_only=_shared_files,
+        one_process=_shared_files,
     ),
     "qdrant": SourceType(
         "qmigrate.sources.qdrant",
@@ -82,9 +100,12 @@ REGISTRY: dict[str, SourceType] = {
         connection_keys=frozenset({"controller_host", "rate_limit"}),
         path_keys=("ids_file",),
         local_only=_shared_files,
+        one_process=_shared_files,
     ),
     "redis": SourceType("qmigrate.sources.redis", "redis", connection_keys=frozenset({"username"})),
-    "milvus": SourceType("qmigrate.sources.milvus", "milvus", local_only=_milvus_local),
+    "milvus": SourceType(
+        "qmigrate.sources.milvus", "milvus", local_only=_milvus_local, one_process=_milvus_lite
+    ),
 }
 
 

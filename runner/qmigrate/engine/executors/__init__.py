@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from qmigrate.checkpoint import JobState, PartitionState
 from qmigrate.engine.counts import Counters
-from qmigrate.engine.executors import local, ray
+from qmigrate.engine.executors import local, processes, ray
 from qmigrate.engine.wiring import Resolved
 from qmigrate.spec import Job
 
@@ -38,7 +38,7 @@ class Executor(Protocol):
         ...
 
 
-EXECUTORS: dict[str, Executor] = {"local": local, "ray": ray}
+EXECUTORS: dict[str, Executor] = {"local": local, "processes": processes, "ray": ray}
 
 
 def executor(job: Job) -> Executor:

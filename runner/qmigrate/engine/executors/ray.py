@@ -1,40 +1,37 @@
 """The Ray executor: each partition of a job runs as a Ray task on a cluster.
 
-A task runs the engine's own code (`engine.resolve`, `PartitionWorker`), so records go from
-the source to the target inside the task, never through the driver. Tasks coordinate only
-through the checkpoint store in the target: a partition lease (the job lease's claim and
-heartbeat, on one partition) keeps two attempts of a partition apart, and every attempt
-starts from the cursor the last one saved. Ray retries a task whose process or node died;
-a re-applied job (after the driver died) skips finished partitions and re-leases the rest.
+A task is `elsewhere.run_partition`: the engine's own code, under a partition lease, from
+the cursor the last attempt saved. Ray retries a task whose process or node died; a
+re-applied job (after the driver died) skips finished partitions and re-leases the rest.
 
 Ray is imported only here, and only when a job asks for it (`qmigrate[ray]`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import socket
-import threading
-import time
 from typing import Any
 
-from qmigrate.checkpoint import CheckpointStore, JobState, PartitionState, totals
+from qmigrate.checkpoint import JobState, PartitionState, totals
 from qmigrate.engine.counts import Counters
-from qmigrate.engine.lease import JobLease
-from qmigrate.engine.loop import PartitionWorker
-from qmigrate.engine.wiring import Resolved, resolve
+from qmigrate.engine.executors.elsewhere import (
+    POLL_SECONDS,
+    CheckpointProgress,
+    pending,
+    portable,
+    run_partition,
+)
+from qmigrate.engine.wiring import Resolved
 from qmigrate.errors import QmigrateError
 from qmigrate.progress import Progress
 from qmigrate.records import Partition
-from qmigrate.redaction import remember_secrets
-from qmigrate.retry import describe, retried
+from qmigrate.retry import describe
 from qmigrate.sources import source_type
 from qmigrate.spec import Job
 
 INSTALL_HINT = "pip install 'qmigrate[ray]'"
 TASK_RETRIES = 3  # attempts after a task's process or node died (Ray's max_retries)
-POLL_SECONDS = 1.0  # how often the driver reads the checkpoints for progress
 CONNECT_TIMEOUT = 5.0
 
 
@@ -122,20 +119,18 @@ def run_partitions(
     import ray
 
     job = resolved.job
-    shipped = _portable(job)
-    pending = [
-        p for p in state.partitions if not partition_states.get(p.key, PartitionState(p.key)).done
-    ]
+    shipped = portable(job)
+    waiting = pending(state, partition_states)
     task = ray.remote(run_partition)
     before = totals(partition_states.values())
     total = resolved.info.count if resolved.residual_filter == job.filter else None
     running: dict[Any, Partition] = {}
     with Progress(job.name, total, before.read, stream=progress_stream) as progress:
-        seen, polled = before.read, time.monotonic()
+        read_back = CheckpointProgress(resolved, before, progress)
         try:
-            while pending or running:
-                while pending and len(running) < job.concurrency:
-                    partition = pending.pop(0)
+            while waiting or running:
+                while waiting and len(running) < job.concurrency:
+                    partition = waiting.pop(0)
                     options = task.options(
                         name=f"qmigrate {job.name} partition {partition.key}",
                         num_cpus=job.executor.num_cpus_per_task,
@@ -145,46 +140,12 @@ def run_partitions(
                 ready, _ = ray.wait(list(running), num_returns=1, timeout=POLL_SECONDS)
                 for ref in ready:
                     counters.add(retries=_outcome(ref, running.pop(ref), job))
-                if time.monotonic() - polled >= POLL_SECONDS:
-                    now = totals(_load(resolved.store, job).values()).read
-                    progress.advance(now - seen)
-                    seen, polled = now, time.monotonic()
+                read_back.poll()
         finally:
             for ref in running:  # the first failure (or Ctrl-C) stops the other partitions
                 ray.cancel(ref)
-        after = totals(_load(resolved.store, job).values())
-        progress.advance(after.read - seen)
+        after = read_back.final()
     counters.add(**after.since(before))
-
-
-def run_partition(job: Job, partition: Partition) -> int:
-    """One partition, in a Ray worker: the engine's resolve and PartitionWorker, from the cursor
-    the last attempt saved. Returns how many transient failures it rode out."""
-    remember_secrets(job.document)  # a message the task raises is masked here already
-    resolved = resolve(job)
-    try:
-        lease_job = dataclasses.replace(job, name=f"{job.name} partition {partition.key}")
-        with JobLease(resolved.store, lease_job, wait=True, warn=resolved.warn):
-            # Read after the lease is ours: an attempt that died before us saved up to here.
-            saved = _load(resolved.store, job).get(partition.key)
-            state = saved or PartitionState(partition.key)
-            if state.done:
-                return 0
-            counters = Counters()
-            PartitionWorker(resolved, counters, threading.Event()).run(partition, state)
-            return counters.retries
-    finally:
-        resolved.close()
-
-
-def _portable(job: Job) -> Job:
-    """The job as another process sees it: local paths made absolute (a task's working
-    directory is not the driver's)."""
-    return dataclasses.replace(
-        job,
-        source={**job.source, **job.source_paths},
-        dead_letter_path=job.dead_letter_path.absolute(),
-    )
 
 
 def _outcome(ref: Any, partition: Partition, job: Job) -> int:
@@ -206,9 +167,3 @@ def _outcome(ref: Any, partition: Partition, job: Job) -> int:
             f"{TASK_RETRIES + 1} times ({type(exc).__name__}); the next apply resumes it "
             "from its checkpoint"
         ) from None
-
-
-def _load(store: CheckpointStore, job: Job) -> dict[str, PartitionState]:
-    return retried(
-        lambda: store.load_partitions(job.name), f"job '{job.name}': reading checkpoints"
-    )
