@@ -17,6 +17,7 @@ a type without a faithful JSON form is refused, naming the column, before data m
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -186,8 +187,9 @@ class Source:
         ]
         return self._columns
 
-    @property
+    @functools.cached_property
     def id_column(self) -> Column:
+        """Known once described: reads never ask the shared connection."""
         by_name = {c.name: c for c in self.columns}
         name = self.id_name or self._primary_key()
         column = by_name.get(name)
