@@ -607,7 +607,7 @@ def _typed_condition(
             if word in match and _all_match(match[word], column.type):
                 return sql.SQL(template).format(value), [match[word]]
         if "except" in match and _all_match(match["except"], column.type):
-            return sql.SQL("{0} IS NOT NULL AND {0} <> ALL(%s)").format(value), [match["except"]]
+            return sql.SQL("{} <> ALL(%s)").format(value), [match["except"]]
         return None
     bounds = condition.get("range")
     if not isinstance(bounds, dict):
