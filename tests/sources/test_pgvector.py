@@ -274,7 +274,7 @@ def test_text_and_uuid_keys_split_and_resume(
 def test_resumes_after_kill_9_with_every_point_equal(
     pg18_server: PostgresServer, tmp_path: Path
 ) -> None:
-    count = 3000
+    count = 1500
     rng = np.random.default_rng(5)
     vectors = rng.uniform(-1, 1, (count, 16)).astype(np.float32)
     with pg18_server.connect() as connection:
@@ -307,8 +307,8 @@ def test_resumes_after_kill_9_with_every_point_equal(
     )
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(document))
-    assert apply_and_kill(path, checkpoint, after_points=600), run_cli("apply", str(path)).stderr
-    assert 600 <= checkpoint_points(checkpoint) < count
+    assert apply_and_kill(path, checkpoint, after_points=400), run_cli("apply", str(path)).stderr
+    assert 400 <= checkpoint_points(checkpoint) < count
     assert PASSWORD not in checkpoint.read_text()
     result = run_cli("apply", "--output", "json", str(path), cwd=tmp_path)
     assert result.code == 0, result.stderr

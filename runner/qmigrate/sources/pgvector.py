@@ -99,8 +99,9 @@ class Source:
         self._connection: psycopg.Connection[Any] | None = None
         self._columns: list[Column] | None = None
         self._relation: sql.Composable | None = None
+        self._oid: int | None = None  # the table's, once resolved
         self._distances: dict[str, str] = {}
-        self._numeric_notes: list[str] = []
+        self._converters: dict[str, Callable[[Any], Any]] = {}
 
     # --- connection -----------------------------------------------------------------
 
@@ -267,7 +268,7 @@ class Source:
 
     def describe(self) -> SourceInfo:
         key = self.id_column
-        self._distances = {**self._index_distances()}
+        self._distances = self._index_distances()
         for column, override in self.overrides.items():
             if column not in {c.name for c in self._vector_columns()}:
                 shown = kit.some_of([c.name for c in self._vector_columns()], "none")
@@ -277,17 +278,17 @@ class Source:
         vectors = [self._vector_field(c) for c in self._vector_columns()]
         payload = self._payload_columns()
         self._converters = {c.name: self._converter(c) for c in payload}
-        count_sql = sql.SQL("SELECT count(*) FROM {}").format(self.relation)
         details: dict[str, Any] = {"id_column": f"{key.name} ({key.shown})"}
         details["vectors"] = ", ".join(
             f"{c.name} {c.type}({c.modifier}) {self._distances.get(c.name, 'distance unknown')}"
             for c in self._vector_columns()
         )
         details["payload"] = ", ".join(f"{c.name} ({payload_kind(c)})" for c in payload)
-        if self._numeric_notes:
+        inexact = [c.name for c in payload if _scalar_converter(c) is _number]
+        if inexact:
             details["numeric"] = (
-                f"{', '.join(self._numeric_notes)}: a number where a float holds the value "
-                "exactly, else a string"
+                f"{', '.join(inexact)}: a number where a float holds the value exactly, "
+                "else a string"
             )
         if self.query is None:
             estimate = self.connection.execute(
@@ -296,7 +297,7 @@ class Source:
             if estimate and estimate[0] > LARGE_TABLE:
                 details["count"] = f"exact count(*) over about {estimate[0]:,} rows: slow"
         details["sql"] = self._page_sql(True, True).as_string(self.connection)
-        count_sql += sql.SQL(" WHERE ") + self._where()
+        count_sql = sql.SQL("SELECT count(*) FROM {} WHERE {}").format(self.relation, self._where())
         row = self.connection.execute(count_sql, self._parameters()).fetchone()
         return SourceInfo(
             count=int(row[0]) if row else 0,
@@ -315,7 +316,8 @@ class Source:
                 "SELECT percentile_disc(%s::float8[]) WITHIN GROUP (ORDER BY {key}) FROM {rel}"
             ).format(key=key, rel=self.relation)
             row = self.connection.execute(query, [fractions]).fetchone()
-            cuts = sorted({_key(v) for v in (row[0] or []) if v is not None} if row else set())
+            # In the server's order (its collation, for text), without repeats.
+            cuts = list(dict.fromkeys(_key(v) for v in (row[0] if row and row[0] else [])))
         bounds: list[Any] = [None, *cuts, None]
         return [
             Partition(f"{i:04d}", {"after": after, "upto": upto})
@@ -415,7 +417,7 @@ class Source:
         return VectorField(name, "dense", size, self._distances.get(column.name), options)
 
     def _converter(self, column: Column) -> Callable[[Any], Any]:
-        convert = _scalar_converter(column, self._numeric_notes)
+        convert = _scalar_converter(column)
         if convert is None:
             raise SourceError(
                 self.label,
@@ -474,7 +476,7 @@ def _each(value: Any, convert: Callable[[Any], Any]) -> Any:
     return None if value is None else convert(value)
 
 
-def _scalar_converter(column: Column, notes: list[str]) -> Callable[[Any], Any] | None:
+def _scalar_converter(column: Column) -> Callable[[Any], Any] | None:
     if column.type in AS_IS:
         return _identity
     if column.type in DATETIMES or column.type == "uuid":
@@ -485,7 +487,6 @@ def _scalar_converter(column: Column, notes: list[str]) -> Callable[[Any], Any] 
             return int
         if column.modifier > 0 and precision <= FLOAT_DIGITS:
             return float
-        notes.append(column.name)
         return _number
     return None
 
