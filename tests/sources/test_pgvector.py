@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -234,6 +235,37 @@ def test_search_orders_by_the_distance_operator(typed: PostgresServer) -> None:
 
     nearest = sorted(rows, key=lambda row: -cosine(row[1].astype(float)))[:4]
     assert found == [r[0] if r[0] >= 0 else str(r[0]) for r in nearest]
+
+
+def test_a_query_joins_and_verify_agrees(typed: PostgresServer, tmp_path: Path) -> None:
+    """pg18: a SELECT with a join, a renamed vector, a literal % in the query; then verify's
+    sampled comparison and its search agreement (the source's search) pass."""
+    with typed.connect() as connection:
+        connection.execute("CREATE TABLE tags (tag text PRIMARY KEY, label text)")
+        connection.execute("INSERT INTO tags VALUES ('t0', 'zero'), ('t1', 'one'), ('t2', 'two')")
+    query = (
+        "SELECT t.id, t.embedding, t.tag, g.label FROM typed t "
+        "LEFT JOIN tags g ON g.tag = t.tag WHERE t.tag LIKE 't%' OR t.tag IS NULL"
+    )
+    source = {
+        "query": query,
+        "id_column": "id",
+        "vectors": {"embedding": {"distance": "dot", "name": "text"}},
+    }
+    (tmp_path / "job.yaml").write_text(
+        yaml.safe_dump(job(typed, tmp_path / "t", source=source, parallelism=2))
+    )
+    applied = run_cli("apply", "job.yaml", cwd=tmp_path)
+    assert applied.code == 0, applied.stderr
+    points = read_collection(tmp_path / "t", "copy")
+    assert len(points) == TYPED_ROWS
+    labels = {"t0": "zero", "t1": "one", "t2": "two", "t3": None, None: None}
+    for point in points.values():
+        assert set(point.vector) == {"text"}
+        assert point.payload["label"] == labels[point.payload["tag"]], point.payload
+    verified = run_cli("verify", "job.yaml", "--sample", "all", cwd=tmp_path)
+    assert verified.code == 0, verified.stdout + verified.stderr
+    assert re.search(r"search\s+pass", verified.stdout), verified.stdout
 
 
 @pytest.mark.parametrize(
