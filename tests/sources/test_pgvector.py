@@ -118,9 +118,7 @@ def test_every_type_arrives_as_qdrant_keeps_it(typed: PostgresServer, tmp_path: 
         for p in read_collection(tmp_path / "t", "copy").values()
     }
     first = points["-30"]  # i = 0
-    assert first.vector["embedding"] == pytest.approx([0, 1, -0.5]) or first.vector[
-        "embedding"
-    ] == pytest.approx([0, 1 / 1.25**0.5, -0.5 / 1.25**0.5])
+    assert first.vector["embedding"] == [0.0, 1.0, -0.5]  # local mode keeps Cosine unnormalised
     assert first.vector["half"] == [0.0, 0.25, 2.0]
     assert first.vector["sparse"] == models.SparseVector(indices=[0, 2], values=[0.5, 1.0])
     assert first.payload == {
@@ -140,7 +138,7 @@ def test_every_type_arrives_as_qdrant_keeps_it(typed: PostgresServer, tmp_path: 
         "ratio": 0.0,
         "tag": "t0",
     }
-    odd = points[3 * 3 - 30 if 3 * 3 - 30 >= 0 else str(3 * 3 - 30)]  # i = 3: NULLs
+    odd = points["-21"]  # i = 3: NULLs
     assert odd.payload["big"] == "12345678901234567890.123456789", "a float would lose digits"
     assert [odd.payload[k] for k in ("meta", "doc", "labels", "created", "tag")] == [None] * 5
     client = QdrantClient(path=str(tmp_path / "t"))
@@ -163,9 +161,7 @@ def test_plan_prints_sql_types_and_the_numeric_note(typed: PostgresServer, tmp_p
     assert result.code == 0, result.stderr
     assert '"tag" = %s' in result.stdout
     assert "half halfvec(3) Euclid" in result.stdout
-    assert "big: a number where a float holds the value exactly" in result.stdout or (
-        "big" in result.stdout and "else a string" in result.stdout
-    )
+    assert "big: a number where a float holds the value exactly, else a string" in result.stdout
     assert "created (timestamptz -> datetime)" in result.stdout
     assert PASSWORD not in result.stdout + result.stderr
 
