@@ -97,6 +97,8 @@ def typed(pg18_server: PostgresServer) -> PostgresServer:
         connection.execute(TYPED_TABLE)
         connection.execute("CREATE INDEX ON typed USING hnsw (half halfvec_l2_ops)")
         connection.execute("CREATE INDEX ON typed USING hnsw (sparse sparsevec_ip_ops)")
+        connection.execute("CREATE INDEX ON typed (tag, created)")
+        connection.execute("CREATE INDEX ON typed USING gin (labels)")
         with connection.cursor() as cursor:
             cursor.executemany(
                 f"INSERT INTO typed VALUES ({', '.join(['%s'] * 18)})",
@@ -163,6 +165,8 @@ def test_plan_prints_sql_types_and_the_numeric_note(typed: PostgresServer, tmp_p
     assert "half halfvec(3) Euclid" in result.stdout
     assert "big: a number where a float holds the value exactly, else a string" in result.stdout
     assert "created (timestamptz -> datetime)" in result.stdout
+    # Indexed columns (a btree on two, a GIN on an array) get payload indexes; jsonb never.
+    assert "payload indexes: labels (keyword), created (datetime), tag (keyword)" in result.stdout
     assert PASSWORD not in result.stdout + result.stderr
 
 

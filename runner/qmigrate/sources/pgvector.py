@@ -219,11 +219,12 @@ class Source:
             raise SourceError(self.label, f"table {self.table} has {problem}: set id_column")
         return str(keys[0][0])
 
-    def _index_distances(self) -> dict[str, str]:
-        """The Qdrant distance of each vector column, from its indexes' operator classes."""
+    @functools.cached_property
+    def _indexed(self) -> list[tuple[str, str]]:
+        """(column, operator class) of every index column of the table (none for a query)."""
         if self.query is not None:
-            return {}
-        rows = self.connection.execute(
+            return []
+        return self.connection.execute(
             "SELECT a.attname, o.opcname FROM pg_index i, "
             "unnest(i.indkey::int2[], i.indclass::oid[]) AS k(attnum, opclass) "
             "JOIN pg_opclass o ON o.oid = k.opclass "
@@ -231,8 +232,11 @@ class Source:
             "WHERE i.indrelid = %s",
             [self._oid, self._oid],
         ).fetchall()
+
+    def _index_distances(self) -> dict[str, str]:
+        """The Qdrant distance of each vector column, from its indexes' operator classes."""
         found: dict[str, set[str]] = {}
-        for column, opclass in rows:
+        for column, opclass in self._indexed:
             for suffix, (distance, _) in OPCLASS_DISTANCES.items():
                 if opclass.endswith(suffix):
                     found.setdefault(column, set()).add(distance)
@@ -303,6 +307,12 @@ class Source:
             count=int(row[0]) if row else 0,
             vectors=vectors,
             payload_fields=[c.name for c in payload],
+            # A column PostgreSQL indexes is likely filtered on in Qdrant too.
+            payload_indexes={
+                c.name: PAYLOAD_KINDS[c.type]
+                for c in payload
+                if c.type in PAYLOAD_KINDS and c.name in {column for column, _ in self._indexed}
+            },
             details=details,
         )
 
