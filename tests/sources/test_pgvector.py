@@ -402,8 +402,12 @@ def plan_error(server: PostgresServer, tmp_path: Path, **source: Any) -> str:
     return result.stderr
 
 
-def test_a_wrong_password_is_one_line(typed: PostgresServer, tmp_path: Path) -> None:
-    message = plan_error(typed, tmp_path, table="typed", dsn=typed.dsn(password="wrong-pw"))
+@pytest.mark.parametrize("form", ["url", "key=value"])
+def test_a_wrong_password_is_one_line(typed: PostgresServer, tmp_path: Path, form: str) -> None:
+    dsn = typed.dsn(password="wrong-pw")
+    if form == "key=value":
+        dsn = f"host={typed.socket_dir} dbname=postgres user=postgres password='wrong-pw'"
+    message = plan_error(typed, tmp_path, table="typed", dsn=dsn)
     assert "password authentication failed" in message
 
 
