@@ -9,7 +9,9 @@ format: vectors arrive as pgvector objects whose values numpy reads without pars
 Vectors: every `vector`, `halfvec` and `sparsevec` column, found in the catalog; the size is
 the type modifier, the distance the operator class of an index on the column (or the job's
 `vectors`). halfvec keeps Qdrant's float16 datatype. sparsevec indices are pgvector-python's
-0-based positions (the text form `{1:0.5}/n` counts from 1). `bit` vectors are refused.
+0-based positions (the text form `{1:0.5}/n` counts from 1). A `bit(n)` column becomes 0/1
+values in a uint8 vector with Manhattan distance, which on 0/1 equals pgvector's Hamming
+(a column indexed for Jaccard, which Qdrant has not, is refused).
 
 Every other column is payload, each type converted by one function chosen at describe time;
 a type without a faithful JSON form is refused, naming the column, before data moves.
@@ -43,7 +45,7 @@ from qmigrate.records import (
 from qmigrate.redaction import without_credentials
 from qmigrate.sources import kit
 
-VECTOR_TYPES = {"vector": None, "halfvec": "float16", "sparsevec": None}
+VECTOR_TYPES = {"vector": None, "halfvec": "float16", "sparsevec": None, "bit": "uint8"}
 # The suffix of a pgvector operator class -> (Qdrant distance, the SQL distance operator).
 OPCLASS_DISTANCES = {
     "_cosine_ops": ("Cosine", "<=>"),
@@ -52,6 +54,7 @@ OPCLASS_DISTANCES = {
     "_l1_ops": ("Manhattan", "<+>"),
 }
 DISTANCE_OPERATORS = dict(OPCLASS_DISTANCES.values())
+HAMMING = "<~>"  # bit vectors' distance operator: Manhattan on their 0/1 values
 INTEGER_TYPES = {"int2", "int4", "int8"}
 TEXT_TYPES = {"text", "varchar"}
 KEY_TYPES = INTEGER_TYPES | TEXT_TYPES | {"uuid"}
@@ -242,14 +245,19 @@ class Source:
                     found.setdefault(column, set()).add(distance)
         return {column: d.pop() for column, d in found.items() if len(d) == 1}
 
-    def _vector_columns(self) -> list[Column]:
-        bits = [c.name for c in self.columns if c.type in ("bit", "varbit")]
-        if bits:
+    def _bit_distances(self) -> dict[str, str]:
+        """Manhattan for every bit column, unless one is indexed for Jaccard."""
+        bits = {c.name for c in self._vector_columns() if c.type == "bit"}
+        jaccard = [c for c, opclass in self._indexed if c in bits and opclass == "bit_jaccard_ops"]
+        if jaccard and "distance" not in self.overrides.get(jaccard[0], {}):
             raise SourceError(
                 self.label,
-                f"column {bits[0]} is a bit vector, which qmigrate does not read: "
-                "leave it out with a query",
+                f"column {jaccard[0]} is indexed for Jaccard distance, which Qdrant has not: "
+                f"set vectors.{jaccard[0]}.distance (Hamming is manhattan)",
             )
+        return dict.fromkeys(bits, "Manhattan")
+
+    def _vector_columns(self) -> list[Column]:
         return [c for c in self.columns if c.type in VECTOR_TYPES and not c.array]
 
     def _payload_columns(self) -> list[Column]:
@@ -272,7 +280,7 @@ class Source:
 
     def describe(self) -> SourceInfo:
         key = self.id_column
-        self._distances = self._index_distances()
+        self._distances = {**self._index_distances(), **self._bit_distances()}
         for column, override in self.overrides.items():
             if column not in {c.name for c in self._vector_columns()}:
                 shown = kit.some_of([c.name for c in self._vector_columns()], "none")
@@ -288,6 +296,12 @@ class Source:
             for c in self._vector_columns()
         )
         details["payload"] = ", ".join(f"{c.name} ({payload_kind(c)})" for c in payload)
+        bits = [c.name for c in self._vector_columns() if c.type == "bit"]
+        if bits:
+            details["bit_vectors"] = (
+                f"{', '.join(bits)}: 0/1 values in uint8 vectors with Manhattan distance, "
+                "which equals pgvector's Hamming"
+            )
         inexact = [c.name for c in payload if _scalar_converter(c) is _number]
         if inexact:
             details["numeric"] = (
@@ -369,6 +383,9 @@ class Source:
         distance = self._distances.get(column.name)
         if column.type == "sparsevec" or distance is None:
             return []
+        operator = HAMMING if column.type == "bit" else DISTANCE_OPERATORS[distance]
+        if column.type == "bit" and distance != "Manhattan":
+            return []
         key = self.id_column.name
         query = sql.SQL(
             "SELECT {key} FROM {rel} WHERE {where} ORDER BY {col} {op} %s::{type} LIMIT %s"
@@ -377,10 +394,14 @@ class Source:
             rel=self.relation,
             where=self._where(),
             col=sql.Identifier(column.name),
-            op=sql.SQL(DISTANCE_OPERATORS[distance]),
-            type=sql.SQL(column.type),
+            op=sql.SQL(operator),
+            # bit without a length is bit(1): the query's bits need the column's length.
+            type=sql.SQL(f"bit({column.modifier})" if column.type == "bit" else column.type),
         )
-        text = "[" + ",".join(repr(float(x)) for x in vector) + "]"
+        if column.type == "bit":
+            text = "".join("1" if x else "0" for x in vector)
+        else:
+            text = "[" + ",".join(repr(float(x)) for x in vector) + "]"
         rows = self.connection.execute(query, [*self._parameters(), text, k]).fetchall()
         return [_record_id(row[0]) for row in rows]
 
@@ -471,6 +492,10 @@ def _record(
             continue
         if kind == "sparsevec":
             record_vectors[name] = SparseVector(value.indices(), value.values())
+        elif kind == "bit":  # no loader: the binary form, a 4-byte length and packed bits
+            length = int.from_bytes(value[:4], "big")
+            bits = np.unpackbits(np.frombuffer(value, dtype=np.uint8, offset=4), count=length)
+            record_vectors[name] = bits.astype(np.float32)
         else:
             record_vectors[name] = value.to_numpy().astype(np.float32, copy=False)
     payload = {
