@@ -274,8 +274,7 @@ class Source:
         if not filter:
             return None
         columns = {c.name: c for c in self._payload_columns()}
-        split = kit.split_filter(filter, sql_dialect(columns))
-        self.where, residual = split
+        self.where, residual = kit.split_filter(filter, sql_dialect(columns))
         return residual
 
     def describe(self) -> SourceInfo:
