@@ -455,6 +455,21 @@ def test_a_query_needs_its_id_column(typed: PostgresServer, tmp_path: Path) -> N
     assert "no column key (it has: embedding, id)" in message
 
 
+def test_a_table_without_primary_key_needs_id_column(
+    pg18_server: PostgresServer, tmp_path: Path
+) -> None:
+    """A schema-qualified, quoted table name; its keys come from id_column when it has no
+    primary key."""
+    with pg18_server.connect() as connection:
+        connection.execute('CREATE SCHEMA shop; CREATE TABLE shop."Items" (k int, v vector(2))')
+        connection.execute("""INSERT INTO shop."Items" VALUES (1, '[1,2]'), (2, '[3,4]')""")
+    source = {"table": 'shop."Items"', "vectors": {"v": {"distance": "euclid"}}}
+    message = plan_error(pg18_server, tmp_path, **source)
+    assert 'table shop."Items" has no primary key: set id_column' in message
+    document = job(pg18_server, tmp_path / "t", source={**source, "id_column": "k"})
+    assert run_job(document, tmp_path).written == 2
+
+
 def test_an_unindexed_vector_needs_a_distance(typed: PostgresServer, tmp_path: Path) -> None:
     message = plan_error(typed, tmp_path, table="typed")
     assert "vector 'embedding'" in message and "distance" in message
