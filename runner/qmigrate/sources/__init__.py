@@ -10,9 +10,11 @@ Adding a source: docs/design.md, "Adding a source".
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from qmigrate.errors import QmigrateError
 
@@ -74,6 +76,18 @@ def _milvus_lite(config: dict[str, Any]) -> bool:
     return _milvus_local(config) and not str(config.get("uri", "")).startswith("unix:")
 
 
+def _postgres_socket(config: dict[str, Any]) -> bool:
+    """A dsn without a host, or with a socket directory as host, reaches this machine only."""
+    dsn = str(config.get("dsn", ""))
+    if "://" in dsn:
+        parts = urlsplit(dsn)
+        host = parse_qs(parts.query).get("host", [unquote(parts.hostname or "")])[0]
+    else:
+        setting = re.search(r"(?:^|\s)host\s*=\s*'?([^'\s]*)", dsn)
+        host = setting.group(1) if setting else ""
+    return not host or host.startswith("/")
+
+
 REGISTRY: dict[str, SourceType] = {
     "file": SourceType(
         "qmigrate.sources.file",
@@ -106,6 +120,7 @@ REGISTRY: dict[str, SourceType] = {
     "milvus": SourceType(
         "qmigrate.sources.milvus", "milvus", local_only=_milvus_local, one_process=_milvus_lite
     ),
+    "pgvector": SourceType("qmigrate.sources.pgvector", "pgvector", local_only=_postgres_socket),
 }
 
 
