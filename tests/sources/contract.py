@@ -40,7 +40,7 @@ SHARED_FIELDS = {"color", "n", "price", "tags"}
 # flat metadata, so they get `flat_payload`, and the geo and nested filters select nothing
 # there; the other sources evaluate them client-side (Qdrant: pushed down).
 STRUCTURED_FIELDS = {"location", "parts"}
-HOLDS_OBJECTS = {"reference", "file", "qdrant", "milvus"}
+HOLDS_OBJECTS = {"reference", "file", "qdrant", "milvus", "lancedb"}
 
 
 def rows() -> list[dict[str, Any]]:
@@ -270,6 +270,22 @@ def milvus_case(milvus_lite_server: Any) -> Case:
     return Case("milvus", lambda: open_source("milvus", config, BATCH), pushes_down=True)
 
 
+@pytest.fixture(scope="module")
+def lancedb_case(tmp_path_factory: pytest.TempPathFactory) -> Case:
+    import lancedb
+    import pyarrow as pa
+
+    path = tmp_path_factory.mktemp("contract-lancedb")
+    table = pa.Table.from_pylist(rows())
+    vectors = pa.array([r["vector"] for r in rows()], pa.list_(pa.float32(), DIM))
+    table = table.set_column(table.schema.get_field_index("vector"), "vector", vectors)
+    db = lancedb.connect(str(path))
+    db.create_table("contract", table.slice(0, 25))
+    db.open_table("contract").add(table.slice(25))  # two fragments
+    config = {"uri": str(path), "table": "contract", "vectors": {"vector": {"distance": "cosine"}}}
+    return Case("lancedb", lambda: open_source("lancedb", config, BATCH), pushes_down=True)
+
+
 CASES = [
     "reference_case",
     "file_case",
@@ -278,6 +294,7 @@ CASES = [
     "pinecone_case",
     "redis_case",
     "milvus_case",
+    "lancedb_case",
 ]
 
 

@@ -85,6 +85,9 @@ REGISTRY: dict[str, SourceType] = {
     ),
     "redis": SourceType("qmigrate.sources.redis", "redis", connection_keys=frozenset({"username"})),
     "milvus": SourceType("qmigrate.sources.milvus", "milvus", local_only=_milvus_local),
+    "lancedb": SourceType(
+        "qmigrate.sources.lancedb", "lancedb", path_keys=("uri",), local_only=_shared_files
+    ),
 }
 
 
