@@ -90,6 +90,28 @@ def float_matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
     return values.to_numpy().astype(np.float32, copy=False).reshape(len(column), dim)
 
 
+def payload_columns(
+    batch: pa.RecordBatch | pa.Table, columns: list[str]
+) -> tuple[dict[str, list[Any]], list[str | None]]:
+    """`columns` of `batch` as lists of payload values, and why each row cannot be read
+    (None: it can): a row holding a value in a column that cannot be carried is invalid."""
+    values: dict[str, list[Any]] = {}
+    invalid: list[str | None] = [None] * batch.num_rows
+    for name in columns:
+        column = batch.column(name)
+        _, problem = describe(column.type)
+        if problem:
+            held = column.is_valid().to_pylist()
+            invalid = [
+                reason or (f"column '{name}' is {problem}" if has else None)
+                for reason, has in zip(invalid, held, strict=True)
+            ]
+            continue
+        converted = column_values(pa.chunked_array([column]))
+        values[name] = column.to_pylist() if converted is None else converted
+    return values, invalid
+
+
 def column_values(column: pa.ChunkedArray) -> list[Any] | None:
     """The column as payload values, or None where to_pylist's values are already right."""
     data_type = column.type

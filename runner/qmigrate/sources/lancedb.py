@@ -181,30 +181,20 @@ class Source:
             yield Page(self._records(batch), offset)
 
     def _records(self, batch: pa.RecordBatch) -> list[Record]:
-        vectors = {f.name for f in self.fields}
-        ids = batch.column(self.id_field).to_pylist()
-        columns: dict[str, list[Any] | np.ndarray] = {}
-        invalid: list[str | None] = [None] * batch.num_rows
-        for name, column in zip(batch.schema.names, batch.columns, strict=True):
-            if name in vectors:
-                matrix = arrow_values.float_matrix(column)
-                columns[name] = column.to_pylist() if matrix is None else matrix
-                continue
-            if name == self.id_field:
-                continue
-            _, problem = arrow_values.describe(column.type)
-            if problem:
-                invalid = [
-                    reason or (f"column '{name}' is {problem}" if held else None)
-                    for reason, held in zip(invalid, column.is_valid().to_pylist(), strict=True)
-                ]
-                continue
-            values = arrow_values.column_values(pa.chunked_array([column]))
-            columns[name] = column.to_pylist() if values is None else values
+        vectors: dict[str, list[Any] | np.ndarray] = {}
+        for field in self.fields:
+            column = batch.column(field.name)
+            matrix = arrow_values.float_matrix(column)
+            vectors[field.name] = column.to_pylist() if matrix is None else matrix
+        others = [n for n in batch.schema.names if n != self.id_field and n not in vectors]
+        payload, invalid = arrow_values.payload_columns(batch, others)
         records = []
-        for i, record_id in enumerate(ids):
-            row = {name: values[i] for name, values in columns.items()}
-            record = Record(record_id, {name: row.pop(name) for name in vectors}, row)
+        for i, record_id in enumerate(batch.column(self.id_field).to_pylist()):
+            record = Record(
+                record_id,
+                {name: values[i] for name, values in vectors.items()},
+                {name: values[i] for name, values in payload.items()},
+            )
             record.invalid = invalid[i]
             records.append(record)
         return records
