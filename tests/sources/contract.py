@@ -40,7 +40,7 @@ SHARED_FIELDS = {"color", "n", "price", "tags"}
 # flat metadata, so they get `flat_payload`, and the geo and nested filters select nothing
 # there; the other sources evaluate them client-side (Qdrant: pushed down).
 STRUCTURED_FIELDS = {"location", "parts"}
-HOLDS_OBJECTS = {"reference", "file", "qdrant", "milvus", "lancedb"}
+HOLDS_OBJECTS = {"reference", "file", "qdrant", "milvus", "lancedb", "faiss"}
 
 
 def rows() -> list[dict[str, Any]]:
@@ -286,6 +286,24 @@ def lancedb_case(tmp_path_factory: pytest.TempPathFactory) -> Case:
     return Case("lancedb", lambda: open_source("lancedb", config, BATCH), pushes_down=True)
 
 
+@pytest.fixture(scope="module")
+def faiss_case(tmp_path_factory: pytest.TempPathFactory) -> Case:
+    import faiss
+
+    path = tmp_path_factory.mktemp("contract-faiss")
+    index = faiss.IndexIDMap2(faiss.IndexFlatIP(DIM))
+    vectors = np.asarray([r["vector"] for r in rows()], np.float32)
+    index.add_with_ids(vectors, np.asarray([r["id"] for r in rows()], np.int64))
+    faiss.write_index(index, str(path / "index.faiss"))
+    (path / "payload.jsonl").write_text("".join(json.dumps(payload(r)) + "\n" for r in rows()))
+    config = {
+        "index": str(path / "index.faiss"),
+        "payload": str(path / "payload.jsonl"),
+        "distance": "cosine",
+    }
+    return Case("faiss", lambda: open_source("faiss", config, BATCH), pushes_down=False)
+
+
 CASES = [
     "reference_case",
     "file_case",
@@ -295,6 +313,7 @@ CASES = [
     "redis_case",
     "milvus_case",
     "lancedb_case",
+    "faiss_case",
 ]
 
 

@@ -88,6 +88,12 @@ REGISTRY: dict[str, SourceType] = {
     "lancedb": SourceType(
         "qmigrate.sources.lancedb", "lancedb", path_keys=("uri",), local_only=_shared_files
     ),
+    "faiss": SourceType(
+        "qmigrate.sources.faiss",
+        "faiss",
+        path_keys=("index", "ids", "payload"),
+        local_only=_shared_files,
+    ),
 }
 
 
