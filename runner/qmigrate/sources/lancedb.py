@@ -213,7 +213,8 @@ class Source:
         )
         if self.where is not None:
             query = query.where(self.where, prefilter=True)
-        hits = query.select([self.id_field]).limit(k).to_arrow()
+        # _distance named: Lance warns on stderr of every search that leaves it out
+        hits = query.select([self.id_field, "_distance"]).limit(k).to_arrow()
         return list(hits.column(self.id_field).to_pylist())
 
     def explain(self, exc: Exception) -> str:
