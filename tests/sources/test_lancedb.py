@@ -232,3 +232,17 @@ def test_resumes_after_kill_9_and_leaves_out_rows_added_meanwhile(tmp_path: Path
             "color": row["color"],
             "n": row["n"],
         }, i
+
+
+def test_an_object_store_uri_is_not_made_a_local_path(tmp_path: Path) -> None:
+    from qmigrate import spec
+
+    document = {
+        "version": 1,
+        "name": "s3",
+        "source": {"type": "lancedb", "uri": "s3://bucket/lance", "table": "items"},
+        "target": {"path": "t", "collection": "c"},
+    }
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(document))
+    job = spec.load(tmp_path / "job.yaml", {})
+    assert job.source_paths == {}
