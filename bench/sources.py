@@ -414,6 +414,101 @@ PGVECTOR = BenchSource(
 )
 
 
+# --- LanceDB (embedded) ------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _lancedb_start(root: Path) -> Iterator[dict[str, Any]]:
+    yield {"uri": str(root / "lancedb")}
+
+
+def _lancedb_load(conn: dict[str, Any], vectors: np.ndarray) -> None:
+    import lancedb
+    import pyarrow as pa
+
+    rows = [payload(i) for i in range(len(vectors))]
+    table = pa.Table.from_pylist(rows).add_column(0, "id", pa.array(range(len(vectors))))
+    flat = pa.array(vectors.ravel())
+    table = table.append_column(
+        "embedding", pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])
+    )
+    lancedb.connect(conn["uri"]).create_table(COLLECTION, table)
+
+
+def _lancedb_read(conn: dict[str, Any], batch: int) -> Iterator[list[Row]]:
+    import lancedb
+
+    table = lancedb.connect(conn["uri"]).open_table(COLLECTION)
+    for page in table.search().limit(None).to_batches(batch):
+        rows = page.to_pylist()
+        yield [(row.pop("id"), row.pop("embedding"), row) for row in rows]
+
+
+LANCEDB = BenchSource(
+    start=_lancedb_start,
+    load=_lancedb_load,
+    read=_lancedb_read,
+    job=lambda conn: {
+        "source": {
+            "type": "lancedb",
+            "uri": conn["uri"],
+            "table": COLLECTION,
+            "vectors": {"embedding": {"distance": "cosine"}},
+        },
+        "mapping": {"vectors": {"embedding": ""}},  # the unnamed vector, as the raw write makes
+    },
+    vdf="vdf-io's LanceDB export is not wired into this harness",
+)
+
+
+# --- FAISS (an index file and a JSONL payload sidecar) ------------------------------------
+
+
+@contextlib.contextmanager
+def _faiss_start(root: Path) -> Iterator[dict[str, Any]]:
+    yield {"index": str(root / "index.faiss"), "payload": str(root / "payload.jsonl")}
+
+
+def _faiss_load(conn: dict[str, Any], vectors: np.ndarray) -> None:
+    import faiss
+    import orjson
+
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
+    faiss.write_index(index, conn["index"])
+    with open(conn["payload"], "wb") as handle:
+        for i in range(len(vectors)):
+            handle.write(orjson.dumps(payload(i)) + b"\n")
+
+
+def _faiss_read(conn: dict[str, Any], batch: int) -> Iterator[list[Row]]:
+    import faiss
+
+    index = faiss.read_index(conn["index"])
+    with open(conn["payload"]) as handle:
+        for start in range(0, index.ntotal, batch):
+            count = min(batch, index.ntotal - start)
+            vectors = index.reconstruct_n(start, count).tolist()
+            payloads = [json.loads(handle.readline()) for _ in range(count)]
+            yield [(start + i, vectors[i], payloads[i]) for i in range(count)]
+
+
+FAISS = BenchSource(
+    start=_faiss_start,
+    load=_faiss_load,
+    read=_faiss_read,
+    job=lambda conn: {
+        "source": {
+            "type": "faiss",
+            "index": conn["index"],
+            "payload": conn["payload"],
+            "distance": "cosine",
+        }
+    },
+    vdf="vdf-io has no FAISS export",
+)
+
+
 SOURCES: dict[str, BenchSource] = {
     "file": FILE,
     "qdrant": QDRANT,
@@ -422,4 +517,6 @@ SOURCES: dict[str, BenchSource] = {
     "milvus-server": MILVUS_SERVER,
     "redis": REDIS,
     "pgvector": PGVECTOR,
+    "lancedb": LANCEDB,
+    "faiss": FAISS,
 }

@@ -216,7 +216,8 @@ def _job_from_document(document: dict[str, Any], file: Path) -> Job:
         source_paths={
             key: os.path.realpath(filled["source"][key])
             for key in REGISTRY[filled["source"]["type"]].path_keys
-            if isinstance(filled["source"].get(key), str)
+            # a URI (LanceDB's s3://...) is no local path
+            if isinstance(filled["source"].get(key), str) and "://" not in filled["source"][key]
         },
         document=document,
         partitions=filled.get("partitions"),

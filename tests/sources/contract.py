@@ -40,7 +40,7 @@ SHARED_FIELDS = {"color", "n", "price", "tags"}
 # flat metadata, so they get `flat_payload`, and the geo and nested filters select nothing
 # there; the other sources evaluate them client-side (Qdrant: pushed down).
 STRUCTURED_FIELDS = {"location", "parts"}
-HOLDS_OBJECTS = {"reference", "file", "qdrant", "milvus", "pgvector"}
+HOLDS_OBJECTS = {"reference", "file", "qdrant", "milvus", "pgvector", "lancedb", "faiss"}
 
 
 def rows() -> list[dict[str, Any]]:
@@ -298,6 +298,39 @@ def pgvector_case(pg18_server: Any) -> Case:
     return Case("pgvector", lambda: open_source("pgvector", config, BATCH), pushes_down=True)
 
 
+def lancedb_case(tmp_path_factory: pytest.TempPathFactory) -> Case:
+    import lancedb
+    import pyarrow as pa
+
+    path = tmp_path_factory.mktemp("contract-lancedb")
+    table = pa.Table.from_pylist(rows())
+    vectors = pa.array([r["vector"] for r in rows()], pa.list_(pa.float32(), DIM))
+    table = table.set_column(table.schema.get_field_index("vector"), "vector", vectors)
+    db = lancedb.connect(str(path))
+    db.create_table("contract", table.slice(0, 25))
+    db.open_table("contract").add(table.slice(25))  # two fragments
+    config = {"uri": str(path), "table": "contract", "vectors": {"vector": {"distance": "cosine"}}}
+    return Case("lancedb", lambda: open_source("lancedb", config, BATCH), pushes_down=True)
+
+
+@pytest.fixture(scope="module")
+def faiss_case(tmp_path_factory: pytest.TempPathFactory) -> Case:
+    import faiss
+
+    path = tmp_path_factory.mktemp("contract-faiss")
+    index = faiss.IndexIDMap2(faiss.IndexFlatIP(DIM))
+    vectors = np.asarray([r["vector"] for r in rows()], np.float32)
+    index.add_with_ids(vectors, np.asarray([r["id"] for r in rows()], np.int64))
+    faiss.write_index(index, str(path / "index.faiss"))
+    (path / "payload.jsonl").write_text("".join(json.dumps(payload(r)) + "\n" for r in rows()))
+    config = {
+        "index": str(path / "index.faiss"),
+        "payload": str(path / "payload.jsonl"),
+        "distance": "cosine",
+    }
+    return Case("faiss", lambda: open_source("faiss", config, BATCH), pushes_down=False)
+
+
 CASES = [
     "reference_case",
     "file_case",
@@ -307,6 +340,8 @@ CASES = [
     "redis_case",
     "milvus_case",
     "pgvector_case",
+    "lancedb_case",
+    "faiss_case",
 ]
 
 

@@ -56,6 +56,8 @@ def test_a_source_gets_the_schema_defaults_and_keeps_what_the_job_sets() -> None
         ({"type": "chroma", "path": "chroma-data", "collection": "c"}, True),
         ({"type": "file", "path": "rows.jsonl"}, False),  # read by any number of processes
         ({"type": "pinecone", "index_host": "h", "ids_file": "ids.txt"}, False),
+        ({"type": "lancedb", "uri": "lance-data", "table": "t"}, False),  # files, shared
+        ({"type": "faiss", "index": "i.faiss", "payload": "p.jsonl"}, False),
     ],
 )
 def test_the_registry_says_which_sources_only_this_machine_reaches(

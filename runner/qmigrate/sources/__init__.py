@@ -121,6 +121,20 @@ REGISTRY: dict[str, SourceType] = {
         "qmigrate.sources.milvus", "milvus", local_only=_milvus_local, one_process=_milvus_lite
     ),
     "pgvector": SourceType("qmigrate.sources.pgvector", "pgvector", local_only=_postgres_socket),
+    "lancedb": SourceType(
+        "qmigrate.sources.lancedb",
+        "lancedb",
+        path_keys=("uri",),
+        local_only=_shared_files,
+        one_process=_shared_files,
+    ),
+    "faiss": SourceType(
+        "qmigrate.sources.faiss",
+        "faiss",
+        path_keys=("index", "ids", "payload"),
+        local_only=_shared_files,
+        one_process=_shared_files,
+    ),
 }
 
 

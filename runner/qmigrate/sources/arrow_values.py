@@ -1,4 +1,7 @@
-"""Arrow (Parquet) column types as payload values: each in a JSON form that keeps it exact.
+"""Arrow (Parquet, LanceDB) columns as vectors and payload values.
+
+A column of equal-length float lists becomes one float32 matrix (`float_matrix`); other
+column types become payload values, each in a JSON form that keeps it exact:
 
 | Arrow type | payload value |
 |---|---|
@@ -23,6 +26,7 @@ import decimal
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -65,6 +69,47 @@ def _problem(data_type: pa.DataType) -> str | None:
         if problem:
             return problem
     return None
+
+
+def float_matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
+    """A column of equal-length float lists without nulls as an (n, dim) float32 array;
+    None for anything else, which then goes row by row to the mapper to be judged."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    kind = column.type
+    lists = (pa.types.is_list, pa.types.is_large_list, pa.types.is_fixed_size_list)
+    if not any(is_list(kind) for is_list in lists):
+        return None
+    if not pa.types.is_floating(kind.value_type) or column.null_count or len(column) == 0:
+        return None
+    lengths = pc.list_value_length(column)
+    dim = lengths[0].as_py()
+    values = column.flatten()  # the slice's values only
+    if values.null_count or pc.min_max(lengths).as_py() != {"min": dim, "max": dim}:
+        return None
+    return values.to_numpy().astype(np.float32, copy=False).reshape(len(column), dim)
+
+
+def payload_columns(
+    batch: pa.RecordBatch | pa.Table, columns: list[str]
+) -> tuple[dict[str, list[Any]], list[str | None]]:
+    """`columns` of `batch` as lists of payload values, and why each row cannot be read
+    (None: it can): a row holding a value in a column that cannot be carried is invalid."""
+    values: dict[str, list[Any]] = {}
+    invalid: list[str | None] = [None] * batch.num_rows
+    for name in columns:
+        column = batch.column(name)
+        _, problem = describe(column.type)
+        if problem:
+            held = column.is_valid().to_pylist()
+            invalid = [
+                reason or (f"column '{name}' is {problem}" if has else None)
+                for reason, has in zip(invalid, held, strict=True)
+            ]
+            continue
+        converted = column_values(pa.chunked_array([column]))
+        values[name] = column.to_pylist() if converted is None else converted
+    return values, invalid
 
 
 def column_values(column: pa.ChunkedArray) -> list[Any] | None:

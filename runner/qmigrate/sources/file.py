@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
 
 from qmigrate.errors import QmigrateError
@@ -215,7 +214,7 @@ class Source:
         replaced: dict[str, Any] = {}
         for name, config in self.vector_config.items():
             if config.get("kind", "dense") == "dense" and name in table.column_names:
-                matrix = _float_matrix(table.column(name))
+                matrix = arrow_values.float_matrix(table.column(name))
                 if matrix is not None:
                     replaced[name] = matrix
         invalid: list[str | None] = [None] * table.num_rows
@@ -321,27 +320,6 @@ def _rows(table: Any, file: Path, group: int) -> list[dict[str, Any]]:
                     f"({exc.reason} at byte {exc.start})"
                 ) from None
         raise
-
-
-def _float_matrix(column: Any) -> np.ndarray | None:
-    """A column of equal-length float lists without nulls as an (n, dim) float32 array;
-    None for anything else, which then goes row by row to the mapper to be judged."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    column = column.combine_chunks()
-    kind = column.type
-    lists = (pa.types.is_list, pa.types.is_large_list, pa.types.is_fixed_size_list)
-    if not any(is_list(kind) for is_list in lists):
-        return None
-    if not pa.types.is_floating(kind.value_type) or column.null_count or len(column) == 0:
-        return None
-    lengths = pc.list_value_length(column)
-    dim = lengths[0].as_py()
-    values = column.flatten()  # the slice's values only
-    if values.null_count or pc.min_max(lengths).as_py() != {"min": dim, "max": dim}:
-        return None
-    return values.to_numpy().astype(np.float32, copy=False).reshape(len(column), dim)
 
 
 def _count_lines(file: Path) -> int:
