@@ -141,6 +141,10 @@ class Bench:
             rows[f"(c) qmigrate p={p}"] = self.repeat(
                 lambda tag, p=p: self.qmigrate(name, conn, p, tag)
             )
+        for w in self.args.workers:
+            rows[f"(c) qmigrate processes w={w}"] = self.repeat(
+                lambda tag, w=w: self.qmigrate(name, conn, 1, tag, workers=w)
+            )
         rows["(d) loop"] = self.repeat(
             lambda tag: self.child(
                 "loop",
@@ -159,15 +163,22 @@ class Bench:
             )
         return rows
 
-    def qmigrate(self, name: str, conn: dict[str, Any], parallelism: int, tag: str) -> Usage:
-        document = {
+    def qmigrate(
+        self, name: str, conn: dict[str, Any], parallelism: int, tag: str, workers: int = 0
+    ) -> Usage:
+        """(c): `apply` on threads (`parallelism`), or on `workers` processes (as many
+        partitions, one each)."""
+        label = f"w{workers}" if workers else str(parallelism)
+        document: dict[str, Any] = {
             "version": 1,
-            "name": f"c-{name}-{parallelism}-{tag}",
+            "name": f"c-{name}-{label}-{tag}",
             **SOURCES[name].job(conn),
-            "target": {**self.sink_grpc, "collection": f"c-{name}-{parallelism}-{tag}"},
+            "target": {**self.sink_grpc, "collection": f"c-{name}-{label}-{tag}"},
             "batch_size": self.args.batch,
             "parallelism": parallelism,
         }
+        if workers:
+            document["executor"] = {"type": "processes", "workers": workers}
         job = self.root / f"{document['name']}.json"
         job.write_text(json.dumps(document))
         return run_child_usage([sys.executable, "-m", "qmigrate", "apply", str(job)])
@@ -270,6 +281,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--parallelism", type=int, nargs="+", default=[2])
+    parser.add_argument(
+        "--workers", type=int, nargs="*", default=[], help="(c) rows on the process executor"
+    )
     parser.add_argument("--sources", nargs="+", choices=list(SOURCES), default=list(SOURCES))
     writes = ["rest", "grpc", "memory", "disk"]  # disk: ~1,000 points/s, minutes at 100k a run
     parser.add_argument("--writes", nargs="+", choices=writes, default=writes, help="(b) targets")

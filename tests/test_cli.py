@@ -6,6 +6,8 @@ import contextlib
 import json
 import pkgutil
 import re
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -99,6 +101,21 @@ def test_validate_reports_each_file(tmp_path: Path, write_job: Callable, cli: Cl
     data = cli("validate", "--output", "json", ".").json()
     assert data["ok"] is False and data["error"] == "1 of 2 job files are invalid"
     assert [f["ok"] for f in data["files"]] == [True, False]
+
+
+def test_validating_a_job_without_a_filter_does_not_load_qdrant_client() -> None:
+    """qdrant-client takes a second or more to import; only a filter's check needs it, so a
+    pre-commit hook over many job files stays quick (bench: validate, BENCHMARKS.md)."""
+    probe = (
+        "import sys\n"
+        "from qmigrate.cli import main\n"
+        "code = main(['validate', 'jobs/quickstart.yaml'])\n"
+        "print(code, 'qdrant_client' in sys.modules)\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert completed.stdout.split()[-2:] == ["0", "False"], completed.stderr
 
 
 @pytest.mark.parametrize(

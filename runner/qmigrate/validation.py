@@ -16,7 +16,6 @@ import yaml
 
 from qmigrate import payload_paths
 from qmigrate.errors import invalid
-from qmigrate.filter_check import filter_problems
 from qmigrate.job_schema import load_schemas
 from qmigrate.redaction import is_secret_key, remember_secrets
 
@@ -89,6 +88,10 @@ def validation_errors(data: Any, node: yaml.Node | None, file: Path) -> list[str
             where = f"{file}:{line}" if line else str(file)
             found.append((line or 0, f"{where}: {_dotted(path) or '(top level)'}: {message}"))
     if isinstance(data.get("filter"), dict) and not filter_has_errors:
+        # Imported here: it loads qdrant-client (a second or more), which a job without a
+        # filter never needs to be validated.
+        from qmigrate.filter_check import filter_problems
+
         for path, message in filter_problems(data["filter"], ["filter"]):
             line = _line_of(node, path)
             where = f"{file}:{line}" if line else str(file)
