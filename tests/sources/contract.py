@@ -298,6 +298,7 @@ def pgvector_case(pg18_server: Any) -> Case:
     return Case("pgvector", lambda: open_source("pgvector", config, BATCH), pushes_down=True)
 
 
+@pytest.fixture(scope="module")
 def lancedb_case(tmp_path_factory: pytest.TempPathFactory) -> Case:
     import lancedb
     import pyarrow as pa
