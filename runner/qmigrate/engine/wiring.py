@@ -107,11 +107,16 @@ def resolve(job: Job, read_only: bool = False, warn: Warn = on_stderr) -> Resolv
             identity: dict[str, Any] = getattr(source, "resume_identity", dict)()
         target = QdrantTarget(job.target, read_only=read_only)
         opened.callback(target.close)
-        layout = target_layout(info, job.mapping, job.target)
-        collection = target.existing()
         store = open_store(job, target)
         state = store.load_job(job.name)
         partition_states = store.load_partitions(job.name) if state else {}
+        resume_from = getattr(source, "resume_from", None)
+        if state is not None and resume_from is not None:
+            with before_data_moves(source):  # what the saved partitions read, described
+                resume_from(state.partitions)
+                info = source.describe()
+        layout = target_layout(info, job.mapping, job.target)
+        collection = target.existing()
         opened.pop_all()  # success: the caller closes them (Resolved.close)
     return Resolved(
         job,

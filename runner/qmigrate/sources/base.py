@@ -70,6 +70,11 @@ class Source(Protocol):
         """Release connections; harmless when called again."""
         ...
 
+    # Optional: `resume_from(partitions)`, for a source that pins what a run reads (a
+    # LanceDB table version, carried in the partition specs): on a resume the engine hands
+    # it the saved partitions, then calls describe() again, so the count check counts
+    # what those partitions read rather than what the source holds now.
+    #
     # Optional: `resume_identity() -> dict[str, dict]`, what must be unchanged for saved
     # cursors to still point at the same records (the file source: each file's size and
     # mtime). Saved with the first checkpoint; a difference refuses to resume, naming the

@@ -84,6 +84,11 @@ class Source:
         self.where, residual = kit.split_filter(filter, _dialect(self.table.schema))
         return residual
 
+    def resume_from(self, partitions: list[Partition]) -> None:
+        """A resumed run reads the version its partitions pinned at the first run."""
+        if partitions and self.version != partitions[0].spec["version"]:
+            self.version, self._table = partitions[0].spec["version"], None
+
     def describe(self) -> SourceInfo:
         table = self.table
         self.version = table.version  # pinned: partitions carry it
