@@ -82,6 +82,48 @@ FILE = BenchSource(
 )
 
 
+# --- file (Parquet) ------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _parquet_start(root: Path) -> Iterator[dict[str, Any]]:
+    yield {"path": str(root / "rows.parquet")}
+
+
+def _parquet_load(conn: dict[str, Any], vectors: np.ndarray) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    dim = vectors.shape[1]
+    columns = {key: [payload(i)[key] for i in range(len(vectors))] for key in payload(0)}
+    table = pa.table(
+        {
+            "id": pa.array(range(len(vectors)), pa.int64()),
+            "v": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim),
+            **columns,
+        }
+    )
+    pq.write_table(table, conn["path"], row_group_size=10_000)
+
+
+def _parquet_read(conn: dict[str, Any], batch: int) -> Iterator[list[Row]]:
+    """What a plain script does: pyarrow batches, rows as Python values."""
+    import pyarrow.parquet as pq
+
+    for record_batch in pq.ParquetFile(conn["path"]).iter_batches(batch_size=batch):
+        rows = record_batch.to_pylist()
+        yield [(row.pop("id"), row.pop("v"), row) for row in rows]
+
+
+PARQUET = BenchSource(
+    start=_parquet_start,
+    load=_parquet_load,
+    read=_parquet_read,
+    job=FILE.job,
+    vdf="vdf-io's import takes only its own VDF directory (Parquet + meta), not any Parquet",
+)
+
+
 def jsonl_data_set(name: str, points: int, dim: int) -> tuple[Path, dict[str, Any]]:
     """A fresh directory holding `rows.jsonl` of random float32 vectors: (directory, conn)."""
     root = Path(tempfile.mkdtemp(prefix=f"qmigrate-{name}-"))
@@ -511,6 +553,7 @@ FAISS = BenchSource(
 
 SOURCES: dict[str, BenchSource] = {
     "file": FILE,
+    "parquet": PARQUET,
     "qdrant": QDRANT,
     "chroma": CHROMA,
     "milvus": MILVUS,
