@@ -89,7 +89,12 @@ class Points(pb.PointsServicer):
         self.sink.note_upsert(name, "grpc", request.wait, ids)
         if self.sink.keeps(name):
             points = [GrpcToRest.convert_point_struct(p) for p in request.points]
-            self.sink.call("upsert", name, points)
+            mode = (  # UpsertPoints.update_mode, field 8 (Qdrant 1.17+)
+                GrpcToRest.convert_update_mode(request.update_mode)
+                if request.HasField("update_mode")
+                else None
+            )
+            self.sink.call("upsert", name, points, update_mode=mode)
             with self.sink.lock:
                 self.sink.writes[name] = self.sink.writes.get(name, 0) + len(points)
         else:

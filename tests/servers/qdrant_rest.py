@@ -147,7 +147,8 @@ class Store:
     def upsert(self, name: str, body: dict[str, Any], wait: bool) -> None:
         self.note_upsert(name, "rest", wait, [p["id"] for p in body["points"]])
         if self.keeps(name):
-            self.call("upsert", name, models.PointsList.model_validate(body).points)
+            request = models.PointsList.model_validate(body)  # update_mode too (Qdrant 1.17+)
+            self.call("upsert", name, request.points, update_mode=request.update_mode)
             with self.lock:
                 self.writes[name] = self.writes.get(name, 0) + len(body["points"])
             return
