@@ -307,7 +307,11 @@ class QdrantTarget:
                 self.collection,
                 wire.local_points(points),
                 wait=True,
-                **({"update_mode": models.UpdateMode.INSERT_ONLY} if self.insert_only else {}),
+                **(
+                    {"update_mode": models.UpdateMode.INSERT_ONLY}
+                    if self.insert_only and LOCAL_UPDATE_MODE
+                    else {}
+                ),
             )
         return 0
 
