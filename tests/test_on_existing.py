@@ -19,6 +19,7 @@ from qdrant_client import grpc as pb
 
 from qmigrate import cli, on_existing, wire
 from qmigrate import target as target_module
+from tests.conftest import make_qdrant_collection
 from tests.servers.qdrant_grpc import running_both
 
 ROWS = 40
@@ -153,3 +154,30 @@ def test_a_server_before_insert_only_is_refused() -> None:
         "target.on_existing: keep needs Qdrant 1.17 or later (insert-only writes); "
         "the server runs 1.16.3: upgrade it, or use overwrite"
     )
+
+
+def test_the_count_check_allows_what_the_application_added(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The application added a point to both ends after the backfill: the target holds one
+    point more than the job wrote, the source one record more than it read. With keep that
+    is a note (sync catches up), not a failed count check."""
+    make_qdrant_collection(tmp_path / "source", count=20, named=False, size=4)
+    job = {
+        "version": 1,
+        "name": "added",
+        "source": {"type": "qdrant", "path": str(tmp_path / "source"), "collection": "docs"},
+        "target": {"path": str(tmp_path / "target"), "collection": "added", "on_existing": "keep"},
+    }
+    job_file = tmp_path / "job.yaml"
+    job_file.write_text(yaml.safe_dump(job))
+    assert cli.main(["apply", str(job_file)]) == 0
+    added = models.PointStruct(id=10**6, vector=[0.0, 1.0, 0.0, 0.0])
+    for path, collection in ((tmp_path / "source", "docs"), (tmp_path / "target", "added")):
+        with client_of({"path": str(path)}) as client:
+            client.upsert(collection, [added])
+    capsys.readouterr()
+    assert cli.main(["apply", str(job_file)]) == 0
+    out = capsys.readouterr().out
+    assert "the source holds 21 records now, the job read 20" in out
+    assert "`qmigrate sync` writes what changed since" in out
