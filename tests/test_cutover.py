@@ -22,6 +22,7 @@ from qdrant_client import QdrantClient, models
 
 from qmigrate import cli, engine, spec
 from qmigrate.checkpoint import FileStore, Lease
+from tests.servers.qdrant_grpc import running_both
 
 ROWS = 30
 
@@ -209,3 +210,47 @@ def test_the_record_outlives_a_reset_of_the_checkpoints(tmp_path: Path) -> None:
     store.delete("job")
     assert store.load_cutover("job") == record
     assert store.load_job("job") is None
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[tuple[str, int]]:
+    with running_both() as (url, grpc_port, _store):
+        yield url, grpc_port
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_cutover_and_rollback_on_a_server(
+    transport: str,
+    applied: Path,
+    tmp_path: Path,
+    server: tuple[str, int],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The alias requests over REST (POST /collections/aliases, GET /aliases) and gRPC
+    (UpdateAliases, ListAliases), against the stand-in that serves them as Qdrant does."""
+    url, grpc_port = server
+    alias, old, new = f"products_{transport}", f"v1_{transport}", f"v2_{transport}"
+    client = QdrantClient(url=url, prefer_grpc=False)
+    client.create_collection(old, vectors_config={})
+    create = models.CreateAlias(collection_name=old, alias_name=alias)
+    client.update_collection_aliases(
+        change_aliases_operations=[models.CreateAliasOperation(create_alias=create)]
+    )
+
+    def now() -> str | None:
+        found = client.get_aliases().aliases
+        return next((a.collection_name for a in found if a.alias_name == alias), None)
+
+    target = {"url": url, "grpc_port": grpc_port, "prefer_grpc": transport == "grpc"}
+    job = _job(applied, tmp_path / "unused", alias=alias)
+    document = yaml.safe_load(job.read_text())
+    document["name"] = f"server-{transport}"
+    document["target"] = {**target, "collection": new, "alias": alias}
+    job.write_text(yaml.safe_dump(document))
+    assert cli.main(["apply", str(job)]) == 0
+    code, out, _ = run(capsys, "cutover", str(job))
+    assert code == 0 and f"now points at '{new}' (before: '{old}')" in out, out
+    assert now() == new
+    code, out, _ = run(capsys, "rollback", str(job))
+    assert code == 0 and now() == old
+    client.close()

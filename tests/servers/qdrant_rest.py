@@ -293,10 +293,18 @@ class RestHandler(BaseHTTPRequestHandler):
 
     def _route(self, method: str, parts: list[str], raw: bytes, wait: bool) -> Any:
         store = self.store
+        body = orjson.loads(raw) if raw else {}
         if parts == ["collections"]:
             return store.call("get_collections")
+        if parts == ["aliases"] and method == "GET":  # CollectionsAliasesResponse
+            return store.call("get_aliases")
+        if parts == ["collections", "aliases"] and method == "POST":
+            # ChangeAliasesOperation: every action applied, or none (as Qdrant does)
+            request = models.ChangeAliasesOperation.model_validate(body)
+            return store.call("update_collection_aliases", request.actions)
         name, rest = parts[1], parts[2:]
-        body = orjson.loads(raw) if raw else {}
+        if rest == ["aliases"] and method == "GET":
+            return store.call("get_collection_aliases", name)
         if not rest:
             if method == "GET":
                 if not store.exists(name):
