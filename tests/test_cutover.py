@@ -113,6 +113,13 @@ def test_cutover_moves_the_alias_and_rollback_restores_it(
     assert alias_now(job) == "products_v2"
     code, out, _ = run(capsys, "status", str(job))
     assert "last cutover: named 'products_v1' before" in out
+    with local(job) as client:  # the old collection, gone: refused, the alias kept
+        client.delete_collection("products_v1")
+    code, _, err = run(capsys, "rollback", str(job))
+    assert code == 1 and "that collection is gone: not rolling back" in err
+    assert alias_now(job) == "products_v2"
+    with local(job) as client:
+        client.create_collection("products_v1", vectors_config={})
     code, out, err = run(capsys, "rollback", str(job))
     assert (code, err) == (0, "")
     assert "points at 'products_v1' again" in out

@@ -127,6 +127,11 @@ def rollback(target: QdrantTarget, store: CheckpointStore, job: str) -> CutoverR
             f"alias '{record.alias}' names '{now}' now, not '{record.collection}' as the "
             "cutover left it: not rolling back over a change made since"
         )
+    if record.previous is not None and record.previous not in collections(target):
+        raise QmigrateError(
+            f"alias '{record.alias}' named '{record.previous}' before the cutover, and that "
+            "collection is gone: not rolling back"
+        )
     if now != record.previous:
         switch(target, record.alias, record.previous, now)
     save_record(store, job, None)
