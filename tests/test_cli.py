@@ -61,6 +61,8 @@ COMMANDS = (
     "plan",
     "apply",
     "verify",
+    "cutover",
+    "rollback",
     "status",
     "reset",
     "schema",

@@ -106,6 +106,9 @@ def test_bash_completes_commands_options_and_choices(bash_script: str) -> None:
     assert complete(bash_script, ["qmigrate", "plan", "--out"]) == ["--output"]
     assert complete(bash_script, ["qmigrate", "apply", "--ver"]) == ["--verify"]
     assert complete(bash_script, ["qmigrate", "completion", "z"]) == ["zsh"]
+    assert complete(bash_script, ["qmigrate", "cu"]) == ["cutover"]
+    assert complete(bash_script, ["qmigrate", "ro"]) == ["rollback"]
+    assert complete(bash_script, ["qmigrate", "cutover", "--no"]) == ["--no-verify"]
 
 
 @pytest.mark.skipif(

@@ -169,6 +169,13 @@ class CheckpointStore(Protocol):
     def load_partitions(self, job: str) -> dict[str, PartitionState]: ...
     def save_partition(self, job: str, state: PartitionState) -> None: ...
     def delete(self, job: str) -> None: ...
+    # A cutover's record (`alias.CutoverRecord` as JSON): apart from the checkpoints, and
+    # kept by `delete`, so a reset or a restart of the job still knows the way back.
+    def load_cutover(self, job: str) -> dict[str, Any] | None: ...
+    def save_cutover(self, job: str, record: dict[str, Any] | None) -> None: ...
+
+
+_KIND_CUTOVER = models.FieldCondition(key="kind", match=models.MatchValue(value="cutover"))
 
 
 class TargetStore:
@@ -218,6 +225,19 @@ class TargetStore:
         if kind:
             must.append(models.FieldCondition(key="kind", match=models.MatchValue(value=kind)))
         return models.Filter(must=must)
+
+    def load_cutover(self, job: str) -> dict[str, Any] | None:
+        return self._get(job, "\0cutover")
+
+    def save_cutover(self, job: str, record: dict[str, Any] | None) -> None:
+        if record is None:
+            if self._exists():
+                selector = models.PointIdsList(points=[self._point_id(job, "\0cutover")])
+                with self.connection.lock:
+                    self.client.delete(OFFSETS_COLLECTION, points_selector=selector, wait=True)
+            return
+        self._ensure()
+        self._put(job, "\0cutover", "cutover", record)
 
     def load_lease(self, job: str) -> Lease | None:
         data = self._get(job, "\0lease")
@@ -274,7 +294,11 @@ class TargetStore:
             with self.connection.lock:
                 self.client.delete(
                     OFFSETS_COLLECTION,
-                    points_selector=models.FilterSelector(filter=self._job_filter(job)),
+                    points_selector=models.FilterSelector(
+                        filter=self._job_filter(job).model_copy(
+                            update={"must_not": [_KIND_CUTOVER]}
+                        )
+                    ),
                     wait=True,
                 )
 
@@ -344,5 +368,16 @@ class FileStore:
     def delete(self, job: str) -> None:
         with self.lock:
             data = self._read()
-            if data["jobs"].pop(job, None) is not None:
+            entry = data["jobs"].pop(job, None)
+            if entry is not None:
+                if entry.get("cutover"):
+                    data["jobs"][job] = {"job": None, "partitions": {}, "cutover": entry["cutover"]}
                 self._write(data)
+
+    def load_cutover(self, job: str) -> dict[str, Any] | None:
+        entry = self._read()["jobs"].get(job) or {}
+        cutover: dict[str, Any] | None = entry.get("cutover")
+        return cutover
+
+    def save_cutover(self, job: str, record: dict[str, Any] | None) -> None:
+        self._update(job, lambda entry: entry.update(cutover=record))

@@ -73,7 +73,10 @@ def job_schema_bundle() -> dict[str, Any]:
         ref = branch["then"]["$ref"]
         source_schema = registry.contents(job_schema["$id"].rsplit("/", 1)[0] + "/" + ref)
         name = ref.split("/")[-1].removesuffix(".schema.json")
-        defs[f"source_{name}"] = {k: v for k, v in source_schema.items() if k != "$schema"}
+        # Without its $id: its refs (#/$defs/template) then resolve against the bundle.
+        defs[f"source_{name}"] = {
+            k: v for k, v in source_schema.items() if k not in ("$schema", "$id")
+        }
         branch["then"] = {"$ref": f"#/$defs/source_{name}"}
     defs["template"] = TEMPLATE_SCHEMA
     return _accept_templates(bundle)

@@ -47,6 +47,8 @@ class TargetSpec:
     timeout: float = _TARGET["timeout"]
     in_flight: int = _TARGET["in_flight"]
     on_missing: str = _TARGET["on_missing"]
+    on_existing: str = _TARGET["on_existing"]  # overwrite | keep (insert-only writes)
+    alias: str | None = None  # what `cutover` points at the collection
     vectors: dict[str, dict[str, Any]] = field(default_factory=dict)
     sparse_vectors: dict[str, dict[str, Any]] = field(default_factory=dict)
     hnsw: dict[str, Any] | None = None

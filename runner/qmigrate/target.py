@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import uuid
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from urllib.parse import urlsplit
 
 from qdrant_client import grpc as pb
 from qdrant_client import models
+from qdrant_client.local.qdrant_local import QdrantLocal
 
 from qmigrate import wire
 from qmigrate.collection_layout import (
@@ -31,6 +33,8 @@ DEFAULT_HNSW_M = 16
 REQUEST_BYTES = 4 * 1024 * 1024
 # Qdrant refuses requests over 32 MiB by default; a request is split well below that.
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
+# Whether this qdrant-client's local mode takes upsert's update_mode (insert_only).
+LOCAL_UPDATE_MODE = "update_mode" in inspect.signature(QdrantLocal.upsert).parameters
 
 
 class QdrantTarget:
@@ -51,6 +55,8 @@ class QdrantTarget:
         )
         self.client = self.connection.client
         self._acknowledge_only: bool | None = None
+        # on_existing: keep writes insert-only: a point the collection holds is left alone.
+        self.insert_only = spec.on_existing == "keep"
         if self.connection.local:
             self._write = self._write_models
         elif self.connection.grpc:
@@ -287,19 +293,40 @@ class QdrantTarget:
         every number in it for local-inference objects, which mapped points never hold (a
         tenth of a JSONL job's CPU); every local-mode test goes through this private handle."""
         with self.connection.lock:
-            self.client._client.upsert(self.collection, wire.local_points(points), wait=True)
+            if self.insert_only and not LOCAL_UPDATE_MODE:
+                # An older qdrant-client's local mode has no update_mode: the points it holds
+                # are left out, under the lock, so nothing writes in between.
+                held = self.client._client.retrieve(
+                    self.collection, [p.id for p in points], with_payload=False, with_vectors=False
+                )
+                known = {str(p.id) for p in held}
+                points = [p for p in points if str(p.id) not in known]
+                if not points:
+                    return 0
+            self.client._client.upsert(
+                self.collection,
+                wire.local_points(points),
+                wait=True,
+                **(
+                    {"update_mode": models.UpdateMode.INSERT_ONLY}
+                    if self.insert_only and LOCAL_UPDATE_MODE
+                    else {}
+                ),
+            )
         return 0
 
     def _write_grpc(self, points: list[models.PointStruct], wait: bool) -> int:
         """A server: the request is encoded straight from the points (`wire`)."""
-        request = wire.grpc_upsert_request(self.collection, points, wait=wait)
+        request = wire.grpc_upsert_request(
+            self.collection, points, wait=wait, insert_only=self.insert_only
+        )
         if len(request) > MAX_REQUEST_BYTES and len(points) > 1:
             return self._write_halves(points, wait, self._write_grpc)
         self._grpc_upsert(request, timeout=self.spec.timeout)
         return len(request)
 
     def _write_rest(self, points: list[models.PointStruct], wait: bool) -> int:
-        body = wire.rest_upsert_body(points)
+        body = wire.rest_upsert_body(points, insert_only=self.insert_only)
         if len(body) > MAX_REQUEST_BYTES and len(points) > 1:
             return self._write_halves(points, wait, self._write_rest)
         try:

@@ -23,11 +23,13 @@ from qdrant_client.conversions.conversion import json_to_value
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
-def rest_upsert_body(points: list[models.PointStruct]) -> bytes:
-    """The JSON body of PUT /collections/{name}/points."""
-    return orjson.dumps(
-        {"points": [_rest_point(p) for p in points]}, option=JSON_OPTIONS, default=_rest_default
-    )
+def rest_upsert_body(points: list[models.PointStruct], insert_only: bool = False) -> bytes:
+    """The JSON body of PUT /collections/{name}/points. `insert_only` adds PointsList's
+    `update_mode: insert_only` (Qdrant 1.17+): points the collection holds are left alone."""
+    body: dict[str, Any] = {"points": [_rest_point(p) for p in points]}
+    if insert_only:
+        body["update_mode"] = "insert_only"
+    return orjson.dumps(body, option=JSON_OPTIONS, default=_rest_default)
 
 
 def _rest_point(point: models.PointStruct) -> dict[str, Any]:
@@ -66,9 +68,14 @@ def _lists(vector: Any) -> Any:
 # https://protobuf.dev/programming-guides/encoding/
 
 
-def grpc_upsert_request(collection: str, points: list[models.PointStruct], wait: bool) -> bytes:
-    """The serialised `UpsertPoints` request (collection_name 1, wait 2, points 3)."""
+def grpc_upsert_request(
+    collection: str, points: list[models.PointStruct], wait: bool, insert_only: bool = False
+) -> bytes:
+    """The serialised `UpsertPoints` request (collection_name 1, wait 2, points 3, and with
+    `insert_only` update_mode 8 = UpdateMode.InsertOnly (1), Qdrant 1.17+)."""
     head = _delimited(1, collection.encode()) + (b"\x10\x01" if wait else b"\x10\x00")
+    if insert_only:
+        head += b"\x40\x01"  # field 8, varint
     return head + b"".join(_delimited(3, _point(p)) for p in points)
 
 

@@ -30,6 +30,15 @@ def _completed() -> pb.UpdateResult:
     return pb.UpdateResult(operation_id=0, status=pb.UpdateStatus.Completed)
 
 
+def _aliases(response: Any) -> Any:
+    return pb.ListAliasesResponse(
+        aliases=[
+            pb.AliasDescription(alias_name=a.alias_name, collection_name=a.collection_name)
+            for a in response.aliases
+        ]
+    )
+
+
 class Collections(pb.CollectionsServicer):
     def __init__(self, sink: Store) -> None:
         self.sink = sink
@@ -78,6 +87,21 @@ class Collections(pb.CollectionsServicer):
         self.sink.delete(request.collection_name)
         return pb.CollectionOperationResponse(result=True)
 
+    def UpdateAliases(self, request: Any, context: Any) -> Any:
+        """ChangeAliases: every action applied, or none (as Qdrant does)."""
+        actions = [GrpcToRest.convert_alias_operations(a) for a in request.actions]
+        try:
+            self.sink.call("update_collection_aliases", actions)
+        except ValueError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        return pb.CollectionOperationResponse(result=True)
+
+    def ListAliases(self, request: Any, context: Any) -> Any:
+        return _aliases(self.sink.call("get_aliases"))
+
+    def ListCollectionAliases(self, request: Any, context: Any) -> Any:
+        return _aliases(self.sink.call("get_collection_aliases", request.collection_name))
+
 
 class Points(pb.PointsServicer):
     def __init__(self, sink: Store) -> None:
@@ -89,7 +113,12 @@ class Points(pb.PointsServicer):
         self.sink.note_upsert(name, "grpc", request.wait, ids)
         if self.sink.keeps(name):
             points = [GrpcToRest.convert_point_struct(p) for p in request.points]
-            self.sink.call("upsert", name, points)
+            mode = (  # UpsertPoints.update_mode, field 8 (Qdrant 1.17+)
+                GrpcToRest.convert_update_mode(request.update_mode)
+                if request.HasField("update_mode")
+                else None
+            )
+            self.sink.call("upsert", name, points, update_mode=mode)
             with self.sink.lock:
                 self.sink.writes[name] = self.sink.writes.get(name, 0) + len(points)
         else:
@@ -107,7 +136,12 @@ class Points(pb.PointsServicer):
         name = request.collection_name
         ids = [GrpcToRest.convert_point_id(i) for i in request.ids]
         if self.sink.keeps(name):
-            found = self.sink.call("retrieve", name, ids, with_payload=True)
+            vectors = (  # WithVectorsSelector: unset means none, as in Qdrant
+                GrpcToRest.convert_with_vectors_selector(request.with_vectors)
+                if request.HasField("with_vectors")
+                else False
+            )
+            found = self.sink.call("retrieve", name, ids, with_payload=True, with_vectors=vectors)
             return pb.GetResponse(result=[RestToGrpc.convert_record(r) for r in found])
         with self.sink.lock:
             present = self.sink.ids.get(name, set())

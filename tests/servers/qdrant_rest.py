@@ -147,7 +147,8 @@ class Store:
     def upsert(self, name: str, body: dict[str, Any], wait: bool) -> None:
         self.note_upsert(name, "rest", wait, [p["id"] for p in body["points"]])
         if self.keeps(name):
-            self.call("upsert", name, models.PointsList.model_validate(body).points)
+            request = models.PointsList.model_validate(body)  # update_mode too (Qdrant 1.17+)
+            self.call("upsert", name, request.points, update_mode=request.update_mode)
             with self.lock:
                 self.writes[name] = self.writes.get(name, 0) + len(body["points"])
             return
@@ -292,10 +293,18 @@ class RestHandler(BaseHTTPRequestHandler):
 
     def _route(self, method: str, parts: list[str], raw: bytes, wait: bool) -> Any:
         store = self.store
+        body = orjson.loads(raw) if raw else {}
         if parts == ["collections"]:
             return store.call("get_collections")
+        if parts == ["aliases"] and method == "GET":  # CollectionsAliasesResponse
+            return store.call("get_aliases")
+        if parts == ["collections", "aliases"] and method == "POST":
+            # ChangeAliasesOperation: every action applied, or none (as Qdrant does)
+            request = models.ChangeAliasesOperation.model_validate(body)
+            return store.call("update_collection_aliases", request.actions)
         name, rest = parts[1], parts[2:]
-        body = orjson.loads(raw) if raw else {}
+        if rest == ["aliases"] and method == "GET":
+            return store.call("get_collection_aliases", name)
         if not rest:
             if method == "GET":
                 if not store.exists(name):

@@ -3,14 +3,29 @@
 from qmigrate.commands import (
     apply,
     completion,
+    cutover,
     init,
     plan,
     render,
     reset,
+    rollback,
     schema,
     status,
     validate,
     verify,
 )
 
-COMMANDS = [validate, render, plan, apply, verify, status, reset, schema, init, completion]
+COMMANDS = [
+    validate,
+    render,
+    plan,
+    apply,
+    verify,
+    cutover,
+    rollback,
+    status,
+    reset,
+    schema,
+    init,
+    completion,
+]

@@ -62,7 +62,7 @@ def _vector(field: VectorField) -> dict[str, Any]:
 
 
 def build_plan(resolved: Resolved) -> dict[str, Any]:
-    from qmigrate import engine
+    from qmigrate import engine, on_existing
     from qmigrate.checkpoint import totals
     from qmigrate.engine.counts import RESTART_KEEPS_STALE_POINTS
     from qmigrate.engine.steps import steps
@@ -117,6 +117,8 @@ def build_plan(resolved: Resolved) -> dict[str, Any]:
             "create": create,
             "payload_indexes_to_create": todo.payload_indexes,
             "bulk_load": job.target.bulk_load,
+            "on_existing": on_existing.method(target),
+            "alias": alias_plan(target),
         },
         "checkpoint": {"store": job.checkpoint_store, "state": todo.checkpoint, "points": points},
         "partitions": [{"key": p.key, **p.spec} for p in partitions],
@@ -125,7 +127,8 @@ def build_plan(resolved: Resolved) -> dict[str, Any]:
         "executor": job.executor.type,
         "restart": job.restart,
         "notes": [RESTART_KEEPS_STALE_POINTS] if job.restart == "restart" else [],
-        "warnings": [
+        "warnings": alias_warnings(target)
+        + [
             f"filter key '{key}' is no payload field the source showed "
             f"({', '.join(info.payload_fields)}): it selects as if the field were missing. "
             "Filters name payload keys as records hold them"
@@ -133,6 +136,31 @@ def build_plan(resolved: Resolved) -> dict[str, Any]:
         ],
         "refusals": todo.refusals,
     }
+
+
+def alias_plan(target: Any) -> dict[str, Any] | None:
+    """Where target.alias points now, and where cutover will point it (plan, status)."""
+    from qmigrate import alias
+
+    name = target.spec.alias
+    if not name:
+        return None
+    return {"name": name, "now": alias.points_at(target, name), "cutover_to": target.collection}
+
+
+def alias_warnings(target: Any) -> list[str]:
+    from qmigrate import alias
+
+    if not target.spec.alias or target.spec.alias not in alias.collections(target):
+        return []
+    return [f"cutover would refuse: target.alias '{target.spec.alias}' is a collection's name"]
+
+
+def describe_alias(plan: dict[str, Any] | None) -> str:
+    if plan is None:
+        return "none"
+    now = f"names '{plan['now']}' now" if plan["now"] else "does not exist yet"
+    return f"'{plan['name']}' {now}; cutover points it at '{plan['cutover_to']}'"
 
 
 def _describe_vector(v: dict[str, Any]) -> str:
@@ -184,6 +212,9 @@ def render_text(plan: dict[str, Any]) -> str:
         lines.append(f"    payload indexes to create: {indexes}")
     if target["bulk_load"]:
         lines.append("    bulk load: HNSW indexing off during the load, restored after")
+    lines.append(f"    existing points: {target['on_existing']}")
+    if target["alias"] is not None:
+        lines.append(f"    alias: {describe_alias(target['alias'])}")
     checkpoint = plan["checkpoint"]
     lines.append(
         f"  checkpoint ({checkpoint['store']}): {checkpoint['state']}, "
@@ -235,6 +266,8 @@ def render_markdown(plans: list[dict[str, Any]], error: str | None = None) -> st
             ("target", f"collection {md.code(target['collection'])} at {target['location']}"),
             ("target action", f"{mark} {action}"),
             ("target vectors", "; ".join(_describe_vector(v) for v in target["vectors"])),
+            ("existing points", target["on_existing"]),
+            *([("alias", describe_alias(target["alias"]))] if target["alias"] else []),
             ("filter", _describe_filter(flt)),
             (
                 "checkpoint",

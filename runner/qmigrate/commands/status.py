@@ -13,8 +13,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "status",
         help="show per-partition progress from the checkpoints",
-        description="Show how far each job got, partition by partition, from its checkpoints. "
-        "Only the checkpoint store is contacted, not the source.",
+        description="Show how far each job got, partition by partition, from its checkpoints, "
+        "and where a job's target.alias points. Only the checkpoint store (and, for a job "
+        "with an alias, the target) is contacted, not the source.",
     )
     add_job_options(parser)
     parser.set_defaults(run=run)
@@ -50,12 +51,28 @@ def run(args: argparse.Namespace) -> int:
                     "status": label,
                     "points": totals(in_order).written,
                     "partitions": partitions,
+                    "alias": alias_status(job),
                 }
             )
     except QmigrateError as exc:
         return fail_json(args, {"jobs": reports}, exc)
     emit(args, {"ok": True, "jobs": reports}, "\n".join(render_text(r) for r in reports))
     return 0
+
+
+def alias_status(job: Any) -> dict[str, Any] | None:
+    """Where the alias points now, where cutover points it, and the recorded cutover."""
+    from qmigrate import alias, engine
+    from qmigrate.commands.plan import alias_plan
+
+    if not job.target.alias:
+        return None
+    with engine.target_and_store(job) as (target, store):
+        plan = alias_plan(target)
+        assert plan is not None
+        record = alias.load_record(store, job.name)
+    plan["cutover"] = record.to_json() if record else None
+    return plan
 
 
 def render_text(report: dict[str, Any]) -> str:
@@ -65,6 +82,14 @@ def render_text(report: dict[str, Any]) -> str:
         f"job {report['job']}: {report['status']}, {report['points']:,} points written, "
         f"{done}/{len(parts)} partitions done"
     ]
+    if report["alias"] is not None:
+        from qmigrate.commands.plan import describe_alias
+
+        lines.append(f"  alias: {describe_alias(report['alias'])}")
+        record = report["alias"]["cutover"]
+        if record:
+            before = f"'{record['previous']}'" if record["previous"] else "nothing"
+            lines.append(f"  last cutover: named {before} before; `rollback` points it back")
     for p in parts:
         mark = "done" if p["done"] else ("started" if p["cursor"] is not None else "pending")
         lines.append(f"  {p['key']}: {mark}, {p['points']:,} points")

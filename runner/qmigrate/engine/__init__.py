@@ -9,7 +9,13 @@ workers run `loop.PartitionWorker`: read ahead (`prefetch`), filter and map, wri
 from qmigrate.engine.counts import CountCheckFailed, Summary
 from qmigrate.engine.preflight import refusals
 from qmigrate.engine.run import apply
-from qmigrate.engine.wiring import Resolved, before_data_moves, checkpoint_store, resolve
+from qmigrate.engine.wiring import (
+    Resolved,
+    before_data_moves,
+    checkpoint_store,
+    resolve,
+    target_and_store,
+)
 
 __all__ = [
     "CountCheckFailed",
@@ -20,4 +26,5 @@ __all__ = [
     "checkpoint_store",
     "refusals",
     "resolve",
+    "target_and_store",
 ]

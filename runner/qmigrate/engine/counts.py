@@ -58,6 +58,9 @@ def count_check(
         duplicates=page_duplicates,
     )
     before = state.target_count_before if state else 0
+    # on_existing: keep shares the collection with an application writing to it: points it
+    # holds are kept (and count as the job's), and it may add points the job never read.
+    keep = job.target.on_existing == "keep"
     if state is not None:
         known = state.duplicates["count"] if state.duplicates else page_duplicates
         # Points this job made: what it upserted, less the IDs a later page repeated.
@@ -75,7 +78,7 @@ def count_check(
                 f"{known:,} records had the ID of another record; the one written last won "
                 "(on_duplicate: last_wins)" + (f"; {advice}" if advice else "")
             )
-        if not counts.problems and before == 0 and counts.target_count != expected:
+        if not counts.problems and before == 0 and not keep and counts.target_count != expected:
             counts.problems.append(
                 f"target holds {counts.target_count:,} points, "
                 f"the job wrote {expected:,} distinct ones"
@@ -84,7 +87,14 @@ def count_check(
         counts.notes.append(RESTART_KEEPS_STALE_POINTS)
     source_count = counts.source_count
     if job.filter is None and source_count is not None and total_read != source_count:
-        counts.problems.append(source_changed(source_count, total_read))
+        if keep:  # the application writes to both ends; `sync` catches up
+            counts.notes.append(
+                f"the source holds {source_count:,} records now, the job read "
+                f"{total_read:,}: it changed while the job ran (on_existing: keep); "
+                "`qmigrate sync` writes what changed since"
+            )
+        else:
+            counts.problems.append(source_changed(source_count, total_read))
     return counts
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from qmigrate import on_existing
 from qmigrate.checkpoint import JobState
 from qmigrate.engine.dead_letters import refusal as dead_letter_refusal
 from qmigrate.engine.executors import executor
@@ -26,6 +27,8 @@ def refusals(resolved: Resolved) -> list[str]:
             )
     else:
         reasons += _target_problems(resolved)
+    if (keep_refused := on_existing.refusal(resolved.target)) is not None:
+        reasons.append(keep_refused)
     if state is not None and job.restart in ("resume", "fail"):
         conflicts = _resume_conflicts(resolved)
         reasons += conflicts

@@ -90,6 +90,16 @@ def checkpoint_store(job: Job) -> Iterator[CheckpointStore]:
         target.close()
 
 
+@contextlib.contextmanager
+def target_and_store(job: Job) -> Iterator[tuple[QdrantTarget, CheckpointStore]]:
+    """The job's target and checkpoint store, without its source (cutover, rollback)."""
+    target = QdrantTarget(job.target, read_only=True)
+    try:
+        yield target, open_store(job, target)
+    finally:
+        target.close()
+
+
 def resolve(job: Job, read_only: bool = False, warn: Warn = on_stderr) -> Resolved:
     """Connect to both ends and check they fit; writes nothing.
 
