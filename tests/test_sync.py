@@ -7,7 +7,11 @@ SIGKILL resumes to an exact target."""
 from __future__ import annotations
 
 import json
+import os
 import random
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -257,3 +261,57 @@ def test_chroma_changing_during_apply_then_sync_is_exact(
     assert sorted(map(str, again["written_examples"])) == as_points([*touched, "added-1"])
     assert sorted(map(str, again["deleted_examples"])) == as_points(gone)
     assert_equals_fresh_apply(document, tmp_path)
+
+
+# --- kill -9 ----------------------------------------------------------------------------
+
+
+def sync_checkpointed(checkpoints: Path) -> int:
+    """Points the killed sync's partitions say they wrote."""
+    try:
+        data = json.loads(checkpoints.read_text())
+    except (OSError, ValueError):
+        return 0
+    partitions = (data["jobs"].get("synced sync") or {}).get("partitions", {})
+    return sum(state["points"] for state in partitions.values())
+
+
+def test_sync_killed_with_sigkill_resumes_exactly(tmp_path: Path) -> None:
+    rows = file_rows(800)
+    write_rows(tmp_path / "rows.jsonl", rows)
+    document = file_job(tmp_path, batch_size=10)
+    job = save_job(document, tmp_path / "job.yaml")
+    run_job(document, tmp_path)
+    rows = [r for r in rows if r["id"] % 80 != 7]  # 10 deleted
+    for row in rows:
+        row["price"] = -row["price"]  # every other one changed
+    rows += [{**rows[0], "id": 5000 + i} for i in range(10)]  # 10 new
+    write_rows(tmp_path / "rows.jsonl", rows)
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "qmigrate", "sync", str(job)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while sync_checkpointed(tmp_path / "checkpoints.json") < 150:
+            assert process.poll() is None, "sync finished before the kill"
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    killed_at = sync_checkpointed(tmp_path / "checkpoints.json")
+    assert 150 <= killed_at < len(rows) - 1
+
+    resumed = sync(job)
+    assert resumed["resumed"] and resumed["ok"]
+    assert resumed["written"] <= len(rows) - 1 - killed_at + 40, "resumed from the cursors"
+    assert resumed["deleted"] == 10, "deletes know the IDs read before the kill"
+    assert_equals_fresh_apply(document, tmp_path)
+    assert (
+        not (tmp_path / "checkpoints.json").exists()
+        or "synced sync" not in json.loads((tmp_path / "checkpoints.json").read_text())["jobs"]
+    )
