@@ -315,3 +315,94 @@ def test_sync_killed_with_sigkill_resumes_exactly(tmp_path: Path) -> None:
         not (tmp_path / "checkpoints.json").exists()
         or "synced sync" not in json.loads((tmp_path / "checkpoints.json").read_text())["jobs"]
     )
+
+
+# --- sync.changed_field -----------------------------------------------------------------
+
+
+def changed_field_finds_what_full_finds(
+    document: dict[str, Any], tmp_path: Path, change: Any, gone: list[Any], touched: list[Any]
+) -> dict[str, Any]:
+    """Two full passes (a watermark needs two: it reads from the pass before the last), then
+    `change()`; the changed_field pass writes and deletes what a full dry run finds."""
+    job = save_job(document, tmp_path / "job.yaml")
+    full_job = save_job({k: v for k, v in document.items() if k != "sync"}, tmp_path / "full.yaml")
+    run_job(document, tmp_path, "apply.yaml")
+    first, second = sync(job), sync(job)
+    assert (first["mode"], second["mode"]) == ("full", "full")
+    assert first["watermark"] == second["watermark"] is not None
+    change()
+    full = sync(full_job, "--dry-run")
+    changed = sync(job)
+    assert changed["mode"] == "changed_field"
+    assert changed["watermark_from"] == second["watermark"]
+    for count in ("written", "new", "changed", "deleted"):
+        assert changed[count] == full[count], count
+    for examples in ("written_examples", "deleted_examples"):
+        assert sorted(map(str, changed[examples])) == sorted(map(str, full[examples]))
+    assert sorted(map(str, changed["deleted_examples"])) == sorted(str(i) for i in gone)
+    assert sorted(map(str, changed["written_examples"])) == sorted(str(i) for i in touched)
+    assert_equals_fresh_apply(document, tmp_path)
+    return changed
+
+
+def test_changed_field_on_a_file_evaluated_client_side(tmp_path: Path) -> None:
+    rows = file_rows(200)
+    write_rows(tmp_path / "rows.jsonl", rows)
+    document = file_job(tmp_path, sync={"changed_field": "updated"})
+
+    def change() -> None:
+        kept = [r for r in rows if r["id"] not in (3, 4)]
+        for row in kept:
+            if row["id"] in (10, 11):
+                row.update(price=-1, updated=2000)
+        kept.append({**rows[0], "id": 900, "updated": 2001})
+        write_rows(tmp_path / "rows.jsonl", kept)
+
+    changed = changed_field_finds_what_full_finds(
+        document, tmp_path, change, gone=[3, 4], touched=[10, 11, 900]
+    )
+    assert changed["read"] == 199, "the file source cannot evaluate the range: all read"
+    assert changed["watermark"] == 2001
+
+
+def test_changed_field_on_redis_pushed_down(redis_server: Any, tmp_path: Path) -> None:
+    np = pytest.importorskip("numpy")
+    client = redis_server.client()
+    client.execute_command(
+        "FT.CREATE", "syncidx", "ON", "HASH", "PREFIX", "1", "sync:", "SCHEMA",
+        "v", "VECTOR", "FLAT", "6", "TYPE", "FLOAT32", "DIM", str(DIM), "DISTANCE_METRIC", "L2",
+        "price", "NUMERIC", "updated", "NUMERIC",
+    )  # fmt: skip
+    rng = random.Random(3)
+
+    def put(i: int, price: int, updated: int) -> None:
+        vector = np.array([rng.uniform(-1, 1) for _ in range(DIM)], dtype="<f4").tobytes()
+        client.hset(f"sync:{i}", mapping={"v": vector, "price": price, "updated": updated})
+
+    for i in range(200):
+        put(i, i, 1000 + i)
+    document = {
+        "version": 1,
+        "name": "redis-sync",
+        "source": {"type": "redis", "url": redis_server.url, "index": "syncidx"},
+        "target": {"path": str(tmp_path / "target"), "collection": "copy"},
+        "batch_size": 50,
+        "checkpoint": {"store": "file", "path": str(tmp_path / "checkpoints.json")},
+        "sync": {"changed_field": "updated"},
+    }
+
+    def change() -> None:
+        client.delete("sync:3", "sync:4")
+        client.hset("sync:10", mapping={"price": -1, "updated": 2000})
+        client.hset("sync:11", mapping={"price": -1, "updated": 2000})
+        put(900, 1, 2001)
+
+    def ids(names: list[int]) -> list[Any]:
+        return [point_id(str(i))[0] for i in names]
+
+    changed = changed_field_finds_what_full_finds(
+        document, tmp_path, change, gone=ids([3, 4]), touched=ids([10, 11, 900])
+    )
+    assert changed["read"] == 4, "Redis evaluates updated >= 1199: 199, 10, 11 and 900"
+    assert changed["ids_read"] == 199
