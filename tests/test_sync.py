@@ -21,7 +21,13 @@ import pytest
 import yaml
 
 from qmigrate.mapping import point_id
-from tests.conftest import assert_same_points, read_collection, run_cli, run_job
+from tests.conftest import (
+    assert_same_points,
+    checkpoint_points,
+    read_collection,
+    run_cli,
+    run_job,
+)
 
 DIM = 8
 
@@ -138,6 +144,11 @@ def test_file_sync_writes_and_deletes_exactly_what_changed(tmp_path: Path) -> No
     assert_equals_fresh_apply(document, tmp_path)
     again = sync(job)
     assert (again["written"], again["deleted"], again["unchanged"]) == (0, 0, len(rows))
+    markdown = run_cli("sync", "--output", "markdown", str(job), cwd=tmp_path)
+    assert markdown.code == 0 and "### qmigrate sync `synced`: ✅ done (full)" in markdown.stdout
+    assert "| unchanged | 299 |" in markdown.stdout
+    text = run_cli("sync", str(job), cwd=tmp_path)
+    assert "wrote 0 (0 new, 0 changed), deleted 0, unchanged 299" in text.stdout
 
 
 def test_deletes_stay_in_the_jobs_scope(tmp_path: Path) -> None:
@@ -225,8 +236,10 @@ def test_chroma_changing_during_apply_then_sync_is_exact(
     stop = threading.Event()
     changed: list[str] = []
 
-    def writer() -> None:  # updates, inserts and deletes while apply reads
+    def writer() -> None:  # updates, inserts and deletes while apply reads and writes
         n = 1000
+        while checkpoint_points(tmp_path / "checkpoints.json") < 200 and not stop.is_set():
+            time.sleep(0.005)  # some points written first, so that deletes hit some
         while not stop.is_set():
             i = rng.randrange(600)
             collection.update(ids=[f"doc-{i}"], metadatas=[meta(i, n)])
@@ -246,7 +259,7 @@ def test_chroma_changing_during_apply_then_sync_is_exact(
     assert changed, "the writer ran during apply"
     assert result.code in (0, 1), result.stderr
     done = sync(job)
-    assert done["ok"] and done["written"] + done["deleted"] > 0
+    assert done["ok"] and done["written"] > 0 and done["deleted"] > 0
     assert_equals_fresh_apply(document, tmp_path)
 
     # Known changes: exactly these are written and deleted.
