@@ -377,6 +377,8 @@ def test_changed_field_on_a_file_evaluated_client_side(tmp_path: Path) -> None:
     )
     assert changed["read"] == 199, "the file source cannot evaluate the range: all read"
     assert changed["watermark"] == 2001
+    assert run_cli("reset", str(tmp_path / "job.yaml"), cwd=tmp_path).code == 0
+    assert sync(tmp_path / "job.yaml")["mode"] == "full", "reset forgets the watermark"
 
 
 def test_changed_field_on_redis_pushed_down(redis_server: Any, tmp_path: Path) -> None:

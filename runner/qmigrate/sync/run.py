@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import tempfile
 import time
 import uuid
@@ -37,6 +38,7 @@ from qmigrate.engine.lease import JobLease
 from qmigrate.errors import QmigrateError
 from qmigrate.retry import retried
 from qmigrate.source_factory import create_source
+from qmigrate.spec import Job
 from qmigrate.sync import deletes, watermark
 from qmigrate.sync.id_set import IdSpill
 from qmigrate.sync.step import CompareStep, Tally
@@ -85,10 +87,16 @@ def checkpoint_names(job: str) -> tuple[str, str]:
     return f"{job} sync", f"{job} sync changes"
 
 
-def spill_directory(resolved: Resolved) -> Path:
+def spill_directory(job: Job) -> Path:
     """The pass's ID files: beside the job's checkpoint file (by default .qmigrate/)."""
-    job = resolved.job
     return job.checkpoint_path.with_name(f"{job.name}.sync-ids")
+
+
+def forget(job: Job, store: CheckpointStore) -> None:
+    """`reset`: an interrupted pass, its ID files and the watermark are gone."""
+    for name in (*checkpoint_names(job.name), watermark.name(job.name)):
+        store.delete(name)
+    shutil.rmtree(spill_directory(job), ignore_errors=True)
 
 
 def sync(
@@ -113,7 +121,7 @@ def sync(
             dry = dataclasses.replace(resolved, store=MemoryStore())
             return _pass(dry, resolved.store, Path(directory), True, progress_stream)
     with JobLease(resolved.store, job, wait, resolved.warn):
-        return _pass(resolved, resolved.store, spill_directory(resolved), False, progress_stream)
+        return _pass(resolved, resolved.store, spill_directory(job), False, progress_stream)
 
 
 def _pass(
