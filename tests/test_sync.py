@@ -421,3 +421,31 @@ def test_changed_field_on_redis_pushed_down(redis_server: Any, tmp_path: Path) -
     )
     assert changed["read"] == 4, "Redis evaluates updated >= 1199: 199, 10, 11 and 900"
     assert changed["ids_read"] == 199
+
+
+# --- the ID set -------------------------------------------------------------------------
+
+
+def test_id_set_merges_runs_in_qdrants_order_and_drops_a_torn_tail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uuid
+
+    from qmigrate.sync import id_set
+
+    monkeypatch.setattr(id_set, "RUN_KEYS", 7)  # many runs per file
+    rng = random.Random(5)
+    ids: list[Any] = [rng.randrange(2**64) for _ in range(60)] + [0, 2**64 - 1]
+    ids += [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(60)]
+    ids += ["00000000-0000-0000-0000-000000000000"]  # the smallest UUID, after every integer
+    spill = id_set.IdSpill(tmp_path / "ids")
+    for start in range(0, len(ids), 9):
+        spill.append(f"p{start % 4}", ids[start : start + 9] + ids[:3])  # repeats
+    with open(next((tmp_path / "ids").glob("*.uuid")), "ab") as torn:
+        torn.write(b"\x01\x02\x03")  # a kill in the middle of a record
+    keys = list(spill.sorted_keys())
+    assert keys == sorted({id_set.key(i) for i in ids})
+    assert [id_set.point_id(k) for k in keys][61:63] == [
+        2**64 - 1,
+        "00000000-0000-0000-0000-000000000000",
+    ]
