@@ -381,6 +381,27 @@ def test_changed_field_on_a_file_evaluated_client_side(tmp_path: Path) -> None:
     assert sync(tmp_path / "job.yaml")["mode"] == "full", "reset forgets the watermark"
 
 
+def test_changed_field_of_date_times(tmp_path: Path) -> None:
+    """RFC 3339 text compares as time, not as text: "...T9:..." is not after "...T10:..."."""
+    rows = file_rows(60)
+    for row in rows:
+        row["updated"] = f"2025-01-01T{row['id'] % 10:02d}:00:00+00:00"
+    write_rows(tmp_path / "rows.jsonl", rows)
+    document = file_job(tmp_path, sync={"changed_field": "updated"})
+
+    def change() -> None:
+        kept = [r for r in rows if r["id"] != 3]
+        kept[10]["price"] = -1
+        kept[10]["updated"] = "2025-01-01T10:30:00Z"
+        write_rows(tmp_path / "rows.jsonl", kept)
+
+    changed = changed_field_finds_what_full_finds(
+        document, tmp_path, change, gone=[3], touched=[rows[11]["id"]]
+    )
+    assert changed["watermark_from"] == "2025-01-01T09:00:00+00:00"
+    assert changed["watermark"] == "2025-01-01T10:30:00Z"
+
+
 def test_changed_field_on_redis_pushed_down(redis_server: Any, tmp_path: Path) -> None:
     np = pytest.importorskip("numpy")
     client = redis_server.client()
