@@ -332,3 +332,9 @@ class MemoryStore:
     def delete(self, job: str) -> None:
         self.jobs.pop(job, None)
         self.partitions.pop(job, None)
+
+    def load_cutover(self, job: str) -> dict[str, Any] | None:
+        return None
+
+    def save_cutover(self, job: str, record: dict[str, Any] | None) -> None:
+        pass
