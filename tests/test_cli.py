@@ -60,6 +60,7 @@ COMMANDS = (
     "render",
     "plan",
     "apply",
+    "sync",
     "verify",
     "cutover",
     "rollback",

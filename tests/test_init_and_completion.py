@@ -41,6 +41,7 @@ def test_init_skeleton_validates_once_its_placeholders_are_set(
     skeleton = job.read_text()
     assert f"  type: {source_type}\n" in skeleton
     assert "# batch_size: 256" in skeleton, "optional keys are commented out"
+    assert "# sync: {changed_field: updated_at}" in skeleton, "sync's key is offered"
     assert "# Records per read page: how many records one request to the source" in skeleton, (
         "descriptions become comments"
     )
@@ -109,6 +110,8 @@ def test_bash_completes_commands_options_and_choices(bash_script: str) -> None:
     assert complete(bash_script, ["qmigrate", "cu"]) == ["cutover"]
     assert complete(bash_script, ["qmigrate", "ro"]) == ["rollback"]
     assert complete(bash_script, ["qmigrate", "cutover", "--no"]) == ["--no-verify"]
+    assert complete(bash_script, ["qmigrate", "sy"]) == ["sync"]
+    assert complete(bash_script, ["qmigrate", "sync", "--dr"]) == ["--dry-run"]
 
 
 @pytest.mark.skipif(

@@ -23,10 +23,12 @@ target, how fields map, which subset moves and how a restart behaves. Typical us
   qmigrate plan jobs/x.yaml        connect and show what apply would do
   qmigrate apply jobs/x.yaml       run it; an interrupted run resumes where it stopped
   qmigrate verify jobs/x.yaml      prove it: counts, sampled points, search agreement
+  qmigrate sync jobs/x.yaml        later: write what changed, delete what is gone
   qmigrate cutover jobs/x.yaml     verify, then point target.alias at the new collection
 
 exit codes: 0 ok, 1 runtime failure (or plan: apply would refuse), 2 invalid job file or
-usage, 3 a verify check failed, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM)
+usage, 3 a verify check failed (sync: deletes skipped), 130 interrupted (Ctrl-C),
+143 terminated (SIGTERM)
 """
 
 

@@ -105,6 +105,8 @@ class Job:
     partitions: int | None = None
     executor: ExecutorSpec = ExecutorSpec()
     give_up_after: float = declared_defaults("retry")["give_up_after"]
+    # sync.changed_field: a source field holding a modification time or increasing version.
+    sync_changed_field: str | None = None
 
     @property
     def concurrency(self) -> int:
@@ -225,6 +227,7 @@ def _job_from_document(document: dict[str, Any], file: Path) -> Job:
         partitions=filled.get("partitions"),
         executor=ExecutorSpec(**filled["executor"]),
         give_up_after=give_up_after,
+        sync_changed_field=(filled.get("sync") or {}).get("changed_field"),
     )
 
 

@@ -52,7 +52,8 @@ def test_the_sentinel_appears_nowhere(
     monkeypatch.setenv("OTHER_SECRET", SENTINEL)
     monkeypatch.chdir(tmp_path)
     outputs = []
-    for command in ("validate", "render", "plan", "apply", "verify", "status", "reset", "apply"):
+    commands = ("validate", "render", "plan", "apply", "sync", "verify", "status", "reset", "apply")
+    for command in commands:
         for file in ("job.yaml", "echo.yaml", "url.yaml"):
             for output in ("text", "json"):
                 options = ["--report", "report.md"] if command == "verify" else []

@@ -11,6 +11,7 @@ from qmigrate.commands import (
     rollback,
     schema,
     status,
+    sync,
     validate,
     verify,
 )
@@ -20,6 +21,7 @@ COMMANDS = [
     render,
     plan,
     apply,
+    sync,
     verify,
     cutover,
     rollback,

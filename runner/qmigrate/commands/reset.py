@@ -21,12 +21,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from qmigrate.engine import checkpoint_store  # imports qdrant-client: only when needed
+    from qmigrate.sync.run import forget
 
     names = []
     try:
         for job in load_jobs(args):
             with checkpoint_store(job) as store:
                 store.delete(job.name)
+                forget(job, store)  # sync's pass, its ID files and its watermark
             names.append(job.name)
     except QmigrateError as exc:
         return fail_json(args, {"reset": names}, exc)

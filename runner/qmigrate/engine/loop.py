@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from qdrant_client import models
 
@@ -29,10 +29,37 @@ from qmigrate.records import CursorLost, Page, Partition, Record
 from qmigrate.retry import Backoff, T, describe, retried
 
 
-class PartitionWorker:
-    """Moves one partition at a time; many run at once on the engine's thread pool."""
+class PageStep(Protocol):
+    """What a command other than apply does with a mapped page (`sync`: compare it with the
+    target and keep only what changed). Called from the partition's thread."""
 
-    def __init__(self, resolved: Resolved, counters: Counters, stop: threading.Event) -> None:
+    def select(self, page: Page, prepared: PreparedPage) -> PreparedPage:
+        """The page as it goes to the writer: its points may be left out (already equal)."""
+        ...
+
+    def recorded(self, key: str, pages: list[PreparedPage]) -> None:
+        """Pages of partition `key` acknowledged, in read order, just before their
+        checkpoint is offered: what the step keeps must cover every saved cursor."""
+        ...
+
+
+class PartitionWorker:
+    """Moves one partition at a time; many run at once on the engine's thread pool.
+
+    `step` (None for apply) filters each mapped page before it is written; `checkpoints`
+    names the checkpoints the partitions save under (default: the job's name).
+    """
+
+    def __init__(
+        self,
+        resolved: Resolved,
+        counters: Counters,
+        stop: threading.Event,
+        step: PageStep | None = None,
+        checkpoints: str | None = None,
+    ) -> None:
+        self.step = step
+        self.checkpoints = checkpoints or resolved.job.name
         self.job = resolved.job
         self.source = resolved.source
         self.target = resolved.target
@@ -54,7 +81,10 @@ class PartitionWorker:
                 )
                 with saver, self._writer(state, saver) as writer:
                     for page in self._pages(partition, state):
-                        writer.put(self._prepare(page))
+                        prepared = self._prepare(page)
+                        if self.step is not None:
+                            prepared = self.step.select(page, prepared)
+                        writer.put(prepared)
                 break
             except CursorLost as exc:  # the writer has written what it held
                 self._start_over(partition, state, exc)
@@ -158,6 +188,8 @@ class PartitionWorker:
             state.duplicates += page.duplicates
         # Dead letters go out with the checkpoint, so a replayed page does not repeat them.
         dead_letters = [line for page in pages for line in page.dead_letters]
+        if self.step is not None:
+            self.step.recorded(state.key, pages)
         saver.offer(state, sum(page.read for page in pages), dead_letters)
         for page in pages:
             self.counters.add(
@@ -177,7 +209,7 @@ class PartitionWorker:
     def _save(self, state: PartitionState) -> None:
         state.updated_at = time.time()
         self._retrying(
-            lambda: self.store.save_partition(self.job.name, state),
+            lambda: self.store.save_partition(self.checkpoints, state),
             "saving the checkpoint",
             "the checkpoint store",
         )

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from qdrant_client import models
 
+from qmigrate.collection_layout import Layout
 from qmigrate.engine import Resolved
 from qmigrate.records import Record, VectorField
 
@@ -47,23 +48,30 @@ class Comparer:
                             self.differences.append(f"{label}: " + "; ".join(problems))
 
     def _differences(self, expected: models.PointStruct, actual: Any) -> list[str]:
-        if actual is None:
-            return ["missing in the target"]
-        problems = []
-        want = _named(expected.vector)
-        have = _named(actual.vector)
-        for name, field_ in self.layout.items():
-            if name not in want:
-                continue
-            label = f"vector '{name}'" if name else "the vector"
-            if name not in have:
-                problems.append(f"{label} missing in the target")
-                continue
-            problem = _vector_difference(field_, want[name], have[name])
-            if problem:
-                problems.append(f"{label}: {problem}")
-        problems += _payload_differences(expected.payload or {}, actual.payload or {})
-        return problems
+        return differences(self.layout, expected, actual)
+
+
+def differences(layout: Layout, expected: models.PointStruct, actual: Any) -> list[str]:
+    """How the target's point (None: absent) differs from the point the source record maps
+    to, vectors within their datatype's tolerance; empty when equal. `verify` samples with
+    it, `sync` decides with it what to write."""
+    if actual is None:
+        return ["missing in the target"]
+    problems = []
+    want = _named(expected.vector)
+    have = _named(actual.vector)
+    for name, field_ in layout.items():
+        if name not in want:
+            continue
+        label = f"vector '{name}'" if name else "the vector"
+        if name not in have:
+            problems.append(f"{label} missing in the target")
+            continue
+        problem = _vector_difference(field_, want[name], have[name])
+        if problem:
+            problems.append(f"{label}: {problem}")
+    problems += _payload_differences(expected.payload or {}, actual.payload or {})
+    return problems
 
 
 def _named(vector: Any) -> dict[str, Any]:
@@ -119,33 +127,33 @@ def _dense_difference(
 
 
 def _payload_differences(want: dict[str, Any], have: dict[str, Any]) -> list[str]:
-    want, have = _plain(want), _plain(have)
+    want, have = plain(want), plain(have)
     problems = []
     for key in sorted(want.keys() | have.keys()):
         if key not in have:
             problems.append(f"payload '{key}' missing in the target")
         elif key not in want:
             problems.append(f"payload '{key}' only in the target")
-        elif not _same(want[key], have[key]):
+        elif not same(want[key], have[key]):
             problems.append(
                 f"payload '{key}': source {_short(want[key])}, target {_short(have[key])}"
             )
     return problems
 
 
-def _same(want: Any, have: Any) -> bool:
+def same(want: Any, have: Any) -> bool:
     """Equal with the same JSON types: Python finds 2**64 == 2.0**64 and 1 == True, but a
     target holding a float or a boolean where the source had an integer changed it."""
     if type(want) is not type(have):
         return False
     if isinstance(want, dict):
-        return want.keys() == have.keys() and all(_same(want[k], have[k]) for k in want)
+        return want.keys() == have.keys() and all(same(want[k], have[k]) for k in want)
     if isinstance(want, list):
-        return len(want) == len(have) and all(map(_same, want, have))
+        return len(want) == len(have) and all(map(same, want, have))
     return want == have
 
 
-def _plain(payload: dict[str, Any]) -> dict[str, Any]:
+def plain(payload: dict[str, Any]) -> dict[str, Any]:
     """JSON values as Qdrant stores them (tuples are lists, keys strings)."""
     return json.loads(json.dumps(payload, default=str))
 

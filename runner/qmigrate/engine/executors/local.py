@@ -8,7 +8,7 @@ from typing import Any
 
 from qmigrate.checkpoint import JobState, PartitionState, totals
 from qmigrate.engine.counts import Counters
-from qmigrate.engine.loop import PartitionWorker
+from qmigrate.engine.loop import PageStep, PartitionWorker
 from qmigrate.engine.wiring import Resolved
 from qmigrate.progress import Progress
 from qmigrate.spec import Job
@@ -29,14 +29,17 @@ def run_partitions(
     partition_states: dict[str, PartitionState],
     counters: Counters,
     progress_stream: Any,
+    step: PageStep | None = None,
+    checkpoints: str | None = None,
 ) -> None:
+    """`step` and `checkpoints`: see PartitionWorker (sync runs here, apply too)."""
     job = resolved.job
     states = {p.key: partition_states.get(p.key) or PartitionState(p.key) for p in state.partitions}
     pending = [(p, states[p.key]) for p in state.partitions if not states[p.key].done]
     already = totals(partition_states.values()).read
     total = resolved.info.count if resolved.residual_filter == job.filter else None
     stop = threading.Event()
-    worker = PartitionWorker(resolved, counters, stop)
+    worker = PartitionWorker(resolved, counters, stop, step, checkpoints)
     with Progress(job.name, total, already, stream=progress_stream) as progress:
         worker.progress = progress
         with ThreadPoolExecutor(
