@@ -230,6 +230,49 @@ def test_payload_indexes_come_before_data_and_bulk_load_restores_m(tmp_path: Pat
     resolved.close()
 
 
+@pytest.mark.filterwarnings("ignore:Payload indexes have no effect")
+def test_tenant_and_principal_indexes_are_created_with_their_flags(tmp_path: Path) -> None:
+    indexes = {
+        "category": "keyword",
+        "tenant": {"type": "keyword", "is_tenant": True},
+        "created": {"type": "datetime", "is_principal": True},
+    }
+    resolved = engine.resolve(file_job(tmp_path, payload_indexes=indexes))
+    recorder = as_server(resolved.target)
+    engine.apply(resolved)
+    sent = {
+        c["field_name"]: c["field_schema"] for n, c in recorder.calls if n == "create_payload_index"
+    }
+    assert sent == {
+        "category": models.PayloadSchemaType.KEYWORD,
+        "tenant": models.KeywordIndexParams(type="keyword", is_tenant=True),
+        "created": models.DatetimeIndexParams(type="datetime", is_principal=True),
+    }
+    resolved.close()
+
+
+def test_a_flag_the_index_type_does_not_take_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(QmigrateError, match="payload_indexes.n"):
+        file_job(tmp_path, payload_indexes={"n": {"type": "float", "is_tenant": True}})
+
+
+def test_memory_tiers_are_passed_to_create_as_written(tmp_path: Path) -> None:
+    job = file_job(
+        tmp_path,
+        vectors={"v": {"memory": "cached"}},
+        payload_storage={"memory": "cold"},
+        id_tracker={"memory": "pinned"},
+    )
+    resolved = engine.resolve(job, read_only=True)
+    arguments = resolved.target.create_arguments(resolved.layout, resolved.info)
+    assert arguments["vectors_config"]["v"].memory == models.Memory.CACHED
+    assert arguments["payload"] == {"memory": "cold"}
+    assert arguments["id_tracker"] == {"memory": "pinned"}
+    resolved.close()
+    summary = engine.apply(engine.resolve(job))  # local mode takes them, and ignores them
+    assert summary.written == 30
+
+
 def test_bulk_load_restores_indexing_even_when_the_job_fails(tmp_path: Path) -> None:
     resolved = engine.resolve(file_job(tmp_path, bulk_load=True))
     recorder = as_server(resolved.target, fail_upserts=True)

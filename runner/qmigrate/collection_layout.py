@@ -10,7 +10,7 @@ from typing import Any, cast
 from qdrant_client import models
 
 from qmigrate.errors import QmigrateError
-from qmigrate.records import DISTANCES, SourceInfo, VectorField
+from qmigrate.records import DISTANCES, IndexSpec, SourceInfo, VectorField
 from qmigrate.spec import MappingSpec, TargetSpec
 
 Layout = dict[str, VectorField]
@@ -43,7 +43,7 @@ def target_layout(info: SourceInfo, mapping: MappingSpec, spec: TargetSpec) -> L
                     f"(it brings: {names(matching)})"
                 )
             options = dict(field.options)
-            for key in ("on_disk", "datatype", "modifier"):
+            for key in ("on_disk", "memory", "datatype", "modifier"):
                 if key in override:
                     options[key] = override[key]
             layout[name] = replace(
@@ -112,3 +112,21 @@ def quantization(config: dict[str, Any]) -> models.QuantizationConfig:
     }
     (kind,) = config
     return kinds[kind](config)
+
+
+INDEX_PARAMS: dict[str, Any] = {
+    "keyword": models.KeywordIndexParams,
+    "integer": models.IntegerIndexParams,
+    "float": models.FloatIndexParams,
+    "datetime": models.DatetimeIndexParams,
+    "uuid": models.UuidIndexParams,
+}
+
+
+def index_schema(spec: IndexSpec) -> models.PayloadSchemaType | Any:
+    """What create_payload_index is given: the plain type, or its parameters where the job
+    marks the index as a tenant's or the principal one (the schema allows those flags only
+    on the types that take them)."""
+    if isinstance(spec, str):
+        return models.PayloadSchemaType(spec)
+    return INDEX_PARAMS[spec["type"]](**spec)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -9,6 +10,19 @@ import numpy as np
 
 VectorKind = Literal["dense", "sparse", "multi"]
 DISTANCES = {"cosine": "Cosine", "dot": "Dot", "euclid": "Euclid", "manhattan": "Manhattan"}
+
+
+# A payload index as a job writes it: its type ("keyword"), or {"type": ..., "is_tenant":
+# true} / {"type": ..., "is_principal": true} for Qdrant's tenant and principal indexes.
+IndexSpec = str | dict[str, Any]
+
+
+def index_text(spec: IndexSpec) -> str:
+    """An index as plan says it: "keyword", "keyword, tenant", "datetime, principal"."""
+    if isinstance(spec, str):
+        return spec
+    flags = [name for name in ("tenant", "principal") if spec.get(f"is_{name}")]
+    return ", ".join([spec["type"], *flags])
 
 
 @dataclass(frozen=True)
@@ -58,7 +72,7 @@ class SourceInfo:
     count: int | None
     vectors: list[VectorField]
     payload_fields: list[str] = field(default_factory=list)
-    payload_indexes: dict[str, str] = field(default_factory=dict)
+    payload_indexes: Mapping[str, IndexSpec] = field(default_factory=dict)
     # Collection settings a Qdrant-native source can hand to the target on create.
     collection_settings: dict[str, Any] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)

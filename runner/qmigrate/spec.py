@@ -22,6 +22,7 @@ import dotenv.parser
 
 from qmigrate.errors import invalid
 from qmigrate.job_schema import declared_defaults, with_defaults
+from qmigrate.records import IndexSpec
 from qmigrate.redaction import is_secret_key, without_credentials
 from qmigrate.retry import request_timeout
 from qmigrate.sources import REGISTRY
@@ -56,7 +57,9 @@ class TargetSpec:
     shards: int | None = None
     replication_factor: int | None = None
     on_disk_payload: bool | None = None
-    payload_indexes: dict[str, str] = field(default_factory=dict)
+    payload_storage: dict[str, Any] | None = None
+    id_tracker: dict[str, Any] | None = None
+    payload_indexes: dict[str, IndexSpec] = field(default_factory=dict)
     bulk_load: bool = _TARGET["bulk_load"]
 
 

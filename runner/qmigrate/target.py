@@ -16,6 +16,7 @@ from qdrant_client.local.qdrant_local import QdrantLocal
 from qmigrate import wire
 from qmigrate.collection_layout import (
     Layout,
+    index_schema,
     names,
     quantization,
     sparse_params,
@@ -23,7 +24,7 @@ from qmigrate.collection_layout import (
 )
 from qmigrate.errors import QmigrateError
 from qmigrate.qdrant_connection import QdrantConnection, connect
-from qmigrate.records import SourceInfo
+from qmigrate.records import IndexSpec, SourceInfo
 from qmigrate.redaction import without_credentials
 from qmigrate.retry import http_status, retried
 from qmigrate.spec import TargetSpec
@@ -136,6 +137,8 @@ class QdrantTarget:
             "shard_number": self.spec.shards,
             "replication_factor": self.spec.replication_factor,
             "on_disk_payload": self.spec.on_disk_payload,
+            "payload": self.spec.payload_storage,  # memory tiers, passed as written
+            "id_tracker": self.spec.id_tracker,
         }
         settings.update({k: v for k, v in overrides.items() if v is not None})
         if self.connection.local:
@@ -181,8 +184,8 @@ class QdrantTarget:
         return None
 
     def missing_payload_indexes(
-        self, wanted: dict[str, str], info: models.CollectionInfo | None
-    ) -> dict[str, str]:
+        self, wanted: dict[str, IndexSpec], info: models.CollectionInfo | None
+    ) -> dict[str, IndexSpec]:
         """Indexes `info` (None: a collection not there yet) lacks; none in local mode,
         which has no payload indexes."""
         if self.connection.local:
@@ -190,14 +193,14 @@ class QdrantTarget:
         have = set(info.payload_schema) if info is not None else set()
         return {k: v for k, v in wanted.items() if k not in have}
 
-    def create_payload_indexes(self, indexes: dict[str, str]) -> None:
+    def create_payload_indexes(self, indexes: dict[str, IndexSpec]) -> None:
         """Indexes go in before the data, so Qdrant builds them as points arrive."""
-        for field_name, schema in indexes.items():
+        for field_name, spec in indexes.items():
             with self.connection.lock:
                 self.client.create_payload_index(
                     self.collection,
                     field_name=field_name,
-                    field_schema=models.PayloadSchemaType(schema),
+                    field_schema=index_schema(spec),
                     wait=True,
                 )
 

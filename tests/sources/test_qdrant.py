@@ -284,3 +284,22 @@ def test_contract_against_a_real_server(tmp_path: Path) -> None:
         for name in (f"qm_src_{suffix}", f"qm_dst_{suffix}"):
             client.delete_collection(name)
         client.close()
+
+
+def test_tenant_and_principal_indexes_keep_their_flags() -> None:
+    """A server's collection info names each payload index with its parameters; the target
+    is to be created with the same tenant and principal flags (local mode has no indexes,
+    so this reads the info a server returns)."""
+    from qmigrate.sources.qdrant import _index_spec
+
+    def info(kind: str, params: Any = None) -> models.PayloadIndexInfo:
+        return models.PayloadIndexInfo(
+            data_type=models.PayloadSchemaType(kind), params=params, points=0
+        )
+
+    assert _index_spec(info("keyword")) == "keyword"
+    assert _index_spec(info("keyword", models.KeywordIndexParams(type="keyword"))) == "keyword"
+    tenant = models.KeywordIndexParams(type="keyword", is_tenant=True)
+    assert _index_spec(info("keyword", tenant)) == {"type": "keyword", "is_tenant": True}
+    principal = models.DatetimeIndexParams(type="datetime", is_principal=True)
+    assert _index_spec(info("datetime", principal)) == {"type": "datetime", "is_principal": True}

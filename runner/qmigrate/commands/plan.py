@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from qmigrate.commands.common import add_job_options, emit, fail_json, load_jobs
 from qmigrate.errors import QmigrateError
-from qmigrate.records import VectorField
+from qmigrate.records import VectorField, index_text
 from qmigrate.redaction import mask_secrets
 
 if TYPE_CHECKING:  # the engine imports qdrant-client: slow, and only needed to run
@@ -183,7 +183,7 @@ def render_text(plan: dict[str, Any]) -> str:
         shown = value if isinstance(value, str) else json.dumps(value)
         lines.append(f"    {key.replace('_', ' ')}: {shown}")
     if source["payload_indexes"]:
-        indexes = ", ".join(f"{k} ({v})" for k, v in source["payload_indexes"].items())
+        indexes = ", ".join(f"{k} ({index_text(v)})" for k, v in source["payload_indexes"].items())
         lines.append(f"    payload indexes: {indexes}")
     if flt["given"] is None:
         lines.append("  filter: none")
@@ -208,7 +208,9 @@ def render_text(plan: dict[str, Any]) -> str:
         if extras:
             lines.append(f"    create with: {json.dumps(extras)}")
     if target["payload_indexes_to_create"]:
-        indexes = ", ".join(f"{k} ({v})" for k, v in target["payload_indexes_to_create"].items())
+        indexes = ", ".join(
+            f"{k} ({index_text(v)})" for k, v in target["payload_indexes_to_create"].items()
+        )
         lines.append(f"    payload indexes to create: {indexes}")
     if target["bulk_load"]:
         lines.append("    bulk load: HNSW indexing off during the load, restored after")
@@ -282,7 +284,7 @@ def render_markdown(plans: list[dict[str, Any]], error: str | None = None) -> st
         ]
         if target["payload_indexes_to_create"]:
             indexes = ", ".join(
-                f"{k} ({v})" for k, v in target["payload_indexes_to_create"].items()
+                f"{k} ({index_text(v)})" for k, v in target["payload_indexes_to_create"].items()
             )
             rows.append(("payload indexes to create", indexes))
         lines += md.table(("item", "value"), rows)

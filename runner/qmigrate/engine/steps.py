@@ -8,6 +8,7 @@ from typing import Any
 
 from qmigrate.engine.preflight import refusals
 from qmigrate.engine.wiring import Resolved
+from qmigrate.records import IndexSpec
 
 CREATE = "create"
 USE_EXISTING = "use existing"
@@ -25,7 +26,7 @@ class Steps:
     collection: str  # CREATE, USE_EXISTING, DROP_AND_RECREATE, MISSING or INCOMPATIBLE
     problems: list[str]  # why the existing collection cannot take the job
     create_arguments: dict[str, Any] | None  # create_collection's, where it is created
-    payload_indexes: dict[str, str]  # created before any data moves
+    payload_indexes: dict[str, IndexSpec]  # created before any data moves
     starts_over: bool  # old checkpoints deleted, the source split anew
     checkpoint: str  # what the checkpoints hold, as plan says it
 

@@ -14,7 +14,7 @@ from qmigrate import retry
 from qmigrate.checkpoint import CheckpointStore, FileStore, JobState, PartitionState, TargetStore
 from qmigrate.collection_layout import Layout, target_layout
 from qmigrate.errors import QmigrateError, SourceError
-from qmigrate.records import SourceInfo
+from qmigrate.records import IndexSpec, SourceInfo
 from qmigrate.source_factory import create_source
 from qmigrate.sources.base import Source
 from qmigrate.spec import Job
@@ -52,7 +52,7 @@ class Resolved:
         self.target.close()
 
     @property
-    def payload_indexes(self) -> dict[str, str]:
+    def payload_indexes(self) -> dict[str, IndexSpec]:
         return {**self.info.payload_indexes, **self.job.target.payload_indexes}
 
     @property

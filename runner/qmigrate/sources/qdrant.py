@@ -24,7 +24,15 @@ from qdrant_client.conversions.conversion import GrpcToRest, RestToGrpc
 
 from qmigrate.errors import QmigrateError, SourceError
 from qmigrate.qdrant_connection import QdrantConnection, connect
-from qmigrate.records import Page, Partition, Record, SourceInfo, SparseVector, VectorField
+from qmigrate.records import (
+    IndexSpec,
+    Page,
+    Partition,
+    Record,
+    SourceInfo,
+    SparseVector,
+    VectorField,
+)
 from qmigrate.retry import describe
 from qmigrate.sources import kit
 
@@ -128,7 +136,7 @@ class Source:
             if getattr(params, key, None) is not None:
                 settings[key] = getattr(params, key)
         indexes = {
-            field: schema.data_type.value
+            field: _index_spec(schema)
             for field, schema in (info.payload_schema or {}).items()
             if schema.data_type is not None
         }
@@ -310,3 +318,13 @@ def _grpc_vector(vector: pb.VectorOutput) -> Any:
 def _id_value(point_id: int | str | uuid.UUID) -> int | str:
     """A point ID as a cursor holds it: an integer, or a UUID's string."""
     return point_id if isinstance(point_id, int) else str(point_id)
+
+
+def _index_spec(schema: models.PayloadIndexInfo) -> IndexSpec:
+    """A payload index as the job would write it: tenant and principal indexes keep their
+    flag, so the target is created with them (`is_tenant`, `is_principal`)."""
+    kind = schema.data_type.value
+    flags = {
+        flag: True for flag in ("is_tenant", "is_principal") if getattr(schema.params, flag, None)
+    }
+    return {"type": kind, **flags} if flags else kind
