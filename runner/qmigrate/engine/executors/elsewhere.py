@@ -48,6 +48,17 @@ def run_partition(job: Job, partition: Partition, stop: threading.Event | None =
         resolved.close()
 
 
+def local_mode_refusal(job: Job) -> list[str]:
+    """A local-mode target: one process at a time opens its directory."""
+    if job.target.path is None:
+        return []
+    return [
+        f"target.path (Qdrant local mode) cannot be used with executor {job.executor.type}: "
+        "one process at a time opens a local-mode directory; migrate into a Qdrant server "
+        "(target.url), or use executor local"
+    ]
+
+
 def portable(job: Job) -> Job:
     """The job as another process sees it: local paths made absolute (its working
     directory may not be the driver's)."""

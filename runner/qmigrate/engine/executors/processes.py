@@ -26,6 +26,7 @@ from qmigrate.engine.counts import Counters
 from qmigrate.engine.executors.elsewhere import (
     POLL_SECONDS,
     CheckpointProgress,
+    local_mode_refusal,
     pending,
     portable,
     run_partition,
@@ -45,13 +46,7 @@ STOP_SECONDS = 60.0  # how long a stopping worker may take to save its checkpoin
 
 def refusals(job: Job) -> list[str]:
     """Why a job cannot run in worker processes, found before anything is written."""
-    reasons = []
-    if job.target.path is not None:
-        reasons.append(
-            "target.path (Qdrant local mode) cannot be used with executor processes: one "
-            "process at a time opens a local-mode directory; migrate into a Qdrant server "
-            "(target.url), or use executor local"
-        )
+    reasons = local_mode_refusal(job)
     source = job.source
     if source_type(source["type"]).owned_by_one_process(source):
         reasons.append(

@@ -18,6 +18,7 @@ from qmigrate.engine.counts import Counters
 from qmigrate.engine.executors.elsewhere import (
     POLL_SECONDS,
     CheckpointProgress,
+    local_mode_refusal,
     pending,
     portable,
     run_partition,
@@ -41,13 +42,7 @@ def refusals(job: Job) -> list[str]:
         import ray  # noqa: F401
     except ImportError:
         return [f"executor ray needs Ray, which is not installed: {INSTALL_HINT}"]
-    reasons = []
-    if job.target.path is not None:
-        reasons.append(
-            "target.path (Qdrant local mode) cannot be used with executor ray: many "
-            "processes cannot share a local-mode directory; migrate into a Qdrant server "
-            "(target.url)"
-        )
+    reasons = local_mode_refusal(job)
     if job.checkpoint_store == "file":
         reasons.append(
             "checkpoint.store file cannot be used with executor ray: tasks on other machines "
