@@ -56,6 +56,7 @@ class TargetSpec:
     quantization: dict[str, Any] | None = None
     shards: int | None = None
     replication_factor: int | None = None
+    shard_key: dict[str, Any] | None = None  # {value: KEY} or {field: PATH}: custom sharding
     on_disk_payload: bool | None = None
     payload_storage: dict[str, Any] | None = None
     id_tracker: dict[str, Any] | None = None
