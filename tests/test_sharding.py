@@ -217,7 +217,10 @@ def test_through_the_stand_ins_every_upsert_names_its_created_key(
 ) -> None:
     url, grpc_port, store = stand_in
     path = server_job(tmp_path, (url, grpc_port), grpc, {"field": "region"})
+    before = len(store.data_upserts)
     assert cli.main(["apply", str(path)]) == 0
+    waits = [wait for wait, _ in store.data_upserts[before:]]
+    assert waits and all(waits), "custom sharding: every upsert waits (no acknowledge_only)"
     collection = f"s_{tmp_path.name[-24:]}"
     assert store.shard_keys[collection] == ["eu", "us", "ap"]
     keyed = [(key, ids) for name, key, ids in store.keyed_upserts if name == collection]
