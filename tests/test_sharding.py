@@ -227,6 +227,12 @@ def test_through_the_stand_ins_every_upsert_names_its_created_key(
     assert keyed and all(key in ("eu", "us", "ap") for key, _ in keyed)
     assert sorted(i for _, ids in keyed for i in ids) == list(range(12))
     assert store.count(collection) == 12
+    # Run again from the start: every key exists already (Qdrant's 400), which is no failure.
+    document = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**document, "restart": "restart"}))
+    assert cli.main(["apply", str(path)]) == 0
+    assert store.shard_keys[collection] == ["eu", "us", "ap"]
+    assert store.count(collection) == 12
     # plan says it; the job fits the collection it made
     capsys.readouterr()
     assert cli.main(["plan", str(path), "--output", "json"]) == 0

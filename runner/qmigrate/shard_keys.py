@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from qdrant_client import models
 
 from qmigrate import payload_paths as paths
+from qmigrate.retry import retried
 from qmigrate.spec import TargetSpec
 
 ShardKey = str | int
@@ -27,6 +29,14 @@ def is_shard_key(value: Any) -> bool:
     if isinstance(value, str):
         return bool(value)
     return type(value) is int and 0 <= value < 2**64
+
+
+def already_exists(exc: BaseException) -> bool:
+    """Qdrant's answer to creating a key that exists: "Shard key ... already exists" (REST
+    400, gRPC INVALID_ARGUMENT, whose text is its `details()`)."""
+    details = getattr(exc, "details", None)
+    text = details() if callable(details) else str(exc)
+    return "already exists" in str(text)
 
 
 class ShardKeys:
@@ -69,19 +79,28 @@ class ShardKeys:
             groups.setdefault(self.of(point), []).append(point)
         return groups
 
-    def ensure(self, keys: Iterable[ShardKey], create: Callable[[ShardKey], None]) -> None:
-        """Create each key this target has not created yet; one that exists already is fine
-        (Qdrant answers "Shard key ... already exists")."""
+    def ensure(
+        self, keys: Iterable[ShardKey], client: Any, lock: AbstractContextManager[Any], name: str
+    ) -> None:
+        """Create each key of collection `name` this target has not created yet; one that
+        exists already is fine (another run, or an earlier one, made it)."""
+
+        def create(key: ShardKey) -> Callable[[], None]:
+            def call() -> None:
+                try:
+                    with lock:
+                        client.create_shard_key(name, key)
+                except Exception as exc:
+                    if not already_exists(exc):
+                        raise
+
+            return call
+
         for key in keys:
             with self.lock:  # a key is created once, even with several upserts out
-                if key in self.created:
-                    continue
-                try:
-                    create(key)
-                except Exception as exc:
-                    if "already exists" not in str(exc):
-                        raise
-                self.created.add(key)
+                if key not in self.created:
+                    retried(create(key), f"target: creating shard key {key!r} of '{name}'")
+                    self.created.add(key)
 
     def mismatch(self, info: models.CollectionInfo) -> str | None:
         """Why an existing collection's sharding method does not fit the job."""

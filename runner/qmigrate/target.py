@@ -300,15 +300,8 @@ class QdrantTarget:
         if not self.shard_keys.custom or self.connection.local:
             return self._write(points, wait, None)
         groups = self.shard_keys.grouped(points)
-        self.shard_keys.ensure(groups, self._create_shard_key)
+        self.shard_keys.ensure(groups, self.client, self.connection.lock, self.collection)
         return sum(self._write(group, wait, key) for key, group in groups.items())
-
-    def _create_shard_key(self, key: ShardKey) -> None:
-        def create() -> None:
-            with self.connection.lock:
-                self.client.create_shard_key(self.collection, key)
-
-        retried(create, f"target: creating shard key {key!r} of '{self.collection}'")
 
     def _write_models(
         self, points: list[models.PointStruct], wait: bool, key: ShardKey | None
