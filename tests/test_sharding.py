@@ -307,3 +307,23 @@ def test_both_encoders_carry_the_shard_key_selector(key: Any) -> None:
     body = json.loads(wire.rest_upsert_body(points, shard_key=key))
     assert models.PointsList.model_validate(body).shard_key == key
     assert "shard_key" not in json.loads(wire.rest_upsert_body(points))
+
+
+# --- the job file -------------------------------------------------------------------------
+
+
+def test_the_shard_key_is_one_of_value_or_field(tmp_path: Path) -> None:
+    rows = rows_file(tmp_path)
+    assert load(tmp_path, job_document(rows, {"value": 3})).target.shard_key == {"value": 3}
+    for wrong in ({"value": "eu", "field": "region"}, {}, {"value": -1}, {"field": "a[]"}):
+        with pytest.raises(QmigrateError, match="target.shard_key"):
+            load(tmp_path, job_document(rows, wrong))
+
+
+def test_a_changed_shard_key_is_a_changed_job(tmp_path: Path) -> None:
+    rows = rows_file(tmp_path)
+    plain = load(tmp_path, job_document(rows, None))
+    eu = load(tmp_path, job_document(rows, {"value": "eu"}))
+    us = load(tmp_path, job_document(rows, {"value": "us"}))
+    assert "target.shard_key" not in plain.fingerprint_parts(), "other jobs keep theirs"
+    assert eu.fingerprint_parts()["target.shard_key"] != us.fingerprint_parts()["target.shard_key"]
