@@ -56,6 +56,7 @@ class TargetSpec:
     quantization: dict[str, Any] | None = None
     shards: int | None = None
     replication_factor: int | None = None
+    shard_key: dict[str, Any] | None = None  # {value: KEY} or {field: PATH}: custom sharding
     on_disk_payload: bool | None = None
     payload_storage: dict[str, Any] | None = None
     id_tracker: dict[str, Any] | None = None
@@ -128,7 +129,8 @@ class Job:
 
     def fingerprint_parts(self) -> dict[str, str]:
         """A short hash per part of the job that decides which points are written and how:
-        `source.<key>`, `target.collection`, `mapping.<key>`, `filter`. Stored with the
+        `source.<key>`, `target.collection`, `target.shard_key` (when set), `mapping.<key>`,
+        `filter`. Stored with the
         checkpoints, so a refusal can say what changed without storing any value.
 
         Connection details (named by the source's registry entry) are left out, and no
@@ -145,6 +147,8 @@ class Job:
             if not is_secret_key(key) and not declared.ignored_by_fingerprint(key)
         }
         parts["target.collection"] = self.target.collection
+        if self.target.shard_key is not None:  # which shard each point went to
+            parts["target.shard_key"] = self.target.shard_key
         for key, value in self.document.get("mapping", {}).items():
             parts[f"mapping.{key}"] = value
         parts["filter"] = self.filter

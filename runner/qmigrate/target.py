@@ -27,6 +27,7 @@ from qmigrate.qdrant_connection import QdrantConnection, connect
 from qmigrate.records import IndexSpec, SourceInfo
 from qmigrate.redaction import without_credentials
 from qmigrate.retry import http_status, retried
+from qmigrate.shard_keys import ShardKey, ShardKeys
 from qmigrate.spec import TargetSpec
 
 DEFAULT_HNSW_M = 16
@@ -58,6 +59,8 @@ class QdrantTarget:
         self._acknowledge_only: bool | None = None
         # on_existing: keep writes insert-only: a point the collection holds is left alone.
         self.insert_only = spec.on_existing == "keep"
+        # target.shard_key: custom sharding (local mode has no shards, and ignores it).
+        self.shard_keys = ShardKeys(spec)
         if self.connection.local:
             self._write = self._write_models
         elif self.connection.grpc:
@@ -124,7 +127,8 @@ class QdrantTarget:
                 problems.append(
                     f"{label} is {kinds[not is_multi]}, the source has {kinds[is_multi]}"
                 )
-        return problems
+        sharding = None if self.connection.local else self.shard_keys.mismatch(info)
+        return problems + ([sharding] if sharding else [])
 
     def create_arguments(self, layout: Layout, info: SourceInfo) -> dict[str, Any]:
         """Everything create_collection is asked for: source settings, then the job's overrides."""
@@ -151,6 +155,8 @@ class QdrantTarget:
         }
         if sparse:
             arguments["sparse_vectors_config"] = sparse
+        if self.shard_keys.custom and not self.connection.local:
+            arguments["sharding_method"] = models.ShardingMethod.CUSTOM
         if "hnsw_config" in settings:
             arguments["hnsw_config"] = models.HnswConfigDiff(**settings.pop("hnsw_config"))
         if "quantization_config" in settings:
@@ -271,6 +277,8 @@ class QdrantTarget:
             params = info.config.params if info is not None else None
             self._acknowledge_only = (
                 params is not None
+                and not self.shard_keys.custom  # a shard per key: several shards
+                and params.sharding_method != models.ShardingMethod.CUSTOM
                 and params.shard_number == 1
                 and (params.replication_factor or 1) == 1
             )
@@ -287,10 +295,17 @@ class QdrantTarget:
 
     def upsert(self, points: list[models.PointStruct], wait: bool = True) -> int:
         """Write `points`; with `wait`, return once they are applied, else once the server
-        acknowledges them. Returns the bytes sent (0 in local mode, which sends none)."""
-        return self._write(points, wait)
+        acknowledges them. Returns the bytes sent (0 in local mode, which sends none).
+        With custom sharding, one request per shard key, each key created before it."""
+        if not self.shard_keys.custom or self.connection.local:
+            return self._write(points, wait, None)
+        groups = self.shard_keys.grouped(points)
+        self.shard_keys.ensure(groups, self.client, self.connection.lock, self.collection)
+        return sum(self._write(group, wait, key) for key, group in groups.items())
 
-    def _write_models(self, points: list[models.PointStruct], wait: bool) -> int:
+    def _write_models(
+        self, points: list[models.PointStruct], wait: bool, key: ShardKey | None
+    ) -> int:
         """Local mode takes the models themselves, and applies them at once. They go straight
         to the local engine (`_client`): `QdrantClient.upsert` first walks every point and
         every number in it for local-inference objects, which mapped points never hold (a
@@ -315,23 +330,28 @@ class QdrantTarget:
                     if self.insert_only and LOCAL_UPDATE_MODE
                     else {}
                 ),
+                **({"shard_key_selector": key} if key is not None else {}),  # tests' servers
             )
         return 0
 
-    def _write_grpc(self, points: list[models.PointStruct], wait: bool) -> int:
+    def _write_grpc(
+        self, points: list[models.PointStruct], wait: bool, key: ShardKey | None
+    ) -> int:
         """A server: the request is encoded straight from the points (`wire`)."""
         request = wire.grpc_upsert_request(
-            self.collection, points, wait=wait, insert_only=self.insert_only
+            self.collection, points, wait=wait, insert_only=self.insert_only, shard_key=key
         )
         if len(request) > MAX_REQUEST_BYTES and len(points) > 1:
-            return self._write_halves(points, wait, self._write_grpc)
+            return self._write_halves(points, wait, key, self._write_grpc)
         self._grpc_upsert(request, timeout=self.spec.timeout)
         return len(request)
 
-    def _write_rest(self, points: list[models.PointStruct], wait: bool) -> int:
-        body = wire.rest_upsert_body(points, insert_only=self.insert_only)
+    def _write_rest(
+        self, points: list[models.PointStruct], wait: bool, key: ShardKey | None
+    ) -> int:
+        body = wire.rest_upsert_body(points, insert_only=self.insert_only, shard_key=key)
         if len(body) > MAX_REQUEST_BYTES and len(points) > 1:
-            return self._write_halves(points, wait, self._write_rest)
+            return self._write_halves(points, wait, key, self._write_rest)
         try:
             self.client.http.client.request(
                 type_=dict,  # the acknowledgement, parsed as plain JSON
@@ -345,14 +365,16 @@ class QdrantTarget:
         except Exception as exc:
             if http_status(exc) != 413 or len(points) == 1:
                 raise
-            return self._write_halves(points, wait, self._write_rest)  # a lower server limit
+            return self._write_halves(points, wait, key, self._write_rest)  # a lower server limit
         return len(body)
 
     @staticmethod
-    def _write_halves(points: list[models.PointStruct], wait: bool, write: Any) -> int:
+    def _write_halves(
+        points: list[models.PointStruct], wait: bool, key: ShardKey | None, write: Any
+    ) -> int:
         """A batch too large for one request (wide vectors, big payloads) goes in halves."""
         middle = len(points) // 2
-        return write(points[:middle], wait) + write(points[middle:], wait)
+        return write(points[:middle], wait, key) + write(points[middle:], wait, key)
 
     def count(self) -> int:
         with self.connection.lock:

@@ -23,12 +23,17 @@ from qdrant_client.conversions.conversion import json_to_value
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
-def rest_upsert_body(points: list[models.PointStruct], insert_only: bool = False) -> bytes:
+def rest_upsert_body(
+    points: list[models.PointStruct], insert_only: bool = False, shard_key: str | int | None = None
+) -> bytes:
     """The JSON body of PUT /collections/{name}/points. `insert_only` adds PointsList's
-    `update_mode: insert_only` (Qdrant 1.17+): points the collection holds are left alone."""
+    `update_mode: insert_only` (Qdrant 1.17+): points the collection holds are left alone;
+    `shard_key` its `shard_key` (a ShardKeySelector: one key), for custom sharding."""
     body: dict[str, Any] = {"points": [_rest_point(p) for p in points]}
     if insert_only:
         body["update_mode"] = "insert_only"
+    if shard_key is not None:
+        body["shard_key"] = shard_key
     return orjson.dumps(body, option=JSON_OPTIONS, default=_rest_default)
 
 
@@ -69,14 +74,28 @@ def _lists(vector: Any) -> Any:
 
 
 def grpc_upsert_request(
-    collection: str, points: list[models.PointStruct], wait: bool, insert_only: bool = False
+    collection: str,
+    points: list[models.PointStruct],
+    wait: bool,
+    insert_only: bool = False,
+    shard_key: str | int | None = None,
 ) -> bytes:
     """The serialised `UpsertPoints` request (collection_name 1, wait 2, points 3, and with
-    `insert_only` update_mode 8 = UpdateMode.InsertOnly (1), Qdrant 1.17+)."""
+    `insert_only` update_mode 8 = UpdateMode.InsertOnly (1), Qdrant 1.17+; with `shard_key`
+    shard_key_selector 5, a ShardKeySelector of that one key)."""
     head = _delimited(1, collection.encode()) + (b"\x10\x01" if wait else b"\x10\x00")
     if insert_only:
         head += b"\x40\x01"  # field 8, varint
+    if shard_key is not None:
+        head += _delimited(5, _delimited(1, _shard_key(shard_key)))
     return head + b"".join(_delimited(3, _point(p)) for p in points)
+
+
+def _shard_key(key: str | int) -> bytes:
+    """ShardKey, a oneof: keyword 1 (string) or number 2 (uint64 varint)."""
+    if isinstance(key, str):
+        return _delimited(1, key.encode())
+    return b"\x10" + _varint(key)
 
 
 def _point(point: models.PointStruct) -> bytes:

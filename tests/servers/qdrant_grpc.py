@@ -70,11 +70,24 @@ class Collections(pb.CollectionsServicer):
         for name in ("shard_number", "replication_factor"):
             if request.HasField(name):
                 body[name] = getattr(request, name)
+        if request.HasField("sharding_method"):  # CreateCollection.sharding_method, field 15
+            custom = request.sharding_method == pb.ShardingMethod.Custom
+            body["sharding_method"] = "custom" if custom else "auto"
         try:
             self.sink.create(request.collection_name, body)
         except AlreadyExists as exc:
             context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
         return pb.CollectionOperationResponse(result=True)
+
+    def CreateShardKey(self, request: Any, context: Any) -> Any:
+        key = GrpcToRest.convert_shard_key(request.request.shard_key)
+        try:
+            self.sink.create_shard_key(request.collection_name, {"shard_key": key})
+        except KeyError as exc:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"Collection {exc}")
+        except ValueError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        return pb.CreateShardKeyResponse(result=True)
 
     def Update(self, request: Any, context: Any) -> Any:
         body: dict[str, Any] = {}
@@ -111,6 +124,15 @@ class Points(pb.PointsServicer):
         name = request.collection_name
         ids = [p.id.num if p.id.HasField("num") else p.id.uuid for p in request.points]
         self.sink.note_upsert(name, "grpc", request.wait, ids)
+        selector = (  # UpsertPoints.shard_key_selector, field 5
+            GrpcToRest.convert_shard_key_selector(request.shard_key_selector)
+            if request.HasField("shard_key_selector")
+            else None
+        )
+        try:
+            self.sink.check_shard_key(name, selector, ids)
+        except ValueError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         if self.sink.keeps(name):
             points = [GrpcToRest.convert_point_struct(p) for p in request.points]
             mode = (  # UpsertPoints.update_mode, field 8 (Qdrant 1.17+)

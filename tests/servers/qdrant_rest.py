@@ -55,6 +55,10 @@ class Store:
         # Point deletes from data collections: (data upserts before it, wait, IDs or None).
         self.data_deletes: list[tuple[int, bool, list[Any] | None]] = []
         self.shards: dict[str, tuple[int, int]] = {}  # (shard_number, replication_factor)
+        # Custom sharding (local mode has none): the keys created per collection, in order,
+        # and each data upsert's (collection, shard key selector, IDs) as it came.
+        self.shard_keys: dict[str, list[Any]] = {}
+        self.keyed_upserts: list[tuple[str, Any, list[Any]]] = []
         self.writing = 0  # data upserts being answered now
         self.most_writing = 0  # the most at once
         self.saving = 0  # checkpoint upserts being answered now
@@ -111,6 +115,8 @@ class Store:
             info.config.hnsw_config.m = self.hnsw_m[name]
         params = info.config.params
         params.shard_number, params.replication_factor = self.shards.get(name, (1, 1))
+        if name in self.shard_keys:
+            params.sharding_method = models.ShardingMethod.CUSTOM
         if not self.keeps(name):
             info.points_count = info.indexed_vectors_count = len(self.ids.get(name, ()))
         return info
@@ -130,6 +136,8 @@ class Store:
         )
         self.ids[name] = set()
         self.shards[name] = (request.shard_number or 1, request.replication_factor or 1)
+        if request.sharding_method == models.ShardingMethod.CUSTOM:
+            self.shard_keys[name] = []
         if request.hnsw_config is not None and request.hnsw_config.m is not None:
             self.hnsw_m[name] = request.hnsw_config.m
 
@@ -143,9 +151,40 @@ class Store:
         self.call("delete_collection", name)
         self.ids.pop(name, None)
         self.shards.pop(name, None)
+        self.shard_keys.pop(name, None)
+
+    def create_shard_key(self, name: str, body: dict[str, Any]) -> None:
+        """PUT /collections/{name}/shards (CreateShardingKey), answered as Qdrant does: 400
+        for a key that exists, or on a collection with auto sharding."""
+        key = models.CreateShardingKey.model_validate(body).shard_key
+        if not self.exists(name):
+            raise KeyError(name)
+        with self.lock:
+            keys = self.shard_keys.get(name)
+            if keys is None:
+                raise ValueError(f"Shard Key {key} cannot be created with Auto sharding method")
+            if key in keys:
+                raise ValueError(f"Shard key {key} already exists")
+            keys.append(key)
+
+    def check_shard_key(self, name: str, selector: Any, ids: list[Any]) -> None:
+        """An upsert's shard key selector against the keys created (Qdrant answers 400 for a
+        key not created, and for none on a collection with custom sharding)."""
+        with self.lock:
+            keys = self.shard_keys.get(name)
+            if name not in ALWAYS_KEPT:
+                self.keyed_upserts.append((name, selector, ids))
+        if selector is None:
+            if keys is not None:
+                raise ValueError("Shard key not specified")
+            return
+        for key in selector if isinstance(selector, list) else [selector]:
+            if key not in (keys or []):
+                raise ValueError(f"Shard key {key} not found")
 
     def upsert(self, name: str, body: dict[str, Any], wait: bool) -> None:
         self.note_upsert(name, "rest", wait, [p["id"] for p in body["points"]])
+        self.check_shard_key(name, body.get("shard_key"), [p["id"] for p in body["points"]])
         if self.keeps(name):
             request = models.PointsList.model_validate(body)  # update_mode too (Qdrant 1.17+)
             self.call("upsert", name, request.points, update_mode=request.update_mode)
@@ -319,6 +358,9 @@ class RestHandler(BaseHTTPRequestHandler):
             return True
         if rest == ["exists"]:
             return {"exists": store.exists(name)}
+        if rest == ["shards"] and method == "PUT":
+            store.create_shard_key(name, body)
+            return True
         if rest == ["index"]:
             return {"operation_id": 0, "status": "completed"}
         if rest == ["points"] and method == "PUT":

@@ -118,6 +118,7 @@ def build_plan(resolved: Resolved) -> dict[str, Any]:
             "payload_indexes_to_create": todo.payload_indexes,
             "bulk_load": job.target.bulk_load,
             "on_existing": on_existing.method(target),
+            "sharding": target.shard_keys.describe(target.connection.local),
             "alias": alias_plan(target),
         },
         "checkpoint": {"store": job.checkpoint_store, "state": todo.checkpoint, "points": points},
@@ -215,6 +216,7 @@ def render_text(plan: dict[str, Any]) -> str:
     if target["bulk_load"]:
         lines.append("    bulk load: HNSW indexing off during the load, restored after")
     lines.append(f"    existing points: {target['on_existing']}")
+    lines.append(f"    sharding: {target['sharding']}")
     if target["alias"] is not None:
         lines.append(f"    alias: {describe_alias(target['alias'])}")
     checkpoint = plan["checkpoint"]
@@ -269,6 +271,7 @@ def render_markdown(plans: list[dict[str, Any]], error: str | None = None) -> st
             ("target action", f"{mark} {action}"),
             ("target vectors", "; ".join(_describe_vector(v) for v in target["vectors"])),
             ("existing points", target["on_existing"]),
+            ("sharding", target["sharding"]),
             *([("alias", describe_alias(target["alias"]))] if target["alias"] else []),
             ("filter", _describe_filter(flt)),
             (

@@ -9,7 +9,7 @@ from __future__ import annotations
 from qdrant_client import models
 
 from qmigrate.engine.wiring import Resolved
-from qmigrate.mapping import ClientFilter, Mapper
+from qmigrate.mapping import ClientFilter, InvalidRecord, Mapper
 from qmigrate.records import Record
 
 
@@ -18,11 +18,15 @@ class Selection:
         self.mapper = Mapper(resolved.job.mapping, resolved.layout)
         residual = resolved.residual_filter
         self.filter = ClientFilter(residual) if residual else None
+        self.shard_keys = resolved.target.shard_keys  # {field: ...}: a point must hold its key
 
     def point(self, record: Record) -> models.PointStruct | None:
         """The record's point, or None when the job leaves it out (the part of the filter the
         source could not take, or a record the source counts but must not move); raises
-        `InvalidRecord` when it cannot be mapped."""
+        `InvalidRecord` when it cannot be mapped, or gives no shard key."""
         if record.skipped or (self.filter is not None and not self.filter.matches(record)):
             return None
-        return self.mapper.to_point(record)
+        point = self.mapper.to_point(record)
+        if (no_key := self.shard_keys.invalid(point.payload or {})) is not None:
+            raise InvalidRecord(no_key)
+        return point
