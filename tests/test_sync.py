@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,37 @@ def assert_equals_fresh_apply(document: dict[str, Any], tmp_path: Path) -> None:
         read_collection(tmp_path / "reference", "copy"),
         read_collection(Path(document["target"]["path"]), "copy"),
     )
+
+
+def apply_while_changing(
+    document: dict[str, Any], tmp_path: Path, change: Callable[[int], None]
+) -> Path:
+    """Apply the job while a writer thread calls `change(n)` (an update, an insert and a
+    delete at the source) every 10 ms, from the moment 200 points are checkpointed (so
+    that deletes hit points already written) until apply ends; returns the job file."""
+    job = save_job(document, tmp_path / "job.yaml")
+    stop = threading.Event()
+    changes = 0
+
+    def writer() -> None:
+        nonlocal changes
+        while checkpoint_points(tmp_path / "checkpoints.json") < 200 and not stop.is_set():
+            time.sleep(0.005)
+        while not stop.is_set():
+            change(1000 + changes)
+            changes += 1
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        result = run_cli("apply", str(job), cwd=tmp_path)  # may fail its count check
+    finally:
+        stop.set()
+        thread.join()
+    assert changes, "the writer ran during apply"
+    assert result.code in (0, 1), result.stderr
+    return job
 
 
 # --- full comparison: file source -------------------------------------------------------
@@ -232,32 +264,14 @@ def test_chroma_changing_during_apply_then_sync_is_exact(
         "parallelism": 2,
         "checkpoint": {"store": "file", "path": str(tmp_path / "checkpoints.json")},
     }
-    job = save_job(document, tmp_path / "job.yaml")
-    stop = threading.Event()
-    changed: list[str] = []
 
-    def writer() -> None:  # updates, inserts and deletes while apply reads and writes
-        n = 1000
-        while checkpoint_points(tmp_path / "checkpoints.json") < 200 and not stop.is_set():
-            time.sleep(0.005)  # some points written first, so that deletes hit some
-        while not stop.is_set():
-            i = rng.randrange(600)
-            collection.update(ids=[f"doc-{i}"], metadatas=[meta(i, n)])
-            collection.add(ids=[f"new-{n}"], embeddings=[vector()], metadatas=[meta(n, 0)])
-            collection.delete(ids=[f"doc-{rng.randrange(600)}"])
-            changed.append(f"doc-{i}")
-            n += 1
-            time.sleep(0.01)
+    def change(n: int) -> None:
+        i = rng.randrange(600)
+        collection.update(ids=[f"doc-{i}"], metadatas=[meta(i, n)])
+        collection.add(ids=[f"new-{n}"], embeddings=[vector()], metadatas=[meta(n, 0)])
+        collection.delete(ids=[f"doc-{rng.randrange(600)}"])
 
-    thread = threading.Thread(target=writer)
-    thread.start()
-    try:
-        result = run_cli("apply", str(job), cwd=tmp_path)  # may fail its count check
-    finally:
-        stop.set()
-        thread.join()
-    assert changed, "the writer ran during apply"
-    assert result.code in (0, 1), result.stderr
+    job = apply_while_changing(document, tmp_path, change)
     done = sync(job)
     assert done["ok"] and done["written"] > 0 and done["deleted"] > 0
     assert_equals_fresh_apply(document, tmp_path)
@@ -303,32 +317,13 @@ def test_redis_changing_during_apply_then_sync_is_exact(redis_server: Any, tmp_p
         "parallelism": 2,
         "checkpoint": {"store": "file", "path": str(tmp_path / "checkpoints.json")},
     }
-    job = save_job(document, tmp_path / "job.yaml")
-    stop = threading.Event()
-    changed: list[str] = []
 
-    def writer() -> None:  # updates, inserts and deletes while apply reads and writes
-        n = 1000
-        while checkpoint_points(tmp_path / "checkpoints.json") < 200 and not stop.is_set():
-            time.sleep(0.005)  # some points written first, so that deletes hit some
-        while not stop.is_set():
-            i = rng.randrange(600)
-            put(f"live:{i}", n)
-            put(f"live:new-{n}", 0)
-            client.delete(f"live:{rng.randrange(600)}")
-            changed.append(f"live:{i}")
-            n += 1
-            time.sleep(0.01)
+    def change(n: int) -> None:
+        put(f"live:{rng.randrange(600)}", n)
+        put(f"live:new-{n}", 0)
+        client.delete(f"live:{rng.randrange(600)}")
 
-    thread = threading.Thread(target=writer)
-    thread.start()
-    try:
-        result = run_cli("apply", str(job), cwd=tmp_path)  # may fail its count check
-    finally:
-        stop.set()
-        thread.join()
-    assert changed, "the writer ran during apply"
-    assert result.code in (0, 1), result.stderr
+    job = apply_while_changing(document, tmp_path, change)
     done = sync(job)
     assert done["ok"] and done["written"] > 0 and done["deleted"] > 0
     assert_equals_fresh_apply(document, tmp_path)
