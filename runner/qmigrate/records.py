@@ -79,6 +79,9 @@ class SourceInfo:
     # What to change when records share an ID, where the source knows why they can (Redis:
     # several key prefixes, each stripped); None: the generic advice.
     duplicate_ids_advice: str | None = None
+    # The shard keys of a source collection with custom sharding (a Qdrant server's): each
+    # partition then reads one key, named in its spec's "shard_key", and its points keep it.
+    shard_keys: list[str | int] | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,11 @@ class Partition:
 
     key: str
     spec: dict[str, Any]
+
+    @property
+    def shard_key(self) -> str | int | None:
+        """The source shard key this partition reads, and its points keep (`SourceInfo.shard_keys`)."""
+        return self.spec.get("shard_key")
 
 
 @dataclass

@@ -4,8 +4,11 @@ The collection is created with `sharding_method: custom`; each shard key is crea
 the first point is sent to it (Qdrant answers an error for a key that exists, which is no
 failure here: another run, or an earlier one, made it); every upsert names its key (REST
 `shard_key`, gRPC `UpsertPoints.shard_key_selector`), one request per key. A key is fixed
-(`{value: eu}`) or read from each mapped point's payload (`{field: region}`); a point
-without a key there is an invalid record, like any other that cannot be mapped.
+(`{value: eu}`), read from each mapped point's payload (`{field: region}`; a point
+without a key there is an invalid record, like any other that cannot be mapped), or the key
+the point had in a source collection with custom sharding (`{from_source: true}`, the
+default for such a source): the source reads one key per partition, and the partition's
+points keep it.
 """
 
 from __future__ import annotations
@@ -45,11 +48,28 @@ class ShardKeys:
     def __init__(self, spec: TargetSpec) -> None:
         config = spec.shard_key or {}
         self.custom = spec.shard_key is not None
+        self.from_source: bool = config.get("from_source", False)
+        self.source_keys: list[ShardKey] | None = None
         self.fixed: ShardKey | None = config.get("value")
         self.field: str | None = config.get("field")
         self.path = paths.parse(self.field) if self.field else None
         self.created: set[ShardKey] = set()
         self.lock = threading.Lock()
+
+    def follow_source(self, source_keys: list[ShardKey] | None, unset: bool) -> None:
+        """Take the source's shard keys: a job that says nothing of shard keys keeps them."""
+        self.source_keys = source_keys
+        if unset and source_keys is not None:
+            self.custom = self.from_source = True
+
+    def refusal(self) -> str | None:
+        """Why `{from_source: true}` cannot work: the source has no shard keys to keep."""
+        if self.from_source and self.source_keys is None:
+            return (
+                "target.shard_key.from_source needs a source collection with custom sharding "
+                "(a Qdrant server's); this source has none: set {value: KEY} or {field: PATH}"
+            )
+        return None
 
     def invalid(self, payload: dict[str, Any]) -> str | None:
         """Why a mapped point's payload gives no shard key; None when it does (or when the
@@ -72,8 +92,14 @@ class ShardKeys:
             return self.fixed
         return paths.take(point.payload or {}, self.path)[1]
 
-    def grouped(self, points: list[models.PointStruct]) -> dict[ShardKey, list[models.PointStruct]]:
-        """The points by shard key, in the order each key first occurs."""
+    def grouped(
+        self, points: list[models.PointStruct], source_key: ShardKey | None
+    ) -> dict[ShardKey, list[models.PointStruct]]:
+        """The points by shard key, in the order each key first occurs; with `from_source`,
+        all under `source_key`, the key of the source partition they were read from."""
+        if self.from_source:
+            assert source_key is not None, "a partition of a sharded source names its key"
+            return {source_key: points}
         groups: dict[ShardKey, list[models.PointStruct]] = {}
         for point in points:
             groups.setdefault(self.of(point), []).append(point)
@@ -119,11 +145,13 @@ class ShardKeys:
         """What plan says about sharding."""
         if not self.custom:
             return "auto"
-        where = (
-            f"shard key from payload field '{self.field}'"
-            if self.field is not None
-            else f"shard key {self.fixed!r}"
-        )
+        if self.from_source:
+            keys = ", ".join(repr(key) for key in self.source_keys or [])
+            where = f"each point keeps its source shard key (the source holds {keys or 'none'})"
+        elif self.field is not None:
+            where = f"shard key from payload field '{self.field}'"
+        else:
+            where = f"shard key {self.fixed!r}"
         if local:
             return f"custom, {where} (local mode has no shards: points are written without it)"
         return f"custom, {where}, each key created before its first point"

@@ -293,13 +293,19 @@ class QdrantTarget:
         with self.connection.lock:
             self.client.delete(self.collection, points_selector=selector, wait=True)
 
-    def upsert(self, points: list[models.PointStruct], wait: bool = True) -> int:
+    def upsert(
+        self,
+        points: list[models.PointStruct],
+        wait: bool = True,
+        source_key: ShardKey | None = None,
+    ) -> int:
         """Write `points`; with `wait`, return once they are applied, else once the server
         acknowledges them. Returns the bytes sent (0 in local mode, which sends none).
-        With custom sharding, one request per shard key, each key created before it."""
+        With custom sharding, one request per shard key, each key created before it;
+        `source_key` is the shard key the points had in the source (`shard_key.from_source`)."""
         if not self.shard_keys.custom or self.connection.local:
             return self._write(points, wait, None)
-        groups = self.shard_keys.grouped(points)
+        groups = self.shard_keys.grouped(points, source_key)
         self.shard_keys.ensure(groups, self.client, self.connection.lock, self.collection)
         return sum(self._write(group, wait, key) for key, group in groups.items())
 

@@ -89,6 +89,12 @@ class Collections(pb.CollectionsServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         return pb.CreateShardKeyResponse(result=True)
 
+    def ListShardKeys(self, request: Any, context: Any) -> Any:
+        keys = self.sink.list_shard_keys(request.collection_name) or []
+        return pb.ListShardKeysResponse(
+            shard_keys=[pb.ShardKeyDescription(key=RestToGrpc.convert_shard_key(k)) for k in keys]
+        )
+
     def Update(self, request: Any, context: Any) -> Any:
         body: dict[str, Any] = {}
         if request.HasField("hnsw_config"):
@@ -174,6 +180,15 @@ class Points(pb.PointsServicer):
         self.sink.note_scroll("grpc")
         flt = GrpcToRest.convert_filter(request.filter) if request.HasField("filter") else None
         offset = GrpcToRest.convert_point_id(request.offset) if request.HasField("offset") else None
+        selector = (  # ScrollPoints.shard_key_selector, field 8
+            GrpcToRest.convert_shard_key_selector(request.shard_key_selector)
+            if request.HasField("shard_key_selector")
+            else None
+        )
+        try:
+            flt = self.sink.keyed_filter(request.collection_name, selector, flt)
+        except ValueError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         points, next_offset = self.sink.call(
             "scroll",
             request.collection_name,

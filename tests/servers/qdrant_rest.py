@@ -59,6 +59,7 @@ class Store:
         # and each data upsert's (collection, shard key selector, IDs) as it came.
         self.shard_keys: dict[str, list[Any]] = {}
         self.keyed_upserts: list[tuple[str, Any, list[Any]]] = []
+        self.point_keys: dict[str, dict[Any, Any]] = {}  # the shard key each point is under
         self.writing = 0  # data upserts being answered now
         self.most_writing = 0  # the most at once
         self.saving = 0  # checkpoint upserts being answered now
@@ -181,6 +182,32 @@ class Store:
         for key in selector if isinstance(selector, list) else [selector]:
             if key not in (keys or []):
                 raise ValueError(f"Shard key {key} not found")
+        if not isinstance(selector, list):
+            with self.lock:
+                self.point_keys.setdefault(name, {}).update((i, selector) for i in ids)
+
+    def list_shard_keys(self, name: str) -> list[Any] | None:
+        """GET /collections/{name}/shards (ShardKeysResponse): the keys, or None when the
+        collection has auto sharding."""
+        if not self.exists(name):
+            raise KeyError(name)
+        with self.lock:
+            keys = self.shard_keys.get(name)
+            return None if keys is None else list(keys)
+
+    def keyed_filter(self, name: str, selector: Any, flt: Any) -> Any:
+        """A read's filter narrowed to the points under the shard key `selector` (Qdrant
+        reads only that key's shards; without a selector, every shard)."""
+        if selector is None:
+            return flt
+        with self.lock:
+            if selector not in self.shard_keys.get(name, []):
+                raise ValueError(f"Shard key {selector} not found")
+            held = [i for i, key in self.point_keys.get(name, {}).items() if key == selector]
+        under_key = models.HasIdCondition(has_id=held)
+        if flt is None:
+            return models.Filter(must=[under_key])
+        return models.Filter(must=[flt, under_key])
 
     def upsert(self, name: str, body: dict[str, Any], wait: bool) -> None:
         self.note_upsert(name, "rest", wait, [p["id"] for p in body["points"]])
@@ -361,6 +388,9 @@ class RestHandler(BaseHTTPRequestHandler):
         if rest == ["shards"] and method == "PUT":
             store.create_shard_key(name, body)
             return True
+        if rest == ["shards"] and method == "GET":
+            keys = store.list_shard_keys(name)
+            return {"shard_keys": None if keys is None else [{"key": key} for key in keys]}
         if rest == ["index"]:
             return {"operation_id": 0, "status": "completed"}
         if rest == ["points"] and method == "PUT":
@@ -376,7 +406,7 @@ class RestHandler(BaseHTTPRequestHandler):
             points, offset = store.call(
                 "scroll",
                 name,
-                scroll_filter=request.filter,
+                scroll_filter=store.keyed_filter(name, request.shard_key, request.filter),
                 limit=request.limit or 10,
                 offset=request.offset,
                 with_payload=True,

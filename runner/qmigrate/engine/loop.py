@@ -79,7 +79,7 @@ class PartitionWorker:
                 saver = CheckpointSaver(
                     self._save, self.dead_letters.write, self._advance, self.target.in_flight
                 )
-                with saver, self._writer(state, saver) as writer:
+                with saver, self._writer(partition, state, saver) as writer:
                     for page in self._pages(partition, state):
                         prepared = self._prepare(page)
                         if self.step is not None:
@@ -92,10 +92,14 @@ class PartitionWorker:
             state.done = True
             self._save(state)
 
-    def _writer(self, state: PartitionState, saver: CheckpointSaver) -> PageWriter:
+    def _writer(
+        self, partition: Partition, state: PartitionState, saver: CheckpointSaver
+    ) -> PageWriter:
         def send(points: list[models.PointStruct], wait: bool) -> int:
             return self._retrying(
-                lambda: self.target.upsert(points, wait), "writing to the target", "the target"
+                lambda: self.target.upsert(points, wait, partition.shard_key),
+                "writing to the target",
+                "the target",
             )
 
         return PageWriter(

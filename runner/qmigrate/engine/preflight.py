@@ -29,6 +29,8 @@ def refusals(resolved: Resolved) -> list[str]:
         reasons += _target_problems(resolved)
     if (keep_refused := on_existing.refusal(resolved.target)) is not None:
         reasons.append(keep_refused)
+    if (keys_refused := resolved.target.shard_keys.refusal()) is not None:
+        reasons.append(keys_refused)
     if state is not None and job.restart in ("resume", "fail"):
         conflicts = _resume_conflicts(resolved)
         reasons += conflicts

@@ -117,6 +117,7 @@ def resolve(job: Job, read_only: bool = False, warn: Warn = on_stderr) -> Resolv
             identity: dict[str, Any] = getattr(source, "resume_identity", dict)()
         target = QdrantTarget(job.target, read_only=read_only)
         opened.callback(target.close)
+        target.shard_keys.follow_source(info.shard_keys, unset=job.target.shard_key is None)
         store = open_store(job, target)
         state = store.load_job(job.name)
         partition_states = store.load_partitions(job.name) if state else {}

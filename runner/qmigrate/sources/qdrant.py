@@ -2,7 +2,9 @@
 
 Qdrant evaluates the job's filter itself, so all of it is pushed down. Partitions are ID
 ranges in Qdrant's scroll order (unsigned integers first, then UUIDs by value), so each
-one is a plain scroll that stops at its upper bound.
+one is a plain scroll that stops at its upper bound. A server collection with custom
+sharding is read one shard key at a time (each partition names its key), so that every
+point keeps its key in the target (`target.shard_key: {from_source: true}`).
 
 Over gRPC, pages are read from the protobuf messages themselves: a dense vector becomes a
 float32 array straight from its packed field, without qdrant-client's pydantic records
@@ -70,6 +72,7 @@ class Source:
         self.filter: models.Filter | None = None
         self.label = f"Qdrant at {config.get('url') or config.get('path')}"
         self._connection: QdrantConnection | None = None
+        self.shard_keys: list[str | int] | None = None  # custom sharding: read per key
 
     @property
     def connection(self) -> QdrantConnection:
@@ -112,7 +115,10 @@ class Source:
             info = client.get_collection(self.collection)
             count = client.count(self.collection, exact=True).count
             sample, _ = client.scroll(self.collection, limit=kit.SAMPLE_RECORDS, with_payload=True)
-        params = info.config.params
+            params = info.config.params
+            if params.sharding_method == models.ShardingMethod.CUSTOM and not connection.local:
+                listed = client.list_shard_keys(self.collection).shard_keys or []
+                self.shard_keys = [description.key for description in listed]
         vectors = []
         dense = params.vectors
         named = {"": dense} if isinstance(dense, models.VectorParams) else dict(dense or {})
@@ -147,6 +153,7 @@ class Source:
             payload_indexes=indexes,
             collection_settings=settings,
             details={"location": connection.where, "collection": self.collection},
+            shard_keys=self.shard_keys,
         )
 
     def push_down(self, filter: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -201,11 +208,28 @@ class Source:
         return low
 
     def partitions(self, n: int) -> list[Partition]:
-        """Split the integer and UUID ID ranges evenly; skewed IDs only unbalance the work."""
-        whole = [Partition("all", {"start": None, "end": None})]
+        """Split the integer and UUID ID ranges evenly; skewed IDs only unbalance the work.
+        With custom sharding, each shard key's points are split alike (the ranges of the
+        whole collection, so a key holding few of them gives empty partitions)."""
+        if self.shard_keys is None:
+            ranges = self._id_ranges(n)
+            if len(ranges) == 1:
+                return [Partition("all", {"start": None, "end": None})]
+            return [
+                Partition(f"{i:04d}", {"start": start, "end": end})
+                for i, (start, end) in enumerate(ranges)
+            ]
+        ranges = self._id_ranges(max(1, n // max(1, len(self.shard_keys))))
+        return [
+            Partition(f"shard {key!r} {i:04d}", {"start": start, "end": end, "shard_key": key})
+            for key in self.shard_keys
+            for i, (start, end) in enumerate(ranges)
+        ]
+
+    def _id_ranges(self, n: int) -> list[tuple[int | str | None, int | str | None]]:
         first = self._first_from(None)
         if n <= 1 or first is None:
-            return whole
+            return [(None, None)]
         first_uuid = self._first_from(UUID_MIN)
         int_parts = (n // 2 if first_uuid else n) if isinstance(first, int) else 0
         uuid_parts = n - int_parts if first_uuid else 0
@@ -221,10 +245,7 @@ class Source:
             step = (2**128 - low) / uuid_parts
             bounds += [str(uuid.UUID(int=low + int(step * i))) for i in range(1, uuid_parts)]
         bounds.append(None)
-        return [
-            Partition(f"{i:04d}", {"start": start, "end": end})
-            for i, (start, end) in enumerate(itertools.pairwise(bounds))
-        ]
+        return list(itertools.pairwise(bounds))
 
     # --- reading --------------------------------------------------------------------
 
@@ -236,7 +257,7 @@ class Source:
         offset = cursor if cursor is not None else partition.spec["start"]
         scroll = self._scroll_grpc if self.connection.grpc else self._scroll
         while True:
-            records, next_offset = scroll(offset)
+            records, next_offset = scroll(offset, partition.shard_key)
             inside = [r for r in records if end_key is None or _order_key(r.id) < end_key]
             finished = (
                 len(inside) < len(records)
@@ -248,7 +269,7 @@ class Source:
                 return
             offset = next_offset
 
-    def _scroll(self, offset: Any) -> tuple[list[Record], Any]:
+    def _scroll(self, offset: Any, shard_key: str | int | None) -> tuple[list[Record], Any]:
         with self.connection.lock:
             points, next_offset = self.connection.client.scroll(
                 self.collection,
@@ -257,11 +278,16 @@ class Source:
                 offset=offset,
                 with_payload=True,
                 with_vectors=True,
+                shard_key_selector=shard_key,
             )
         return [Record(p.id, _vectors(p.vector), p.payload or {}) for p in points], next_offset
 
-    def _scroll_grpc(self, offset: Any) -> tuple[list[Record], Any]:
+    def _scroll_grpc(self, offset: Any, shard_key: str | int | None) -> tuple[list[Record], Any]:
+        selector = (
+            RestToGrpc.convert_shard_key_selector(shard_key) if shard_key is not None else None
+        )
         request = pb.ScrollPoints(
+            shard_key_selector=selector,
             collection_name=self.collection,
             filter=RestToGrpc.convert_filter(self.filter) if self.filter else None,
             offset=RestToGrpc.convert_extended_point_id(offset) if offset is not None else None,
