@@ -234,10 +234,13 @@ def test_a_path_without_local_mode_data_is_refused_not_created(tmp_path: Path, m
         assert not where.exists()
 
 
-@pytest.mark.skipif(
+needs_server = pytest.mark.skipif(
     not os.environ.get("QDRANT_URL"),
     reason="QDRANT_URL is not set: no Qdrant server to run the server contract test against",
 )
+
+
+@needs_server
 def test_contract_against_a_real_server(tmp_path: Path) -> None:
     """Qdrant -> Qdrant through a real server, both as source and as target."""
     url, key = os.environ["QDRANT_URL"], os.environ.get("QDRANT_API_KEY")
@@ -282,6 +285,55 @@ def test_contract_against_a_real_server(tmp_path: Path) -> None:
             assert point.payload == original[point.id].payload
     finally:
         for name in (f"qm_src_{suffix}", f"qm_dst_{suffix}"):
+            client.delete_collection(name)
+        client.close()
+
+
+@needs_server
+def test_custom_sharding_and_tenants_against_a_real_server(tmp_path: Path) -> None:
+    """Local -> server by payload field (keys created, tenant index made), then server ->
+    server keeping each point's key (`from_source`, the default) and the tenant index."""
+    url, key = os.environ["QDRANT_URL"], os.environ.get("QDRANT_API_KEY")
+    suffix = uuid.uuid4().hex[:8]
+    sharded, kept = f"qm_sharded_{suffix}", f"qm_kept_{suffix}"
+    make_qdrant_collection(tmp_path / "local", count=120)
+    server = {"url": url, "api_key": key or ""}
+    by_field = {
+        "version": 1,
+        "name": f"contract-sharded-{suffix}",
+        "source": {"type": "qdrant", "path": str(tmp_path / "local"), "collection": "docs"},
+        "target": {
+            **server,
+            "collection": sharded,
+            "shard_key": {"field": "category"},
+            "payload_indexes": {"category": {"type": "keyword", "is_tenant": True}},
+        },
+        "parallelism": 2,
+    }
+    keeping = {
+        "version": 1,
+        "name": f"contract-kept-{suffix}",
+        "source": {"type": "qdrant", **server, "collection": sharded},
+        "target": {**server, "collection": kept},
+        "parallelism": 3,
+    }
+    client = QdrantClient(url=url, api_key=key)
+    try:
+        assert run_job(by_field, tmp_path, "sharded.yaml").count_check == "ok"
+        assert run_job(keeping, tmp_path, "kept.yaml").count_check == "ok"
+        original = read_collection(tmp_path / "local", "docs")
+        for name in (sharded, kept):
+            info = client.get_collection(name)
+            assert info.config.params.sharding_method == models.ShardingMethod.CUSTOM
+            assert info.payload_schema["category"].params.is_tenant is True
+            listed = client.list_shard_keys(name).shard_keys or []
+            assert sorted(str(d.key) for d in listed) == ["bags", "hats", "shoes"]
+            for category in ("bags", "hats", "shoes"):
+                expected = sum(1 for p in original.values() if p.payload["category"] == category)
+                counted = client.count(name, shard_key_selector=category, exact=True).count
+                assert counted == expected, (name, category)
+    finally:
+        for name in (sharded, kept):
             client.delete_collection(name)
         client.close()
 
