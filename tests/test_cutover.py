@@ -200,7 +200,10 @@ def test_a_cutover_while_the_job_is_applied_is_refused(
         store.save_lease(loaded.name, Lease("other pid 7 (ab12)", time.time() + 600, "other", 7))
     code, _, err = run(capsys, "cutover", str(job), "--no-verify")
     assert code == 1 and len(err.splitlines()) == 1
-    assert err.startswith("qmigrate: error: cutover refused: job 'zero-downtime' is being applied")
+    assert err.startswith(
+        "qmigrate: error: cutover refused: job 'zero-downtime' is in use by other pid 7 (ab12)"
+    )
+    assert "run it again once that run has finished" in err
     assert alias_now(job) == "products_v1"
 
 

@@ -67,7 +67,7 @@ def test_a_second_run_of_a_job_is_refused_while_the_first_holds_it(
     wait_for_points(store, 100, first)
     second = run_cli("apply", str(job))
     assert second.code == 1
-    assert "job 'shared' is being applied by" in second.stderr and "--wait" in second.stderr
+    assert "job 'shared' is in use by apply on" in second.stderr and "--wait" in second.stderr
     assert first.poll() is None, "the refusal came while the first run was still going"
     out, err = first.communicate(timeout=120)
     assert first.returncode == 0, err
@@ -107,7 +107,7 @@ def test_a_lease_from_another_machine_expires_and_wait_takes_over(
     # for a slow machine to start the refused run well before that).
     TargetStore(other).save_lease("shared", Lease(holder, time.time() + 600, "ci-runner-7", 4121))
     refused = run_cli("apply", str(job))
-    assert refused.code == 1 and "is being applied by ci-runner-7 pid 4121" in refused.stderr
+    assert refused.code == 1 and "is in use by ci-runner-7 pid 4121" in refused.stderr
     TargetStore(other).save_lease("shared", Lease(holder, time.time() + 3, "ci-runner-7", 4121))
     started = time.monotonic()
     waited = run_cli("apply", str(job), "--wait", "--output", "json")
@@ -131,3 +131,26 @@ def test_two_jobs_into_one_collection_keep_their_own_checkpoints(
         again = run_cli("apply", str(job), "--output", "json")
         assert again.json()["jobs"][0]["status"] == "already done"
     assert store.count("copy") == 2 * ROWS
+
+
+def test_a_refusal_names_the_command_that_holds_the_job(tmp_path: Path) -> None:
+    """A sync holding the job: an apply is told it met a sync, and how to wait for it."""
+    import pytest
+
+    from qmigrate import spec
+    from qmigrate.checkpoint import FileStore
+    from qmigrate.engine.lease import JobLease
+    from qmigrate.errors import QmigrateError
+
+    path = job_file(tmp_path, "http://127.0.0.1:9")
+    job = spec.load(path, {})
+    store = FileStore(tmp_path / "checkpoints.json")
+    with (
+        JobLease(store, job, False, print, command="sync"),
+        pytest.raises(QmigrateError) as refused,
+    ):
+        JobLease(store, job, False, print).__enter__()
+    assert f"job 'shared' is in use by sync on {os.uname().nodename} pid {os.getpid()}" in str(
+        refused.value
+    )
+    assert "wait for it with `apply --wait`" in str(refused.value)

@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
             if (refused := alias.refusal(target, name)) is not None:
                 raise QmigrateError(f"cutover of job '{job.name}': {refused}")
             try:
-                lease = JobLease(store, job, wait=False, warn=on_stderr).__enter__()
+                lease = JobLease(store, job, False, on_stderr, command="cutover").__enter__()
             except QmigrateError as exc:
                 raise QmigrateError(f"cutover refused: {exc.message}") from None
             try:

@@ -27,12 +27,17 @@ class JobLease:
 
     SETTLE = 0.3  # seconds between writing a claim and reading it back
 
-    def __init__(self, store: CheckpointStore, job: Job, wait: bool, warn: Warn) -> None:
+    def __init__(
+        self, store: CheckpointStore, job: Job, wait: bool, warn: Warn, command: str = "apply"
+    ) -> None:
         self.store = store
         self.warn = warn
         self.job = job
         self.wait = wait
-        self.holder = f"{socket.gethostname()} pid {os.getpid()} ({uuid.uuid4().hex[:8]})"
+        self.command = command
+        # The command is part of the holder, so that a refused run is told which one it met.
+        host = socket.gethostname()
+        self.holder = f"{command} on {host} pid {os.getpid()} ({uuid.uuid4().hex[:8]})"
         self.stop = threading.Event()
         self.heartbeat = threading.Thread(target=self._renew, name="lease", daemon=True)
 
@@ -50,9 +55,9 @@ class JobLease:
             if not self.wait:
                 until = time.strftime("%H:%M:%S", time.localtime(current.expires))
                 raise QmigrateError(
-                    f"job '{self.job.name}' is being applied by {current.holder} (its lease "
-                    f"runs until {until} and is renewed while it lives): wait for it with "
-                    "`apply --wait`; a run that was killed lets go when its lease expires"
+                    f"job '{self.job.name}' is in use by {current.holder} (its lease "
+                    f"runs until {until} and is renewed while it lives): {self._waiting}; "
+                    "a run that was killed lets go when its lease expires"
                 )
             time.sleep(1)
         self.heartbeat.start()
@@ -68,6 +73,12 @@ class JobLease:
             current = self.store.load_lease(self.job.name)
             if current is not None and current.holder == self.holder:
                 self.store.save_lease(self.job.name, None)
+
+    @property
+    def _waiting(self) -> str:
+        if self.command in ("apply", "sync"):  # the commands with --wait
+            return f"wait for it with `{self.command} --wait`"
+        return "run it again once that run has finished"
 
     def _load(self) -> Lease | None:
         return retried(lambda: self.store.load_lease(self.job.name), "reading the job's lease")

@@ -120,7 +120,7 @@ def sync(
         with tempfile.TemporaryDirectory(prefix="qmigrate-sync-") as directory:
             dry = dataclasses.replace(resolved, store=MemoryStore())
             return _pass(dry, resolved.store, Path(directory), True, progress_stream)
-    with JobLease(resolved.store, job, wait, resolved.warn):
+    with JobLease(resolved.store, job, wait, resolved.warn, command="sync"):
         return _pass(resolved, resolved.store, spill_directory(job), False, progress_stream)
 
 
