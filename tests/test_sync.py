@@ -181,6 +181,15 @@ def test_file_sync_writes_and_deletes_exactly_what_changed(tmp_path: Path) -> No
     assert "| unchanged | 299 |" in markdown.stdout
     text = run_cli("sync", str(job), cwd=tmp_path)
     assert "wrote 0 (0 new, 0 changed), deleted 0, unchanged 299" in text.stdout
+    status = run_cli("status", "--output", "json", str(job), cwd=tmp_path).json()["jobs"][0]
+    last = status["sync"]["last_pass"]
+    assert (last["mode"], last["written"], last["deleted"], last["unchanged"]) == (
+        "full",
+        0,
+        0,
+        299,
+    )
+    assert status["sync"]["in_progress"] is None
 
 
 def test_deletes_stay_in_the_jobs_scope(tmp_path: Path) -> None:
@@ -373,9 +382,16 @@ def test_sync_killed_with_sigkill_resumes_exactly(tmp_path: Path) -> None:
         process.wait()
     killed_at = sync_checkpointed(tmp_path / "checkpoints.json")
     assert 150 <= killed_at < len(rows) - 1
+    status = run_cli("status", str(job), cwd=tmp_path)
+    assert "  sync: a pass is in progress (" in status.stdout, status.stdout
+    assert "sync: last pass" not in status.stdout
 
     resumed = sync(job)
     assert resumed["resumed"] and resumed["ok"]
+    status = run_cli("status", str(job), cwd=tmp_path)
+    assert "  sync: last pass finished " in status.stdout, status.stdout
+    assert f"(full): wrote {resumed['written']:,}, deleted 10" in status.stdout
+    assert "in progress" not in status.stdout.split("sync:", 1)[1]
     assert resumed["written"] <= len(rows) - 1 - killed_at + 40, "resumed from the cursors"
     assert resumed["deleted"] == 10, "deletes know the IDs read before the kill"
     assert_equals_fresh_apply(document, tmp_path)

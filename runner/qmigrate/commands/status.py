@@ -14,7 +14,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "status",
         help="show per-partition progress from the checkpoints",
         description="Show how far each job got, partition by partition, from its checkpoints, "
-        "and where a job's target.alias points. Only the checkpoint store (and, for a job "
+        "where a job's target.alias points, and its last sync pass. Only the checkpoint store (and, for a job "
         "with an alias, the target) is contacted, not the source.",
     )
     add_job_options(parser)
@@ -24,6 +24,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from qmigrate.checkpoint import PartitionState, totals
     from qmigrate.engine import checkpoint_store  # imports qdrant-client: only when needed
+    from qmigrate.sync import history
 
     reports: list[dict[str, Any]] = []
     try:
@@ -31,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
             with checkpoint_store(job) as store:
                 state = store.load_job(job.name)
                 states = store.load_partitions(job.name) if state else {}
+                sync = history.status(store, job.name)
             in_order = (
                 [states.get(p.key, PartitionState(p.key)) for p in state.partitions]
                 if state
@@ -52,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
                     "points": totals(in_order).written,
                     "partitions": partitions,
                     "alias": alias_status(job),
+                    "sync": sync,
                 }
             )
     except QmigrateError as exc:
@@ -90,6 +93,10 @@ def render_text(report: dict[str, Any]) -> str:
         if record:
             before = f"'{record['previous']}'" if record["previous"] else "nothing"
             lines.append(f"  last cutover: named {before} before; `rollback` points it back")
+    if report["sync"] is not None:
+        from qmigrate.sync import history
+
+        lines += history.render_text(report["sync"])
     for p in parts:
         mark = "done" if p["done"] else ("started" if p["cursor"] is not None else "pending")
         lines.append(f"  {p['key']}: {mark}, {p['points']:,} points")

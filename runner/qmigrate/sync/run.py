@@ -39,11 +39,10 @@ from qmigrate.errors import QmigrateError
 from qmigrate.retry import retried
 from qmigrate.source_factory import create_source
 from qmigrate.spec import Job
-from qmigrate.sync import deletes, watermark
+from qmigrate.sync import deletes, history, watermark
+from qmigrate.sync.history import PASS_KEY, WATERMARK_KEY, checkpoint_names, watermark_name
 from qmigrate.sync.id_set import IdSpill
 from qmigrate.sync.step import CompareStep, Tally
-
-PASS_KEY = "\0pass"
 
 
 @dataclasses.dataclass
@@ -83,10 +82,6 @@ class SyncSummary:
         return data
 
 
-def checkpoint_names(job: str) -> tuple[str, str]:
-    return f"{job} sync", f"{job} sync changes"
-
-
 def spill_directory(job: Job) -> Path:
     """The pass's ID files: beside the job's checkpoint file (by default .qmigrate/)."""
     return job.checkpoint_path.with_name(f"{job.name}.sync-ids")
@@ -94,7 +89,7 @@ def spill_directory(job: Job) -> Path:
 
 def forget(job: Job, store: CheckpointStore) -> None:
     """`reset`: an interrupted pass, its ID files and the watermark are gone."""
-    for name in (*checkpoint_names(job.name), watermark.name(job.name)):
+    for name in (*checkpoint_names(job.name), watermark_name(job.name)):
         store.delete(name)
     shutil.rmtree(spill_directory(job), ignore_errors=True)
 
@@ -177,11 +172,7 @@ def _pass(
                 watermark.save(store, job.name, field, highs, new_high, marker["id"])
 
             retried(save, f"{label}: saving the watermark")
-    if not dry_run:
-        for name in (ids_name, changes_name):
-            retried(partial(store.delete, name), f"{label}: clearing the pass")
-        spill.clear()
-    return _summary(
+    summary = _summary(
         job.name,
         compare.tally,
         counters,
@@ -195,10 +186,17 @@ def _pass(
         new_high,
         resumed,
     )
+    if not dry_run:
+        last = {k: summary.to_json()[k] for k in ("mode", "written", "deleted", "unchanged")}
+        retried(partial(history.record, store, job.name, last), f"{label}: saving the pass")
+        for name in (ids_name, changes_name):
+            retried(partial(store.delete, name), f"{label}: clearing the pass")
+        spill.clear()
+    return summary
 
 
 def _saved_pass(store: CheckpointStore, job: str) -> Any:
-    saved = store.load_partitions(watermark.name(job)).get(watermark.WATERMARK_KEY)
+    saved = store.load_partitions(watermark_name(job)).get(WATERMARK_KEY)
     return (
         saved.cursor.get("pass") if saved is not None and isinstance(saved.cursor, dict) else None
     )

@@ -21,18 +21,13 @@ from typing import Any
 
 from qmigrate import payload_paths
 from qmigrate.checkpoint import CheckpointStore, PartitionState
-
-WATERMARK_KEY = "watermark"
-
-
-def name(job: str) -> str:
-    return f"{job} sync watermark"
+from qmigrate.sync.history import WATERMARK_KEY, watermark_name
 
 
 def load(store: CheckpointStore, job: str, field: str) -> list[Any]:
     """The largest values of the last (up to) two finished passes, older first; a watermark
     of another field counts as none."""
-    saved = store.load_partitions(name(job)).get(WATERMARK_KEY)
+    saved = store.load_partitions(watermark_name(job)).get(WATERMARK_KEY)
     cursor = saved.cursor if saved is not None else None
     if not isinstance(cursor, dict) or cursor.get("field") != field:
         return []
@@ -46,7 +41,7 @@ def save(
     kept = ([*highs, new] if new is not None else list(highs))[-2:]
     cursor = {"field": field, "highs": kept, "pass": pass_id}
     state = PartitionState(WATERMARK_KEY, cursor=cursor, done=True)
-    store.save_partition(name(job), state)
+    store.save_partition(watermark_name(job), state)
 
 
 def lower_bound(highs: list[Any]) -> Any:

@@ -35,7 +35,9 @@ def run_partition(job: Job, partition: Partition, stop: threading.Event | None =
     resolved = resolve(job)
     try:
         lease_job = dataclasses.replace(job, name=f"{job.name} partition {partition.key}")
-        with JobLease(resolved.store, lease_job, True, resolved.warn, command="a partition of apply"):
+        with JobLease(
+            resolved.store, lease_job, True, resolved.warn, command="a partition of apply"
+        ):
             # Read after the lease is ours: an attempt that died before us saved up to here.
             saved = load_states(resolved.store, job).get(partition.key)
             state = saved or PartitionState(partition.key)
