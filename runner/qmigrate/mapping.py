@@ -7,6 +7,7 @@ import json
 import numbers
 import uuid
 from array import array
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
@@ -66,11 +67,12 @@ class Mapper:
         named = [*(spec.include or ()), *spec.exclude, *spec.rename, *spec.rename.values()]
         self.nested = any(paths.parse(path) != ((path, False),) for path in named)
 
-    def to_point(self, record: Record) -> models.PointStruct:
+    def to_point(self, record: Record, finite: Collection[str] = ()) -> models.PointStruct:
+        """`finite`: the record's vectors known to be finite float32 rows (`finite_rows`)."""
         if record.invalid is not None:
             raise InvalidRecord(record.invalid)
         qdrant_id, original = point_id(record.id)
-        vectors = self._vectors(record)
+        vectors = self._vectors(record, finite)
         payload = self._payload(record.payload)
         if original is not None and self.spec.keep_original_id_as:
             payload[self.spec.keep_original_id_as] = original
@@ -79,7 +81,7 @@ class Mapper:
         # Vectors were checked above; skipping pydantic validation keeps the hot path cheap.
         return models.PointStruct.model_construct(id=qdrant_id, vector=vector, payload=payload)
 
-    def _vectors(self, record: Record) -> dict[str, Any]:
+    def _vectors(self, record: Record, finite: Collection[str]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for source_name, value in record.vectors.items():
             if value is None:
@@ -94,6 +96,13 @@ class Mapper:
                 if not isinstance(value, list) or not value:
                     raise InvalidRecord(f"multi-vector '{source_name}' is not a list of vectors")
                 out[name] = [_dense(source_name, v, field.size) for v in value]
+            elif source_name in finite:  # a row of the page's matrix, checked with it
+                assert isinstance(value, np.ndarray)
+                if len(value) != field.size:
+                    raise InvalidRecord(
+                        f"vector '{source_name}' has {len(value)} dimensions, expected {field.size}"
+                    )
+                out[name] = value
             else:
                 out[name] = _dense(source_name, value, field.size)
         if not out:
@@ -229,6 +238,16 @@ def _float32(what: str, values: Any) -> np.ndarray:
     if not np.isfinite(floats).all():
         raise InvalidRecord(f"{what} holds a value that is not finite in float32")
     return floats
+
+
+def finite_rows(matrices: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """For each page matrix of float32 rows, which rows are all finite: one check for the
+    page instead of one per record. Other matrices are left to the per-record check."""
+    return {
+        name: np.isfinite(matrix).all(axis=1)
+        for name, matrix in matrices.items()
+        if matrix.dtype == np.float32 and matrix.ndim == 2 and matrix.flags.c_contiguous
+    }
 
 
 def _dense(name: str, value: Any, size: int | None) -> np.ndarray:

@@ -106,6 +106,9 @@ class Page:
     # Entries the source came across but does not hold, so never moves or counts (Redis:
     # keys under the index prefix that the index left out); the summary reports them.
     passed_over: int = 0
+    # A dense vector every record holds as a row of one float32 matrix (record i's
+    # vectors[name] is matrices[name][i]): its finite check runs once for the page.
+    matrices: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 class CursorLost(Exception):

@@ -445,6 +445,25 @@ def test_the_filter_table_tells_sources_apart() -> None:
     assert sum(0 < size < COUNT for size in sizes) >= len(FILTERS) - 4, sizes
 
 
+# Sources whose dense vectors come as one float32 matrix per page (Page.matrices).
+GIVES_MATRICES = {"lancedb", "faiss"}
+
+
+def test_a_page_matrix_row_is_each_records_vector(case: Case, opened: Source) -> None:
+    """The engine checks a page matrix once and passes its rows on unchecked: each record's
+    vector must be that very row."""
+    pages = [page for p in opened.partitions(2) for page in opened.read(p, None)]
+    if case.name in GIVES_MATRICES:
+        assert all(page.matrices for page in pages if page.records)
+    for page in pages:
+        for name, matrix in page.matrices.items():
+            assert matrix.shape[0] == len(page.records)
+            for row, record in zip(matrix, page.records, strict=True):
+                vector = record.vectors[name]
+                assert isinstance(vector, np.ndarray) and np.shares_memory(vector, matrix)
+                assert np.array_equal(vector, row)
+
+
 def test_closing_twice_is_harmless(case: Case) -> None:
     source = case.open()
     source.close()  # before connecting

@@ -23,7 +23,7 @@ from qmigrate.engine.selection import Selection
 from qmigrate.engine.wiring import Resolved
 from qmigrate.engine.writer import PageWriter, PreparedPage
 from qmigrate.errors import QmigrateError
-from qmigrate.mapping import InvalidRecord
+from qmigrate.mapping import InvalidRecord, finite_rows
 from qmigrate.progress import Progress
 from qmigrate.records import CursorLost, Page, Partition, Record
 from qmigrate.retry import Backoff, T, describe, retried
@@ -150,9 +150,12 @@ class PartitionWorker:
         points: dict[Any, tuple[Record, models.PointStruct]] = {}
         rejected: list[str] = []
         filtered = duplicates = 0
-        for record in page.records:
+        finite = finite_rows(page.matrices)
+        for i, record in enumerate(page.records):
             try:
-                point = self.selection.point(record)
+                point = self.selection.point(
+                    record, [name for name, rows in finite.items() if rows[i]] if finite else ()
+                )
             except InvalidRecord as exc:
                 rejected.append(self.dead_letters.line(record, str(exc)))
                 continue

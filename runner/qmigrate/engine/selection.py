@@ -6,6 +6,8 @@ agree on which records the job selects and what point each becomes.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from qdrant_client import models
 
 from qmigrate.engine.wiring import Resolved
@@ -20,13 +22,13 @@ class Selection:
         self.filter = ClientFilter(residual) if residual else None
         self.shard_keys = resolved.target.shard_keys  # {field: ...}: a point must hold its key
 
-    def point(self, record: Record) -> models.PointStruct | None:
+    def point(self, record: Record, finite: Collection[str] = ()) -> models.PointStruct | None:
         """The record's point, or None when the job leaves it out (the part of the filter the
         source could not take, or a record the source counts but must not move); raises
         `InvalidRecord` when it cannot be mapped, or gives no shard key."""
         if record.skipped or (self.filter is not None and not self.filter.matches(record)):
             return None
-        point = self.mapper.to_point(record)
+        point = self.mapper.to_point(record, finite)
         if (no_key := self.shard_keys.invalid(point.payload or {})) is not None:
             raise InvalidRecord(no_key)
         return point

@@ -164,7 +164,7 @@ class Source:
                 for i in range(count)
             ]
             position += count
-            yield Page(records, position)
+            yield Page(records, position, matrices={"": vectors})
 
     def _id(self, position: int) -> Any:
         if self._ids is None:

@@ -12,7 +12,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -20,6 +20,9 @@ from qmigrate.errors import QmigrateError
 from qmigrate.line_ranges import READ_BUFFER, file_identity, lines_in_range
 from qmigrate.records import DISTANCES, Page, Partition, Record, SourceInfo, VectorField
 from qmigrate.sources import kit
+
+if TYPE_CHECKING:  # numpy is imported only where Parquet is read
+    import numpy as np
 
 
 class Source:
@@ -190,7 +193,7 @@ class Source:
             rows = table.num_rows
             offset = skip if index == group else 0
             while offset < rows:
-                rows_slice, invalid = self._parquet_rows(
+                rows_slice, invalid, matrices = self._parquet_rows(
                     table.slice(offset, self.batch_size), file, index
                 )
                 records = [
@@ -201,22 +204,23 @@ class Source:
                     record.invalid = reason
                 offset += len(rows_slice)
                 next_cursor = [index, offset] if offset < rows else [index + 1, 0]
-                yield Page(records, next_cursor)
+                yield Page(records, next_cursor, matrices=matrices)
 
     def _parquet_rows(
         self, table: Any, file: Path, group: int
-    ) -> tuple[list[dict[str, Any]], list[str | None]]:
-        """Rows as dicts, and why each cannot be read (None: it can). A dense vector column
-        of floats goes over as one float32 matrix, each row's vector a view of it, never a
-        list of Python floats; other columns in their payload form (arrow_values)."""
+    ) -> tuple[list[dict[str, Any]], list[str | None], dict[str, np.ndarray]]:
+        """Rows as dicts, why each cannot be read (None: it can), and the dense vector
+        columns of floats as float32 matrices: each row's vector a view of one, never a list
+        of Python floats; other columns in their payload form (arrow_values)."""
         from qmigrate.sources import arrow_values  # needs pyarrow, as Parquet does
 
         replaced: dict[str, Any] = {}
+        matrices: dict[str, np.ndarray] = {}
         for name, config in self.vector_config.items():
             if config.get("kind", "dense") == "dense" and name in table.column_names:
                 matrix = arrow_values.float_matrix(table.column(name))
                 if matrix is not None:
-                    replaced[name] = matrix
+                    replaced[name] = matrices[name] = matrix
         invalid: list[str | None] = [None] * table.num_rows
         for column in table.schema:
             if column.name in replaced or column.name == self.id_field:
@@ -236,7 +240,7 @@ class Source:
         for name, values in replaced.items():
             for row, value in zip(rows, values, strict=True):
                 row[name] = value
-        return rows, invalid
+        return rows, invalid, matrices
 
     # --- rows -----------------------------------------------------------------------
 

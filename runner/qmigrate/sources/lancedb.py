@@ -183,13 +183,16 @@ class Source:
         batches = query.offset(offset).limit(end - offset).to_batches(self.batch_size)
         for batch in batches:
             offset += batch.num_rows
-            yield Page(self._records(batch), offset)
+            yield self._page(batch, offset)
 
-    def _records(self, batch: pa.RecordBatch) -> list[Record]:
+    def _page(self, batch: pa.RecordBatch, cursor: int) -> Page:
         vectors: dict[str, list[Any] | np.ndarray] = {}
+        matrices: dict[str, np.ndarray] = {}
         for field in self.fields:
             column = batch.column(field.name)
             matrix = arrow_values.float_matrix(column)
+            if matrix is not None:
+                matrices[field.name] = matrix
             vectors[field.name] = column.to_pylist() if matrix is None else matrix
         others = [n for n in batch.schema.names if n != self.id_field and n not in vectors]
         payload, invalid = arrow_values.payload_columns(batch, others)
@@ -202,7 +205,7 @@ class Source:
             )
             record.invalid = invalid[i]
             records.append(record)
-        return records
+        return Page(records, cursor, matrices=matrices)
 
     def search(self, vector_name: str, vector: list[float], k: int) -> list[Any]:
         """IDs of the k nearest rows the job reads: an exact LanceDB search (past any
