@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -157,10 +158,10 @@ def test_transient_write_errors_are_retried(tmp_path: Path) -> None:
     upsert = resolved.target.upsert
     failures = iter([True, True, False, True] + [False] * 100)
 
-    def flaky(points: list[Any], wait: bool) -> int:
+    def flaky(points: list[Any], wait: bool, source_key: Any = None) -> int:
         if next(failures):
             raise Unavailable("service unavailable")
-        return upsert(points, wait)
+        return upsert(points, wait, source_key)
 
     resolved.target.upsert = flaky  # type: ignore[method-assign]
     summary = engine.apply(resolved)
@@ -208,7 +209,7 @@ def test_a_write_that_keeps_failing_is_retried_for_retry_give_up_after(tmp_path:
     resolved = engine.resolve(load(document, tmp_path))
     attempts = {"n": 0}
 
-    def down(points: list[Any], wait: bool) -> int:
+    def down(points: list[Any], wait: bool, source_key: Any = None) -> int:
         attempts["n"] += 1
         raise ConnectionRefusedError("connection refused")
 
@@ -387,6 +388,36 @@ def test_a_slow_checkpoint_save_does_not_hold_up_the_writes(tmp_path: Path) -> N
         summary = run_job(document, tmp_path)
     assert (summary.written, summary.count_check) == (200, "ok")
     assert store.during_saves > 0
+
+
+def test_the_file_store_saves_a_partition_a_few_times_a_second(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each file save rewrites the whole file: a partition's saves are at least
+    `save_interval` apart however many pages go by, and the last one holds them all."""
+    from qmigrate.checkpoint import FileStore
+
+    saves: list[tuple[float, int]] = []
+    original = FileStore.save_partition
+
+    def timed(store: FileStore, job: str, state: Any) -> None:
+        saves.append((time.monotonic(), state.points))
+        original(store, job, state)
+
+    monkeypatch.setattr(FileStore, "save_partition", timed)
+    with running() as (url, _store, faults):
+        faults.path, faults.latency = "/collections/copy/points", 0.002  # a run of 1 s or more
+        document = server_job(tmp_path, url, list(range(2000)), in_flight=1)
+        document["batch_size"] = 4
+        document["checkpoint"] = {"store": "file", "path": str(tmp_path / "checkpoints.json")}
+        summary = run_job(document, tmp_path)
+    assert (summary.written, summary.count_check) == (2000, "ok")
+    assert len(saves) >= 3, "the run lasted long enough for several saves"
+    # The saver's: all but the last (the end of the partition saves at once).
+    gaps = [later - earlier for (earlier, _), (later, _) in itertools.pairwise(saves[:-2])]
+    assert gaps and min(gaps) >= FileStore.save_interval * 0.95, gaps
+    assert len(saves) < 500 / 4, "far fewer saves than the 500 pages"
+    assert saves[-1][1] == 2000
 
 
 def test_a_failed_write_is_not_forgotten_when_the_block_ends_otherwise() -> None:

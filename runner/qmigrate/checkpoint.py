@@ -162,6 +162,9 @@ class Lease:
 
 
 class CheckpointStore(Protocol):
+    # The least seconds between two saves of one partition's state: 0 saves each page's.
+    save_interval: float
+
     def load_lease(self, job: str) -> Lease | None: ...
     def save_lease(self, job: str, lease: Lease | None) -> None: ...
     def load_job(self, job: str) -> JobState | None: ...
@@ -180,6 +183,8 @@ _KIND_CUTOVER = models.FieldCondition(key="kind", match=models.MatchValue(value=
 
 class TargetStore:
     """Checkpoints as points of the `_migration_offsets` collection beside the data."""
+
+    save_interval = 0.0  # one small upsert per save
 
     def __init__(self, connection: QdrantConnection) -> None:
         self.connection = connection
@@ -305,6 +310,10 @@ class TargetStore:
 
 class FileStore:
     """Checkpoints in one JSON file, replaced atomically on every save."""
+
+    # Each save rewrites and fsyncs the whole file under a lock every process shares: a few
+    # a second, not one per page. A kill then re-sends at most that long's pages on resume.
+    save_interval = 0.25
 
     def __init__(self, path: Path) -> None:
         self.path = path

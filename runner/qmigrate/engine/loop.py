@@ -77,7 +77,11 @@ class PartitionWorker:
             try:
                 # As many offers collapse as requests can be out, so that saving keeps up.
                 saver = CheckpointSaver(
-                    self._save, self.dead_letters.write, self._advance, self.target.in_flight
+                    self._save,
+                    self.dead_letters.write,
+                    self._advance,
+                    self.target.in_flight,
+                    self.store.save_interval,
                 )
                 with saver, self._writer(partition, state, saver) as writer:
                     for page in self._pages(partition, state):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -17,7 +19,11 @@ class CheckpointSaver:
     saver to take them, which bounds what a kill leaves unsaved. A state's dead letters are
     written just before it is saved, so a replayed page does not repeat them; `on_saved`
     hears how many records each save covered. A failed save stops the partition: `offer`
-    and the end of the block raise it. The end of the block waits for the last save."""
+    and the end of the block raise it. The end of the block waits for the last save.
+
+    With `every` (seconds), saves are at least that far apart, and offers are not bounded:
+    the store's cost per save, not the pages in flight, sets how much a kill leaves unsaved.
+    """
 
     def __init__(
         self,
@@ -25,9 +31,11 @@ class CheckpointSaver:
         dead_letter: Callable[[list[str]], None],
         on_saved: Callable[[int], None],
         most: int,
+        every: float = 0.0,
     ) -> None:
         self.save = save
-        self.most = most
+        self.most = most if every == 0 else sys.maxsize
+        self.every = every
         self.offers = 0  # collapsed into `pending`
         self.dead_letter = dead_letter
         self.on_saved = on_saved
@@ -64,10 +72,11 @@ class CheckpointSaver:
             raise self.error  # the first failure, even when the block ended with another
 
     def _run(self) -> None:
+        next_save = 0.0
         while True:
             with self.changed:
-                while self.pending is None and not self.closing:
-                    self.changed.wait()
+                while not self.closing and (self.pending is None or time.monotonic() < next_save):
+                    self.changed.wait(max(0.0, next_save - time.monotonic()) or None)
                 state, self.pending = self.pending, None
                 read, self.pending_read = self.pending_read, 0
                 dead_letters, self.pending_dead_letters = self.pending_dead_letters, []
@@ -75,6 +84,7 @@ class CheckpointSaver:
                 self.changed.notify_all()
             if state is None:
                 return
+            next_save = time.monotonic() + self.every
             try:
                 self.dead_letter(dead_letters)
                 self.save(state)

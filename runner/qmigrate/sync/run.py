@@ -305,6 +305,8 @@ def _summary(
 class MemoryStore:
     """Checkpoints of a dry run: kept in memory, gone with it."""
 
+    save_interval = 0.0
+
     def __init__(self) -> None:
         self.jobs: dict[str, JobState] = {}
         self.partitions: dict[str, dict[str, PartitionState]] = {}
