@@ -5,6 +5,11 @@ it pins, plus the k-NN plugin) into the CI cache; this module runs it on 127.0.0
 data, logs and config in a temporary directory. OpenSearch refuses to run as root, and the
 tests run as root in CI: there the node runs in a user namespace that maps root to uid 1000,
 so it is not root to itself while the files it reads and writes stay root's.
+
+The k-NN plugin on Central carries no native library: only its Lucene engine works here.
+Name it in every test mapping (`"method": {"name": "hnsw", "engine": "lucene"}`): indexing
+into a FAISS field (3.x's default for a knn_vector without a method) or an NMSLIB one fails
+to load the library, and that error ends the whole node.
 """
 
 from __future__ import annotations
