@@ -48,10 +48,11 @@ class OpenSearchServer:
         return f"http://127.0.0.1:{self.port}"
 
     def client(self, **options: Any) -> Any:
-        """An opensearch-py client, for loading test data."""
+        """An opensearch-py client, for loading test data; its requests may wait 60 s
+        (the client's 10 s default is short for a bulk on 2 busy cores)."""
         from opensearchpy import OpenSearch
 
-        return OpenSearch(hosts=[self.url], **options)
+        return OpenSearch(hosts=[self.url], **{"timeout": 60, **options})
 
 
 def installed_node() -> tuple[Path, Path]:
