@@ -304,6 +304,7 @@ def as_stored(vector: Any) -> Any:
 from tests.servers.chroma import chroma_server  # noqa: E402,F401
 from tests.servers.milvus import milvus_lite_server, milvus_server  # noqa: E402,F401
 from tests.servers.netns import loopback_netns  # noqa: E402,F401
+from tests.servers.opensearch import opensearch_server  # noqa: E402,F401
 from tests.servers.pinecone_fake import pinecone_fake  # noqa: E402,F401
 from tests.servers.postgres import pg16_server, pg18_server  # noqa: E402,F401
 from tests.servers.ray_cluster import ray_cluster  # noqa: E402,F401

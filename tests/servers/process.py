@@ -52,9 +52,19 @@ def server_process(
             start_new_session=True,
             env={**os.environ, **(env or {})},
         )
+
+        def alive_and_ready() -> bool:
+            # A server that exited will not become ready: say so now, not at the timeout.
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"{command[0]} exited ({process.returncode}) before it was ready; "
+                    f"log:\n{log.read_text()[-3000:]}"
+                )
+            return ready()
+
         try:
             try:
-                wait_until(lambda: process.poll() is None and ready(), timeout, command[0])
+                wait_until(alive_and_ready, timeout, command[0])
             except TimeoutError:
                 raise RuntimeError(
                     f"{command[0]} did not start; log:\n{log.read_text()[-3000:]}"
