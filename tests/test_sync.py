@@ -192,6 +192,19 @@ def test_file_sync_writes_and_deletes_exactly_what_changed(tmp_path: Path) -> No
     assert status["sync"]["in_progress"] is None
 
 
+def test_sync_says_it_runs_on_threads_whatever_the_executor(tmp_path: Path) -> None:
+    write_rows(tmp_path / "rows.jsonl", file_rows(30))
+    document = file_job(tmp_path)
+    run_job(document, tmp_path)
+    job = save_job({**document, "executor": {"type": "processes"}}, tmp_path / "job.yaml")
+    text = run_cli("sync", str(job), cwd=tmp_path)
+    assert text.code == 0, text.stderr
+    assert (
+        "  note: sync ran its partitions on threads in this process: executor processes "
+        "applies to apply only" in text.stdout
+    )
+
+
 def test_deletes_stay_in_the_jobs_scope(tmp_path: Path) -> None:
     """Filter and `set` constants bound the deletes: points of other records, other
     categories or other origins are left alone; a filter the target cannot evaluate turns

@@ -36,6 +36,7 @@ def render_text(summary: SyncSummary) -> str:
         lines.append(f"  invalid records: {summary.invalid:,}")
     if summary.deletes_skipped:
         lines.append(f"  deletes skipped: {summary.deletes_skipped}")
+    lines += [f"  note: {note}" for note in summary.notes]
     return "\n".join(lines)
 
 

@@ -186,6 +186,11 @@ def _pass(
         new_high,
         resumed,
     )
+    if job.executor.type != "local":
+        summary.notes.append(
+            f"sync ran its partitions on threads in this process: executor "
+            f"{job.executor.type} applies to apply only"
+        )
     if not dry_run:
         last = {k: summary.to_json()[k] for k in ("mode", "written", "deleted", "unchanged")}
         retried(partial(history.record, store, job.name, last), f"{label}: saving the pass")
