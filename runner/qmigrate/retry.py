@@ -86,6 +86,13 @@ def retry_after(exc: BaseException) -> float | None:
     seconds = getattr(exc, "retry_after_s", None)  # qdrant-client's 429 with Retry-After
     if isinstance(seconds, (int, float)):
         return float(seconds)
+    trailers = getattr(exc, "trailing_metadata", None)  # gRPC: Qdrant's `retry-after` entry
+    if callable(trailers):
+        try:
+            asked = dict(trailers() or ()).get("retry-after")
+            return float(asked) if asked is not None else None
+        except (TypeError, ValueError):
+            return None
     headers = getattr(exc, "headers", None) or getattr(
         getattr(exc, "response", None), "headers", None
     )
