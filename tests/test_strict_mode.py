@@ -4,14 +4,13 @@ The REST and gRPC stand-ins keep each collection's `strict_mode_config` and answ
 Qdrant does (status codes and messages read from its code), so a request over a limit
 shows up as a refusal the stand-in recorded. The write rate runs on a virtual clock shared
 by qmigrate's throttle and the stand-in's rate limiter: the rate is kept exactly, and
-checked, without any test waiting for it. A contract test runs against a real server when
-QDRANT_URL is set.
+checked, without any test waiting for it. The contract test against a real server (when
+QDRANT_URL is set) is in tests/sources/test_qdrant.py.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 import uuid
@@ -401,53 +400,3 @@ def test_the_most_points_a_request_carries() -> None:
     )
     assert strict_mode.vector_bytes_per_point(info) == 4 * 2 + 3 * 4
     assert StrictMode.of(info) is None, "a strict mode switched off limits nothing"
-
-
-# --- a real server ------------------------------------------------------------------------
-
-
-@pytest.mark.skipif(
-    not os.environ.get("QDRANT_URL"),
-    reason="QDRANT_URL is not set: no Qdrant server to run the strict-mode contract test against",
-)
-def test_strict_mode_contract_against_a_real_server(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Batch limit and write rate obeyed (no 400, no 429 the job could not ride out), and a
-    job over max_points_count refused before data moves, on a real Qdrant."""
-    url, key = os.environ["QDRANT_URL"], os.environ.get("QDRANT_API_KEY")
-    name = f"qm_strict_{uuid.uuid4().hex[:8]}"
-    client = QdrantClient(url=url, api_key=key)
-    client.create_collection(
-        name,
-        vectors_config=models.VectorParams(size=2, distance=models.Distance.DOT),
-        strict_mode_config=models.StrictModeConfig(
-            enabled=True, upsert_max_batchsize=7, write_rate_limit=120
-        ),
-    )
-    try:
-        data = tmp_path / "rows.jsonl"
-        data.write_text(
-            "".join(json.dumps({"id": i, "v": [1.0, float(i)]}) + "\n" for i in range(140))
-        )
-        document = {
-            "version": 1,
-            "name": name,
-            "source": {"type": "file", "path": str(data), "vectors": {"v": {"distance": "dot"}}},
-            "target": {"url": url, "api_key": key or "", "collection": name},
-            "mapping": {"vectors": {"v": ""}},
-            "batch_size": 32,
-            "parallelism": 2,
-        }
-        summary = run_job(document, tmp_path)  # 20 points past the bucket: about 10 s
-        assert (summary.count_check, summary.written) == ("ok", 140)
-        client.update_collection(
-            name, strict_mode_config=models.StrictModeConfig(max_points_count=150)
-        )
-        path = tmp_path / "over.yaml"
-        path.write_text(yaml.safe_dump({**document, "name": f"{name}_over", "restart": "restart"}))
-        (refused,) = plan_of(path, capsys)["refusals"]
-        assert "make up to 280 points, above its strict mode max_points_count of 150" in refused
-    finally:
-        client.delete_collection(name)
-        client.close()
