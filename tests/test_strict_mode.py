@@ -25,7 +25,7 @@ from qdrant_client import QdrantClient, models
 from qdrant_client import grpc as pb
 
 from qmigrate import cli, retry, strict_mode
-from qmigrate.strict_mode import StrictMode, WriteThrottle
+from qmigrate.strict_mode import StrictMode, StrictWrites, WriteThrottle
 from tests.conftest import run_job
 from tests.servers.qdrant_grpc import running_both
 from tests.servers.qdrant_rest import Store
@@ -359,14 +359,21 @@ def _answer(exc: BaseException, use_grpc: bool) -> tuple[Any, str, float | None]
 # --- the pieces ---------------------------------------------------------------------------
 
 
-def test_the_throttle_is_one_bucket_of_a_minutes_points_that_starts_full() -> None:
+def test_the_throttle_is_one_bucket_of_a_minutes_points_that_starts_full(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     clock = VirtualClock()
+    monkeypatch.setattr(strict_mode, "CLOCK", clock)
     throttle = WriteThrottle(120, clock=clock)
     assert throttle.take(120) == 0.0, "full at the start, like Qdrant's"
     waited = throttle.take(19)
     assert waited == pytest.approx(19 / (2 * strict_mode.RATE_MARGIN), abs=0.002)
     assert throttle.take(500) > 0, "more than the bucket holds waits for a full bucket"
     assert WriteThrottle(120, share=4).capacity == 30, "processes share the limit"
+    shared = StrictWrites(StrictMode(upsert_max_batchsize=64, write_rate_limit=120), share=4)
+    assert shared.size == 30, "a process's request fits its share of the bucket"
+    assert [len(r) for r in shared.requests(list(range(70)), None)] == [30, 30, 10]
+    assert clock.slept > 0, "the second request waited for its tokens"
 
 
 def test_the_most_points_a_request_carries() -> None:

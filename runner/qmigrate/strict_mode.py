@@ -200,6 +200,8 @@ class StrictWrites:
         self.size = strict.points_per_request if strict is not None else None
         rate = strict.write_rate_limit if strict is not None else None
         self.throttle = WriteThrottle(rate, share) if rate else None
+        if self.throttle is not None and self.size is not None:  # a process's share of it
+            self.size = min(self.size, int(self.throttle.capacity))
 
     def requests(self, points: list[Any], stop: threading.Event | None) -> Iterator[list[Any]]:
         """`points` in requests within the batch limit, each once its tokens are taken."""
