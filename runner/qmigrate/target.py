@@ -301,9 +301,8 @@ class QdrantTarget:
         the server's default one), with the throttle every writer of the process shares."""
         with self._strict_lock:
             if self._strict is None:
-                info = None
-                if not self.connection.local:
-                    info = retried(self.existing, f"target: reading collection '{self.collection}'")
+                read = f"target: reading collection '{self.collection}'"
+                info = None if self.connection.local else retried(self.existing, read)
                 self._strict = StrictWrites(StrictMode.of(info), self.rate_share)
             return self._strict
 
@@ -324,11 +323,8 @@ class QdrantTarget:
             groups = dict(self.shard_keys.grouped(points, source_key))
             self.shard_keys.ensure(groups, self.client, self.connection.lock, self.collection)
         paced = self.strict_writes()
-        return sum(
-            self._write(request, wait, key)
-            for key, group in groups.items()
-            for request in paced.requests(group, stop)
-        )
+        requests = ((k, r) for k, group in groups.items() for r in paced.requests(group, stop))
+        return sum(self._write(request, wait, key) for key, request in requests)
 
     def _write_models(
         self, points: list[models.PointStruct], wait: bool, key: ShardKey | None
