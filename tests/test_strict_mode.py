@@ -142,6 +142,31 @@ def test_requests_stay_within_the_batch_limit_and_the_write_rate(
 
 
 @TRANSPORTS
+def test_a_collection_the_run_creates_gets_the_servers_default_strict_mode(
+    tmp_path: Path, stand_in: tuple[str, int, Store], clock: VirtualClock, use_grpc: bool
+) -> None:
+    """Strict mode is read at the first write, so a server's default for new collections
+    (storage.collection.strict_mode) is obeyed too; with custom sharding each key's group
+    is cut to the batch limit."""
+    _, _, store = stand_in
+    name = f"default_{uuid.uuid4().hex[:8]}"
+    store.default_strict_mode = {"enabled": True, "upsert_max_batchsize": 4, "write_rate_limit": 20}
+    before, refused = len(store.data_upserts), len(store.refused)
+    try:
+        document = job(tmp_path, stand_in, name, 30, batch_size=8, retry={"give_up_after": 20})
+        document["target"] |= {"prefer_grpc": use_grpc, "shard_key": {"value": "eu"}}
+        summary = run_job(document, tmp_path)
+    finally:
+        store.default_strict_mode = None
+    assert (summary.count_check, summary.written, summary.retries) == ("ok", 30, 0)
+    sent = data_upserts(store, before)
+    assert sent and max(len(ids) for ids in sent) <= 4
+    assert store.refused[refused:] == []
+    assert store.shard_keys[name] == ["eu"]
+    assert clock.slept >= 10 / 20 * 60, "the 10 points past the bucket at 20 a minute"
+
+
+@TRANSPORTS
 def test_a_429_from_the_rate_limit_is_retried_after_retry_after(
     tmp_path: Path, stand_in: tuple[str, int, Store], use_grpc: bool
 ) -> None:

@@ -127,6 +127,9 @@ class Store:
         self.clock: Callable[[], float] = time.monotonic
         self.refused: list[tuple[int, str]] = []  # (HTTP status, message), in order
         self.max_request_bytes: int | None = None  # None: no limit (Qdrant: 32 MiB)
+        # storage.collection.strict_mode: what a new data collection gets (the checkpoint
+        # collection none, so that a test's small limits bind the data alone).
+        self.default_strict_mode: dict[str, Any] | None = None
 
     @contextlib.contextmanager
     def answering(self, name: str) -> Iterator[None]:
@@ -203,8 +206,11 @@ class Store:
             self.shard_keys[name] = []
         if request.hnsw_config is not None and request.hnsw_config.m is not None:
             self.hnsw_m[name] = request.hnsw_config.m
-        if request.strict_mode_config is not None:
-            self.set_strict_mode(name, request.strict_mode_config)
+        given = request.strict_mode_config
+        default = self.default_strict_mode if name not in ALWAYS_KEPT else None
+        if given is not None or default:  # Qdrant: the given fields over the server default
+            fields = {**(default or {}), **(given.model_dump(exclude_none=True) if given else {})}
+            self.set_strict_mode(name, models.StrictModeConfig(**fields))
 
     def set_strict_mode(self, name: str, config: models.StrictModeConfig) -> None:
         """As Qdrant updates it: the fields given replace those set; the rate limiter starts
