@@ -202,6 +202,29 @@ def test_a_429_from_the_rate_limit_is_retried_after_retry_after(
     ]
 
 
+def test_a_retry_after_of_up_to_a_minute_is_waited_in_full() -> None:
+    """Qdrant's write rate limiter asks up to 60 s (its bucket holds a minute's worth): the
+    backoff's own cap of 30 s must not cut it short, or the retry is refused again."""
+
+    class Waits(threading.Event):
+        def __init__(self) -> None:
+            super().__init__()
+            self.asked: list[float | None] = []
+
+        def wait(self, timeout: float | None = None) -> bool:
+            self.asked.append(timeout)
+            return False
+
+    class RateLimited(Exception):
+        retry_after_s = 57
+
+    waits = Waits()
+    backoff = retry.Backoff("writing", give_up_after=300, stop=waits)
+    backoff.began()
+    assert backoff.failed(RateLimited())
+    assert waits.asked == [57]
+
+
 def test_retry_after_is_read_from_grpc_trailing_metadata(
     stand_in: tuple[str, int, Store],
 ) -> None:
