@@ -158,10 +158,10 @@ def test_transient_write_errors_are_retried(tmp_path: Path) -> None:
     upsert = resolved.target.upsert
     failures = iter([True, True, False, True] + [False] * 100)
 
-    def flaky(points: list[Any], wait: bool, source_key: Any = None) -> int:
+    def flaky(points: list[Any], wait: bool, *rest: Any) -> int:
         if next(failures):
             raise Unavailable("service unavailable")
-        return upsert(points, wait, source_key)
+        return upsert(points, wait, *rest)
 
     resolved.target.upsert = flaky  # type: ignore[method-assign]
     summary = engine.apply(resolved)
@@ -209,7 +209,7 @@ def test_a_write_that_keeps_failing_is_retried_for_retry_give_up_after(tmp_path:
     resolved = engine.resolve(load(document, tmp_path))
     attempts = {"n": 0}
 
-    def down(points: list[Any], wait: bool, source_key: Any = None) -> int:
+    def down(points: list[Any], wait: bool, *rest: Any) -> int:
         attempts["n"] += 1
         raise ConnectionRefusedError("connection refused")
 

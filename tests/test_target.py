@@ -328,6 +328,8 @@ class _UpsertRecorder(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path == "/":
             self._reply({"title": "stand-in", "version": qdrant_client_version()})
+        elif self.path.endswith("/exists"):  # the first write reads strict mode: none here
+            self._reply({"exists": False})
         else:
             self._reply({"collections": []})
 

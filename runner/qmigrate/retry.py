@@ -86,6 +86,13 @@ def retry_after(exc: BaseException) -> float | None:
     seconds = getattr(exc, "retry_after_s", None)  # qdrant-client's 429 with Retry-After
     if isinstance(seconds, (int, float)):
         return float(seconds)
+    trailers = getattr(exc, "trailing_metadata", None)  # gRPC: Qdrant's `retry-after` entry
+    if callable(trailers):
+        try:
+            asked = dict(trailers() or ()).get("retry-after")
+            return float(asked) if asked is not None else None
+        except (TypeError, ValueError):
+            return None
     headers = getattr(exc, "headers", None) or getattr(
         getattr(exc, "response", None), "headers", None
     )
@@ -98,6 +105,9 @@ def retry_after(exc: BaseException) -> float | None:
         return None
 
 
+# A Retry-After is waited in full up to this: Qdrant's rate limiters ask up to a minute
+# (their bucket holds a minute's worth); a retry sooner would only be refused again.
+RETRY_AFTER_MOST = 60.0
 DEFAULT_GIVE_UP_AFTER = 300.0  # seconds; the job file's retry.give_up_after
 _give_up_after = DEFAULT_GIVE_UP_AFTER
 
@@ -211,7 +221,7 @@ class Backoff:
         delay = random.uniform(0, min(self.cap, self.base * 2**self.retries))
         asked = retry_after(exc)
         if asked is not None:
-            delay = max(delay, min(asked, self.cap))
+            delay = max(delay, min(asked, RETRY_AFTER_MOST))
         if left <= 0 or (asked is not None and delay > left):
             raise GaveUp(
                 f"{self.doing} kept failing for {now - self.failing_since:.0f}s, and "

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import inspect
 import os
+import threading
 import uuid
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from qdrant_client import grpc as pb
 from qdrant_client import models
 from qdrant_client.local.qdrant_local import QdrantLocal
 
@@ -26,9 +25,10 @@ from qmigrate.errors import QmigrateError
 from qmigrate.qdrant_connection import QdrantConnection, connect
 from qmigrate.records import IndexSpec, SourceInfo
 from qmigrate.redaction import without_credentials
-from qmigrate.retry import http_status, retried
+from qmigrate.retry import retried
 from qmigrate.shard_keys import ShardKey, ShardKeys
 from qmigrate.spec import TargetSpec
+from qmigrate.strict_mode import StrictMode, StrictWrites, too_large
 
 DEFAULT_HNSW_M = 16
 # Requests aim at a few MiB (Qdrant's bulk-load advice); the engine joins pages up to this.
@@ -61,10 +61,13 @@ class QdrantTarget:
         self.insert_only = spec.on_existing == "keep"
         # target.shard_key: custom sharding (local mode has no shards, and ignores it).
         self.shard_keys = ShardKeys(spec)
+        self._strict: StrictWrites | None = None  # read at the first write
+        self._strict_lock = threading.Lock()
+        self.rate_share = 1  # processes that write at once, sharing the write rate limit
         if self.connection.local:
             self._write = self._write_models
         elif self.connection.grpc:
-            self._grpc_upsert = _encoded_upsert_call(self.client)
+            self._grpc_upsert = wire.encoded_upsert_call(self.client)
             self._write = self._write_grpc
         else:
             self._write = self._write_rest
@@ -293,21 +296,35 @@ class QdrantTarget:
         with self.connection.lock:
             self.client.delete(self.collection, points_selector=selector, wait=True)
 
+    def strict_writes(self) -> StrictWrites:
+        """Strict mode as the first write finds it (a collection this run created may have
+        the server's default one), with the throttle every writer of the process shares."""
+        with self._strict_lock:
+            if self._strict is None:
+                read = f"target: reading collection '{self.collection}'"
+                info = None if self.connection.local else retried(self.existing, read)
+                self._strict = StrictWrites(StrictMode.of(info), self.rate_share)
+            return self._strict
+
     def upsert(
         self,
         points: list[models.PointStruct],
         wait: bool = True,
         source_key: ShardKey | None = None,
+        stop: Any = None,
     ) -> int:
         """Write `points`; with `wait`, return once they are applied, else once the server
         acknowledges them. Returns the bytes sent (0 in local mode, which sends none).
         With custom sharding, one request per shard key, each key created before it;
-        `source_key` is the shard key the points had in the source (`shard_key.from_source`)."""
-        if not self.shard_keys.custom or self.connection.local:
-            return self._write(points, wait, None)
-        groups = self.shard_keys.grouped(points, source_key)
-        self.shard_keys.ensure(groups, self.client, self.connection.lock, self.collection)
-        return sum(self._write(group, wait, key) for key, group in groups.items())
+        `source_key` is the shard key the points had in the source (`shard_key.from_source`).
+        Under strict mode, requests within its limits, paced to its rate (`stop` ends a wait)."""
+        groups: dict[Any, list[models.PointStruct]] = {None: points}
+        if self.shard_keys.custom and not self.connection.local:
+            groups = dict(self.shard_keys.grouped(points, source_key))
+            self.shard_keys.ensure(groups, self.client, self.connection.lock, self.collection)
+        paced = self.strict_writes()
+        requests = ((k, r) for k, group in groups.items() for r in paced.requests(group, stop))
+        return sum(self._write(request, wait, key) for key, request in requests)
 
     def _write_models(
         self, points: list[models.PointStruct], wait: bool, key: ShardKey | None
@@ -369,9 +386,9 @@ class QdrantTarget:
                 content=body,
             )
         except Exception as exc:
-            if http_status(exc) != 413 or len(points) == 1:
+            if not too_large(exc) or len(points) == 1:
                 raise
-            return self._write_halves(points, wait, key, self._write_rest)  # a lower server limit
+            return self._write_halves(points, wait, key, self._write_rest)  # a lower size limit
         return len(body)
 
     @staticmethod
@@ -385,16 +402,3 @@ class QdrantTarget:
     def count(self) -> int:
         with self.connection.lock:
             return self.client.count(self.collection, exact=True).count
-
-
-def _encoded_upsert_call(client: Any) -> Callable[..., Any]:
-    """Points.Upsert for a request already encoded (`wire`), on qdrant-client's own channel,
-    so that its API key, TLS and options apply. qdrant-client offers no public handle on the
-    channel; tests/test_target.py guards this against its upgrades."""
-    client.grpc_points  # noqa: B018 (opens the client's channels)
-    channel = client._client._grpc_channel_pool[0]
-    return channel.unary_unary(
-        "/qdrant.Points/Upsert",
-        request_serializer=None,
-        response_deserializer=pb.PointsOperationResponse.FromString,
-    )

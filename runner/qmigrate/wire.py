@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import struct
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -65,6 +66,19 @@ def _lists(vector: Any) -> Any:
     if isinstance(vector, list):  # a multi-vector's rows
         return [_lists(row) for row in vector]
     return vector
+
+
+def encoded_upsert_call(client: Any) -> Callable[..., Any]:
+    """Points.Upsert for a request already encoded (`wire`), on qdrant-client's own channel,
+    so that its API key, TLS and options apply. qdrant-client offers no public handle on the
+    channel; tests/test_target.py guards this against its upgrades."""
+    client.grpc_points  # noqa: B018 (opens the client's channels)
+    channel = client._client._grpc_channel_pool[0]
+    return channel.unary_unary(
+        "/qdrant.Points/Upsert",
+        request_serializer=None,
+        response_deserializer=pb.PointsOperationResponse.FromString,
+    )
 
 
 # --- gRPC: the UpsertPoints message, encoded by hand ------------------------------------

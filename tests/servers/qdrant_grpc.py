@@ -21,7 +21,15 @@ from qdrant_client import grpc as pb
 from qdrant_client import models
 from qdrant_client.conversions.conversion import GrpcToRest, RestToGrpc
 
-from tests.servers.qdrant_rest import VERSION, AlreadyExists, Store, _dump, serve_rest
+from tests.servers.qdrant_rest import (
+    VERSION,
+    AlreadyExists,
+    RateLimited,
+    Store,
+    StrictRefused,
+    _dump,
+    serve_rest,
+)
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
@@ -37,6 +45,10 @@ def _aliases(response: Any) -> Any:
             for a in response.aliases
         ]
     )
+
+
+def _strict_mode(config: Any) -> dict[str, Any]:
+    return _dump(GrpcToRest.convert_strict_mode_config(config))
 
 
 class Collections(pb.CollectionsServicer):
@@ -73,6 +85,8 @@ class Collections(pb.CollectionsServicer):
         if request.HasField("sharding_method"):  # CreateCollection.sharding_method, field 15
             custom = request.sharding_method == pb.ShardingMethod.Custom
             body["sharding_method"] = "custom" if custom else "auto"
+        if request.HasField("strict_mode_config"):  # CreateCollection field 17
+            body["strict_mode_config"] = _strict_mode(request.strict_mode_config)
         try:
             self.sink.create(request.collection_name, body)
         except AlreadyExists as exc:
@@ -99,6 +113,8 @@ class Collections(pb.CollectionsServicer):
         body: dict[str, Any] = {}
         if request.HasField("hnsw_config"):
             body["hnsw_config"] = _dump(GrpcToRest.convert_hnsw_config_diff(request.hnsw_config))
+        if request.HasField("strict_mode_config"):  # UpdateCollection field 9
+            body["strict_mode_config"] = _strict_mode(request.strict_mode_config)
         self.sink.update(request.collection_name, body)
         return pb.CollectionOperationResponse(result=True)
 
@@ -137,6 +153,13 @@ class Points(pb.PointsServicer):
         )
         try:
             self.sink.check_shard_key(name, selector, ids)
+            self.sink.enforce_strict_mode(name, len(ids))
+        except StrictRefused as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except RateLimited as exc:
+            if exc.retry_after is not None:
+                context.set_trailing_metadata((("retry-after", str(exc.retry_after)),))
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
         except ValueError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         if self.sink.keeps(name):

@@ -5,6 +5,17 @@ qdrant-client's local mode, so the data written through it is real and can be co
 Faults can be injected: 429 with Retry-After, 503, 413 above a byte limit, a connection
 reset after an upsert was applied (the acknowledgement is lost), and a stall.
 
+Strict mode is kept per collection (`strict_mode_config` on create and update, in the
+collection info) and enforced on data upserts as Qdrant does (its verification and rate
+limiter, read from its code): more points than `upsert_max_batchsize`, or a collection at
+`max_points_count` or `max_collection_vector_size_bytes`, is a 400 "Bad request: ..."
+(gRPC INVALID_ARGUMENT); `write_rate_limit` is a token bucket of that many points a minute
+that starts full, and answers 429 "Rate limiting exceeded: ..." with Retry-After in whole
+seconds (gRPC RESOURCE_EXHAUSTED, `retry-after` in the trailing metadata), or without it
+for a request larger than the bucket. `max_request_bytes` is Qdrant's
+service.max_request_size_mb: a larger REST body is a 400 "JSON payload (N bytes) is larger
+than allowed (limit: L bytes)." Payload storage size is not emulated.
+
     python -m tests.servers.qdrant_rest --port P --path DIR     # faults off
 
 The benchmark sink (`bench/sink.py`) shares this code with `keep_points=False`: data
@@ -16,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.metadata
+import math
 import sys
 import threading
 import time
@@ -34,6 +46,47 @@ ALWAYS_KEPT = {"_migration_offsets"}  # checkpoints are kept whole even by the s
 
 class AlreadyExists(Exception):
     """A create of a collection that exists: Qdrant answers 409 (gRPC ALREADY_EXISTS)."""
+
+
+class StrictRefused(ValueError):
+    """A strict-mode limit a request breaks: Qdrant's 400 (gRPC INVALID_ARGUMENT)."""
+
+
+class RateLimited(Exception):
+    """The write rate limiter's answer: 429 (gRPC RESOURCE_EXHAUSTED), Retry-After if any."""
+
+    def __init__(self, message: str, retry_after: int | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class WriteBucket:
+    """Qdrant's write rate limiter: `per_minute` tokens, full at the start, refilled evenly;
+    an upsert costs one token per point."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float]) -> None:
+        self.capacity, self.per_second, self.clock = per_minute, per_minute / 60, clock
+        self.tokens, self.since = float(per_minute), clock()
+
+    def consume(self, cost: int) -> None:
+        if cost > self.capacity:
+            raise RateLimited(
+                "Rate limiting exceeded: Write rate limit exceeded, request larger than rate "
+                "limiter capacity, please try to split your request",
+                None,
+            )
+        now = self.clock()
+        self.tokens = min(self.capacity, self.tokens + (now - self.since) * self.per_second)
+        self.since = now
+        if self.tokens >= cost:
+            self.tokens -= cost
+            return
+        wait = math.ceil((cost - self.tokens) / self.per_second)
+        raise RateLimited(
+            f"Rate limiting exceeded: Write rate limit exceeded: Operation requires {cost} "
+            f"tokens but only {self.tokens:.1f} were available. Retry after {wait}s",
+            wait,
+        )
 
 
 class Store:
@@ -67,6 +120,16 @@ class Store:
         # Called with the name before a create is answered: a test creates the collection
         # there, as another job would between qmigrate's existence check and its create.
         self.before_create: Callable[[str], None] | None = None
+        # Strict mode: each collection's config (StrictModeConfig fields as set), its write
+        # bucket on the `clock` (a test may give a virtual one), and the refusals answered.
+        self.strict: dict[str, dict[str, Any]] = {}
+        self.buckets: dict[str, WriteBucket] = {}
+        self.clock: Callable[[], float] = time.monotonic
+        self.refused: list[tuple[int, str]] = []  # (HTTP status, message), in order
+        self.max_request_bytes: int | None = None  # None: no limit (Qdrant: 32 MiB)
+        # storage.collection.strict_mode: what a new data collection gets (the checkpoint
+        # collection none, so that a test's small limits bind the data alone).
+        self.default_strict_mode: dict[str, Any] | None = None
 
     @contextlib.contextmanager
     def answering(self, name: str) -> Iterator[None]:
@@ -118,6 +181,8 @@ class Store:
         params.shard_number, params.replication_factor = self.shards.get(name, (1, 1))
         if name in self.shard_keys:
             params.sharding_method = models.ShardingMethod.CUSTOM
+        if name in self.strict:
+            info.config.strict_mode_config = models.StrictModeConfigOutput(**self.strict[name])
         if not self.keeps(name):
             info.points_count = info.indexed_vectors_count = len(self.ids.get(name, ()))
         return info
@@ -141,18 +206,81 @@ class Store:
             self.shard_keys[name] = []
         if request.hnsw_config is not None and request.hnsw_config.m is not None:
             self.hnsw_m[name] = request.hnsw_config.m
+        given = request.strict_mode_config
+        default = self.default_strict_mode if name not in ALWAYS_KEPT else None
+        if given is not None or default:  # Qdrant: the given fields over the server default
+            fields = {**(default or {}), **(given.model_dump(exclude_none=True) if given else {})}
+            self.set_strict_mode(name, models.StrictModeConfig(**fields))
+
+    def set_strict_mode(self, name: str, config: models.StrictModeConfig) -> None:
+        """As Qdrant updates it: the fields given replace those set; the rate limiter starts
+        again, full."""
+        given = config.model_dump(exclude_none=True)
+        with self.lock:
+            merged = {**self.strict.get(name, {}), **given}
+            self.strict[name] = merged
+            self.buckets.pop(name, None)
+            if merged.get("enabled") and merged.get("write_rate_limit"):
+                self.buckets[name] = WriteBucket(merged["write_rate_limit"], self.clock)
+
+    def enforce_strict_mode(self, name: str, count: int) -> None:
+        """An upsert of `count` points into `name`, checked in Qdrant's order: the request
+        (batch size, then the collection's size), then the shard's write rate limiter."""
+        config = self.strict.get(name, {})
+        if not config.get("enabled"):
+            return
+        try:
+            self._check_strict_mode(name, config, count)
+            with self.lock:
+                bucket = self.buckets.get(name)
+                if bucket is not None:
+                    bucket.consume(count)
+        except StrictRefused as exc:
+            self.refused.append((400, str(exc)))
+            raise
+        except RateLimited as exc:
+            self.refused.append((429, str(exc)))
+            raise
+
+    def _check_strict_mode(self, name: str, config: dict[str, Any], count: int) -> None:
+        batch = config.get("upsert_max_batchsize")
+        if batch is not None and count > batch:
+            raise StrictRefused(
+                f'Bad request: Limit exceeded {count} > {batch} for "upsert limit". '
+                f'Help: Reduce the "upsert limit" parameter to or below {batch}.'
+            )
+        held = self.count(name)
+        most = config.get("max_points_count")
+        if most is not None and held >= most:
+            raise StrictRefused(f"Bad request: Max points count limit of {most} reached!")
+        vector_bytes = config.get("max_collection_vector_size_bytes")
+        if vector_bytes is not None and held * self._dense_bytes(name) >= vector_bytes:
+            megabytes = f"{vector_bytes / (1024 * 1024):.8g}"
+            raise StrictRefused(
+                f"Bad request: Max vector storage size limit of {megabytes}MB reached!"
+            )
+
+    def _dense_bytes(self, name: str) -> int:
+        """A point's dense vector bytes (float32: local mode keeps no other datatype)."""
+        vectors = self.call("get_collection", name).config.params.vectors
+        named = [vectors] if isinstance(vectors, models.VectorParams) else (vectors or {}).values()
+        return sum(4 * params.size for params in named)
 
     def update(self, name: str, body: dict[str, Any]) -> None:
         request = models.UpdateCollection.model_validate(body)
         self.call("update_collection", name, hnsw_config=request.hnsw_config)
         if request.hnsw_config is not None and request.hnsw_config.m is not None:
             self.hnsw_m[name] = request.hnsw_config.m
+        if request.strict_mode_config is not None:
+            self.set_strict_mode(name, request.strict_mode_config)
 
     def delete(self, name: str) -> None:
         self.call("delete_collection", name)
         self.ids.pop(name, None)
         self.shards.pop(name, None)
         self.shard_keys.pop(name, None)
+        self.strict.pop(name, None)
+        self.buckets.pop(name, None)
 
     def create_shard_key(self, name: str, body: dict[str, Any]) -> None:
         """PUT /collections/{name}/shards (CreateShardingKey), answered as Qdrant does: 400
@@ -212,6 +340,7 @@ class Store:
     def upsert(self, name: str, body: dict[str, Any], wait: bool) -> None:
         self.note_upsert(name, "rest", wait, [p["id"] for p in body["points"]])
         self.check_shard_key(name, body.get("shard_key"), [p["id"] for p in body["points"]])
+        self.enforce_strict_mode(name, len(body["points"]))
         if self.keeps(name):
             request = models.PointsList.model_validate(body)  # update_mode too (Qdrant 1.17+)
             self.call("upsert", name, request.points, update_mode=request.update_mode)
@@ -317,8 +446,19 @@ class RestHandler(BaseHTTPRequestHandler):
     def _answer(self, path: str, query: str, parts: list[str], raw: bytes) -> None:
         if self._inject(path, raw):
             return
+        limit = self.store.max_request_bytes
+        if limit is not None and len(raw) > limit:  # Qdrant's JSON body limit (actix): a 400
+            self._error(
+                400,
+                f"JSON payload ({len(raw)} bytes) is larger than allowed (limit: {limit} bytes).",
+            )
+            return
         try:
             result = self._route(self.command, parts, raw, wait="wait=true" in query)
+        except RateLimited as exc:
+            after = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+            self._error(429, str(exc), after)
+            return
         except KeyError as exc:
             self._error(404, f"Not found: {exc}")
             return

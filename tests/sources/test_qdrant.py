@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from pathlib import Path
@@ -335,6 +336,52 @@ def test_custom_sharding_and_tenants_against_a_real_server(tmp_path: Path) -> No
     finally:
         for name in (sharded, kept):
             client.delete_collection(name)
+
+
+@needs_server
+def test_strict_mode_contract_against_a_real_server(tmp_path: Path) -> None:
+    """A target collection in strict mode: its batch limit and write rate obeyed (not one
+    request refused, so no retry), and a job over its max_points_count refused by plan
+    before data moves, with the numbers."""
+    url, key = os.environ["QDRANT_URL"], os.environ.get("QDRANT_API_KEY")
+    name = f"qm_strict_{uuid.uuid4().hex[:8]}"
+    client = QdrantClient(url=url, api_key=key)
+    client.create_collection(
+        name,
+        vectors_config=models.VectorParams(size=2, distance=models.Distance.DOT),
+        strict_mode_config=models.StrictModeConfig(
+            enabled=True, upsert_max_batchsize=7, write_rate_limit=120
+        ),
+    )
+    try:
+        rows = "".join(f'{{"id": {i}, "v": [1.0, {i}.0]}}\n' for i in range(140))
+        (tmp_path / "rows.jsonl").write_text(rows)
+        document: dict[str, Any] = {
+            "version": 1,
+            "name": name,
+            "source": {
+                "type": "file",
+                "path": str(tmp_path / "rows.jsonl"),
+                "vectors": {"v": {"distance": "dot"}},
+            },
+            "target": {"url": url, "api_key": key or "", "collection": name},
+            "mapping": {"vectors": {"v": ""}},
+            "batch_size": 32,
+            "parallelism": 2,
+        }
+        summary = run_job(document, tmp_path)  # 20 points past the bucket: about 10 s
+        assert (summary.count_check, summary.written, summary.retries) == ("ok", 140, 0)
+        client.update_collection(
+            name, strict_mode_config=models.StrictModeConfig(max_points_count=150)
+        )
+        over = {**document, "name": f"{name}_over"}
+        (tmp_path / "over.yaml").write_text(yaml.safe_dump(over))
+        result = run_cli("plan", "over.yaml", "--output", "json", cwd=tmp_path)
+        (refused,) = json.loads(result.stdout)["jobs"][0]["refusals"]
+        assert "make up to 280 points, above its strict mode max_points_count of 150" in refused
+        assert client.count(name).count == 140, "plan wrote nothing"
+    finally:
+        client.delete_collection(name)
         client.close()
 
 

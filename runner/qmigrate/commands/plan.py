@@ -119,6 +119,7 @@ def build_plan(resolved: Resolved) -> dict[str, Any]:
             "bulk_load": job.target.bulk_load,
             "on_existing": on_existing.method(target),
             "sharding": target.shard_keys.describe(target.connection.local),
+            "strict_mode": strict_mode_plan(resolved.collection, todo.creates_collection),
             "alias": alias_plan(target),
         },
         "checkpoint": {"store": job.checkpoint_store, "state": todo.checkpoint, "points": points},
@@ -137,6 +138,15 @@ def build_plan(resolved: Resolved) -> dict[str, Any]:
         ],
         "refusals": todo.refusals,
     }
+
+
+def strict_mode_plan(collection: Any, creates: bool) -> list[str] | None:
+    """The limits of the existing collection's strict mode that the run obeys; None when it
+    is off, or the collection is (re)created (a server default is read at the first write)."""
+    from qmigrate.strict_mode import StrictMode
+
+    strict = None if creates else StrictMode.of(collection)
+    return strict.describe() if strict is not None else None
 
 
 def alias_plan(target: Any) -> dict[str, Any] | None:
@@ -217,6 +227,8 @@ def render_text(plan: dict[str, Any]) -> str:
         lines.append("    bulk load: HNSW indexing off during the load, restored after")
     lines.append(f"    existing points: {target['on_existing']}")
     lines.append(f"    sharding: {target['sharding']}")
+    if target["strict_mode"] is not None:
+        lines.append("    strict mode: " + "; ".join(target["strict_mode"]))
     if target["alias"] is not None:
         lines.append(f"    alias: {describe_alias(target['alias'])}")
     checkpoint = plan["checkpoint"]
@@ -272,6 +284,7 @@ def render_markdown(plans: list[dict[str, Any]], error: str | None = None) -> st
             ("target vectors", "; ".join(_describe_vector(v) for v in target["vectors"])),
             ("existing points", target["on_existing"]),
             ("sharding", target["sharding"]),
+            *([("strict mode", "; ".join(target["strict_mode"]))] if target["strict_mode"] else []),
             *([("alias", describe_alias(target["alias"]))] if target["alias"] else []),
             ("filter", _describe_filter(flt)),
             (

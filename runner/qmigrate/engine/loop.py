@@ -101,7 +101,7 @@ class PartitionWorker:
     ) -> PageWriter:
         def send(points: list[models.PointStruct], wait: bool) -> int:
             return self._retrying(
-                lambda: self.target.upsert(points, wait, partition.shard_key),
+                lambda: self.target.upsert(points, wait, partition.shard_key, self.stop),
                 "writing to the target",
                 "the target",
             )

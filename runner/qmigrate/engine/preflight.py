@@ -10,6 +10,7 @@ from qmigrate.engine.dead_letters import refusal as dead_letter_refusal
 from qmigrate.engine.executors import executor
 from qmigrate.engine.wiring import Resolved
 from qmigrate.spec import Job
+from qmigrate.strict_mode import StrictMode
 
 
 def refusals(resolved: Resolved) -> list[str]:
@@ -67,7 +68,19 @@ def _target_problems(resolved: Resolved) -> list[str]:
         return [
             f"target collection '{job.target.collection}' is incompatible: " + "; ".join(problems)
         ]
-    return []
+    return _strict_mode_refusals(resolved)
+
+
+def _strict_mode_refusals(resolved: Resolved) -> list[str]:
+    """A job that cannot fit the existing collection's strict-mode limits. Points it held
+    before this job's first run count (a resumed run's own points are not counted twice)."""
+    info = resolved.collection
+    strict = StrictMode.of(info)
+    if strict is None or info is None:
+        return []
+    state = resolved.state
+    held = state.target_count_before if state is not None else (info.points_count or 0)
+    return strict.refusals(resolved.job.target.collection, info, resolved.info.count, held)
 
 
 def _resume_conflicts(resolved: Resolved) -> list[str]:

@@ -33,6 +33,7 @@ def run_partition(job: Job, partition: Partition, stop: threading.Event | None =
     the partition's lease. Returns how many transient failures it rode out."""
     remember_secrets(job.document)  # a message raised here is masked already
     resolved = resolve(job)
+    resolved.target.rate_share = job.concurrency  # a write rate limit split among processes
     try:
         lease_job = dataclasses.replace(job, name=f"{job.name} partition {partition.key}")
         with JobLease(
