@@ -12,6 +12,7 @@ if [ -x "$binary" ]; then
     ln -sf "$binary" "$cache/ferretdb"
     exit 0
 fi
+command -v go >/dev/null || { echo "ferretdb.sh: Go 1.22+ is needed to build FerretDB" >&2; exit 1; }
 mkdir -p "$cache"
 # Pure Go (SQLite from modernc.org): no C toolchain needed.
 (cd "$source_dir" && CGO_ENABLED=0 GOFLAGS="-buildvcs=false -mod=readonly" \
