@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import json
 import re
 import uuid
@@ -154,7 +155,8 @@ class Source:
                     self.label, "no database: set `database`, or name one in the uri"
                 ) from None
         database = self.client[self.database_name]
-        names = database.list_collection_names()
+        # authorizedCollections: a user allowed to read only some collections may list them.
+        names = database.list_collection_names(authorizedCollections=True)
         if self.collection_name not in names:
             shown = kit.some_of(names, "no collections")
             raise SourceError(
@@ -231,7 +233,7 @@ class Source:
             parts = max(1, min(count, round(n * count / total)))
             cuts = [self._id_at_rank(KINDS[name], count * i // parts - 1) for i in range(1, parts)]
             bounds: list[Any] = [None, *(_extended(c) for c in dict.fromkeys(cuts)), None]
-            specs += [{"kind": name, "after": a, "upto": u} for a, u in zip(bounds, bounds[1:])]  # noqa: B905
+            specs += [{"kind": name, "after": a, "upto": u} for a, u in itertools.pairwise(bounds)]
         if not specs:  # an empty collection: one partition that reads nothing
             specs = [{"kind": ID_KINDS[0].name, "after": None, "upto": None}]
         return [Partition(f"{i:04d}", spec) for i, spec in enumerate(specs)]
