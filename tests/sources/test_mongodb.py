@@ -447,6 +447,29 @@ def test_mixed_id_kinds_are_read_each_in_its_range(ferretdb_server: FerretServer
         source.close()
 
 
+def test_documents_written_during_a_read_are_neither_skipped_nor_repeated(
+    ferretdb_server: FerretServer,
+) -> None:
+    """Keyset pages, unlike skip: a document inserted before the cursor and one deleted
+    there shift nothing; one inserted ahead of it is read, once."""
+    fill(ferretdb_server, "moving", [{"_id": i * 10, "v": [float(i)]} for i in range(20)])
+    config = {"uri": ferretdb_server.uri, "database": "shop", "collection": "moving"}
+    source = open_source("mongodb", {**config, "vectors": {"v": {"distance": "dot"}}}, 5)
+    client = ferretdb_server.client()
+    try:
+        source.describe()
+        pages = source.read(source.partitions(1)[0], None)
+        ids = [r.id for r in next(pages).records]
+        collection = client["shop"]["moving"]
+        collection.insert_many([{"_id": 5, "v": [0.5]}, {"_id": 105, "v": [10.5]}])
+        collection.delete_one({"_id": 0})
+        ids += [r.id for page in pages for r in page.records]
+    finally:
+        client.close()
+        source.close()
+    assert ids == sorted([i * 10 for i in range(20)] + [105])
+
+
 def test_point_ids_from_another_field_keep_id_in_the_payload(
     ferretdb_server: FerretServer, tmp_path: Path
 ) -> None:
