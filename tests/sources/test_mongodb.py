@@ -265,6 +265,14 @@ def typed(ferretdb_server: FerretServer) -> FerretServer:
             }
         )
     fill(ferretdb_server, "typed", documents)
+    client = ferretdb_server.client()
+    try:
+        collection = client["shop"]["typed"]
+        for keys in (["title"], ["tags"], ["when"], ["ok", "n"], ["price"], ["meta.level.value"]):
+            collection.create_index([(key, 1) for key in keys])
+        collection.create_index([("ts", -1)])  # a Timestamp: no Qdrant index holds its form
+    finally:
+        client.close()
     return ferretdb_server
 
 
@@ -319,6 +327,23 @@ def test_every_type_arrives_as_qdrant_keeps_it(typed: FerretServer, tmp_path: Pa
         "embedding": (4, "Cosine", None),
         "b": (3, "Dot", None),
         "bits": (12, "Manhattan", "uint8"),
+    }
+
+
+def test_fields_mongodb_indexes_get_payload_indexes_of_their_kind(typed: FerretServer) -> None:
+    """Leading top-level index keys, typed by the sampled values; a dotted key, a type no
+    Qdrant index holds, and the vector fields get none."""
+    source = open_source("mongodb", {"uri": typed.uri, "database": "shop", **TYPED_SOURCE}, 8)
+    try:
+        indexes = source.describe().payload_indexes
+    finally:
+        source.close()
+    assert indexes == {
+        "title": "keyword",
+        "tags": "keyword",
+        "when": "datetime",
+        "ok": "bool",
+        "price": "float",
     }
 
 

@@ -222,8 +222,22 @@ class Source:
             count=count,
             vectors=list(self._fields.values()),
             payload_fields=payload,
+            # A field MongoDB indexes is likely filtered on in Qdrant too.
+            payload_indexes=payload_indexes(
+                self._indexed_fields(collection) - skipped - {self.id_field}, sample
+            ),
             details=details,
         )
+
+    @staticmethod
+    def _indexed_fields(collection: Any) -> set[str]:
+        """Top-level fields that lead a MongoDB index (text, geo and hashed keys left out)."""
+        fields = set()
+        for index in collection.list_indexes():
+            keys = list((index.get("key") or {}).items())
+            if keys and keys[0][1] in (1, -1) and "." not in keys[0][0]:
+                fields.add(keys[0][0])
+        return fields
 
     def partitions(self, n: int) -> list[Partition]:
         """Per kind of `_id`, about n * its share ranges, cut at ranks of the `_id` index."""
@@ -526,6 +540,41 @@ CONVERTERS: dict[type, Callable[[Any], Any]] = {
     bytes: lambda value: _extended_form(Binary(value, 0)),
     DatetimeMS: _date_out_of_range,
 }
+
+
+# BSON values' Python types -> the Qdrant payload index that holds them once converted
+# (bool before int: a bool is an int to Python; Int64 is an int).
+INDEX_KINDS: list[tuple[type, str]] = [
+    (bool, "bool"),
+    (int, "integer"),
+    (float, "float"),
+    (str, "keyword"),
+    (ObjectId, "keyword"),
+    (uuid.UUID, "uuid"),
+    (datetime, "datetime"),
+]
+
+
+def _index_kind(value: Any) -> str:
+    return next((kind for cls, kind in INDEX_KINDS if isinstance(value, cls)), "other")
+
+
+def payload_indexes(fields: set[str], sample: list[dict[str, Any]]) -> dict[str, str]:
+    """The Qdrant index for each indexed field whose sampled values (array elements too) are
+    all of one kind (integers among floats count as floats); none where they mix."""
+    indexes = {}
+    for field in sorted(fields):
+        kinds = set()
+        for document in sample:
+            value = document.get(field)
+            for item in value if isinstance(value, list) else [value]:
+                if item is not None:
+                    kinds.add(_index_kind(item))
+        if kinds == {"integer", "float"}:
+            kinds = {"float"}
+        if len(kinds) == 1 and "other" not in kinds:
+            indexes[field] = kinds.pop()
+    return indexes
 
 
 def _bson_type(value: Any) -> str:
