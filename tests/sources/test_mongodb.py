@@ -472,6 +472,19 @@ def test_mixed_id_kinds_are_read_each_in_its_range(ferretdb_server: FerretServer
         source.close()
 
 
+def test_apply_moves_every_kind_of_id(ferretdb_server: FerretServer, tmp_path: Path) -> None:
+    """Through the engine: integers stay, UUIDs stay UUIDs, the rest keep their original."""
+    ids: list[Any] = [7, Int64(2**40), -5, 2.5, "sku-1", uuid.UUID(int=3), ObjectId(f"{9:024x}")]
+    fill(ferretdb_server, "kinds", [{"_id": k, "v": [float(i), 1.0]} for i, k in enumerate(ids)])
+    source = {"collection": "kinds", "vectors": {"v": {"distance": "dot"}}}
+    summary = run_job(job(ferretdb_server, tmp_path / "t", source=source, parallelism=3), tmp_path)
+    assert (summary.written, summary.count_check) == (len(ids), "ok")
+    points = read_collection(tmp_path / "t", "copy")
+    kept = {p.payload.get("original_id", str(point_id)) for point_id, p in points.items()}
+    assert kept == {"7", str(2**40), "-5", "2.5", "sku-1", str(uuid.UUID(int=3)), f"{9:024x}"}
+    assert {7, 2**40, str(uuid.UUID(int=3))} <= set(points)
+
+
 def test_documents_written_during_a_read_are_neither_skipped_nor_repeated(
     ferretdb_server: FerretServer,
 ) -> None:
