@@ -551,6 +551,64 @@ FAISS = BenchSource(
 )
 
 
+# --- MongoDB wire protocol (FerretDB 1.24.2 over SQLite, .ci/servers/ferretdb.sh) ---------
+
+
+@contextlib.contextmanager
+def _mongodb_start(root: Path) -> Iterator[dict[str, Any]]:
+    from tests.servers.ferretdb import running_ferretdb
+
+    with running_ferretdb(root / "ferretdb") as server:
+        yield {"uri": server.uri}
+
+
+def _mongodb_load(conn: dict[str, Any], vectors: np.ndarray) -> None:
+    import pymongo
+
+    client: Any = pymongo.MongoClient(conn["uri"])
+    collection = client["bench"][COLLECTION]
+    for start in range(0, len(vectors), 1000):
+        collection.insert_many(
+            {"_id": i, "embedding": vectors[i].tolist(), **payload(i)}
+            for i in range(start, min(start + 1000, len(vectors)))
+        )
+    client.close()
+
+
+def _mongodb_read(conn: dict[str, Any], batch: int) -> Iterator[list[Row]]:
+    """pymongo keyset pages on _id, as qmigrate reads (one find per page)."""
+    import pymongo
+
+    client: Any = pymongo.MongoClient(conn["uri"])
+    collection = client["bench"][COLLECTION]
+    last = -1
+    while True:
+        documents = list(collection.find({"_id": {"$gt": last}}).sort("_id", 1).limit(batch))
+        if not documents:
+            break
+        last = documents[-1]["_id"]
+        yield [(d.pop("_id"), d.pop("embedding"), d) for d in documents]
+    client.close()
+
+
+MONGODB = BenchSource(
+    start=_mongodb_start,
+    load=_mongodb_load,
+    read=_mongodb_read,
+    job=lambda conn: {
+        "source": {
+            "type": "mongodb",
+            "uri": conn["uri"],
+            "database": "bench",
+            "collection": COLLECTION,
+            "vectors": {"embedding": {"distance": "cosine"}},
+        },
+        "mapping": {"vectors": {"embedding": ""}},  # the unnamed vector, as the raw write makes
+    },
+    vdf="vdf-io's MongoDB export was not tried here",
+)
+
+
 SOURCES: dict[str, BenchSource] = {
     "file": FILE,
     "parquet": PARQUET,
@@ -562,4 +620,5 @@ SOURCES: dict[str, BenchSource] = {
     "pgvector": PGVECTOR,
     "lancedb": LANCEDB,
     "faiss": FAISS,
+    "mongodb": MONGODB,
 }

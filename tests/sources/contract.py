@@ -40,7 +40,7 @@ SHARED_FIELDS = {"color", "n", "price", "tags"}
 # flat metadata, so they get `flat_payload`, and the geo and nested filters select nothing
 # there; the other sources evaluate them client-side (Qdrant: pushed down).
 STRUCTURED_FIELDS = {"location", "parts"}
-HOLDS_OBJECTS = {"reference", "file", "qdrant", "milvus", "pgvector", "lancedb", "faiss"}
+HOLDS_OBJECTS = {"reference", "file", "qdrant", "milvus", "pgvector", "lancedb", "faiss", "mongodb"}
 
 
 def rows() -> list[dict[str, Any]]:
@@ -332,6 +332,23 @@ def faiss_case(tmp_path_factory: pytest.TempPathFactory) -> Case:
     return Case("faiss", lambda: open_source("faiss", config, BATCH), pushes_down=False)
 
 
+@pytest.fixture(scope="module")
+def mongodb_case(ferretdb_server: Any) -> Case:
+    """FerretDB (SQLite): integer _id values, the vectors as arrays named by the job."""
+    client = ferretdb_server.client()
+    client["contract"]["contract"].insert_many(
+        [{"_id": r["id"], "vector": r["vector"], **payload(r)} for r in rows()]
+    )
+    client.close()
+    config = {
+        "uri": ferretdb_server.uri,
+        "database": "contract",
+        "collection": "contract",
+        "vectors": {"vector": {"distance": "cosine"}},
+    }
+    return Case("mongodb", lambda: open_source("mongodb", config, BATCH), pushes_down=True)
+
+
 CASES = [
     "reference_case",
     "file_case",
@@ -343,6 +360,7 @@ CASES = [
     "pgvector_case",
     "lancedb_case",
     "faiss_case",
+    "mongodb_case",
 ]
 
 

@@ -128,6 +128,7 @@ REGISTRY: dict[str, SourceType] = {
         local_only=_shared_files,
         one_process=_shared_files,
     ),
+    "mongodb": SourceType("qmigrate.sources.mongodb", "mongodb"),
     "faiss": SourceType(
         "qmigrate.sources.faiss",
         "faiss",
