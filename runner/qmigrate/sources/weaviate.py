@@ -5,9 +5,11 @@ run is exact and resumable: the cursor is (slice, last UUID). A partition is a l
 slices, each one tenant's UUID range (after, upto]: tenants are spread over the partitions
 by their object counts, and when there are fewer tenants than partitions the large ones
 are cut into UUID ranges (even cuts of the 128-bit space; Weaviate's own UUIDs are random).
-The cursor API takes no filter, so a job whose filter is pushed down reads keyset pages
-instead: the pushed filter and `_id > last` (and `<= upto`), sorted by `_id`, which is the
-same UUID order.
+The cursor API takes no filter, so with a pushed-down filter the cursor walks UUIDs only
+(no vectors, no properties), and each batch's objects come from one filtered request over
+its UUID range (`_id > after AND _id <= last`), which holds at most a batch. (Sorting a
+filtered query by `_id` with a limit was tried first: the server returned 7 objects in order
+but not the first 7, so pages built on it skipped objects.)
 
 Objects keep their UUIDs as Qdrant IDs. Vectors: every named vector (multi-vectors too) and
 the legacy single vector (Qdrant's unnamed vector ""), their distance from the vector
@@ -32,7 +34,7 @@ from urllib.parse import urlsplit
 import grpc
 import weaviate
 from weaviate.classes.init import AdditionalConfig, Auth, Timeout
-from weaviate.classes.query import Filter, QueryReference, Sort
+from weaviate.classes.query import Filter, QueryReference
 from weaviate.collections.classes.filters import _Filters
 from weaviate.exceptions import (
     UnexpectedStatusCodeError,
@@ -195,7 +197,7 @@ class Source:
             if state not in READABLE_TENANT_STATES:
                 raise SourceError(
                     self.label,
-                    f"tenant {name} is {state}: activate it (HOT) before the job reads it",
+                    f"tenant {name} is {state}: activate it before the job reads it",
                 )
         return wanted
 
@@ -263,7 +265,7 @@ class Source:
             if len(sample) >= kit.SAMPLE_RECORDS:
                 break
             if self._counts[unit]:
-                sample += self._fetch(unit, None, kit.SAMPLE_RECORDS, with_filter=False)
+                sample += self._fetch(unit, None, kit.SAMPLE_RECORDS)
         vectors = self._vectors(sample)
         properties = [p.name for p in self.config.properties]
         extra = [self.tenant_field] if names is not None else []
@@ -281,7 +283,7 @@ class Source:
             what = "kept as lists of UUIDs" if self.keep_references else "dropped"
             details["references"] = f"{', '.join(self._references)}: {what}"
         if self.pushed is not None:
-            details["where"] = str(self.pushed)
+            details["where"] = filter_text(self.pushed)
         indexes: dict[str, Any] = {}
         if names is not None:
             indexes[self.tenant_field] = {"type": "keyword", "is_tenant": True}
@@ -313,16 +315,26 @@ class Source:
         for index in range(start, len(slices)):
             piece = slices[index]
             after = last if index == start and last is not None else piece.after
-            while True:
-                objects = self._read(piece, after)
-                inside = [o for o in objects if piece.upto is None or str(o.uuid) <= piece.upto]
-                if inside:
-                    after = str(inside[-1].uuid)
-                    records = [self._record(o, piece.tenant) for o in inside]
-                    dropped = sum(r.origin.references_dropped for r in records)
-                    yield Page(records, [index, after], references_dropped=dropped)
-                if len(inside) < len(objects) or len(objects) < self.batch_size:
-                    break
+            pieces = self._pieces(piece, after)
+            for records, walked in kit.gather(pieces, self.batch_size):
+                dropped = sum(r.origin.references_dropped for r in records)
+                yield Page(records, [index, walked], references_dropped=dropped)
+
+    def _pieces(self, piece: Slice, after: str | None) -> Iterator[tuple[list[Record], str]]:
+        """(records, the last UUID walked) of one slice from `after`, a batch of the cursor
+        API at a time. With a pushed filter, the walk takes UUIDs only, and the batch's
+        objects are those of its UUID range that the filter selects."""
+        while True:
+            walked = self._read(piece.tenant, after, ids_only=self.pushed is not None)
+            inside = [o for o in walked if piece.upto is None or str(o.uuid) <= piece.upto]
+            if not inside:
+                return
+            last = str(inside[-1].uuid)
+            objects = inside if self.pushed is None else self._selected(piece.tenant, after, last)
+            yield [self._record(o, piece.tenant) for o in objects], last
+            after = last
+            if len(inside) < len(walked) or len(walked) < self.batch_size:
+                return
 
     def search(self, vector_name: str, vector: list[float], k: int) -> list[Any]:
         """UUIDs of the k nearest objects the job reads, for verify's search agreement: each
@@ -352,45 +364,42 @@ class Source:
         result = self._in(tenant).aggregate.over_all(total_count=True, filters=self.pushed)
         return int(result.total_count or 0)
 
-    def _read(self, piece: Slice, after: str | None) -> list[Any]:
+    def _read(self, tenant: str | None, after: str | None, ids_only: bool = False) -> list[Any]:
+        """Up to a batch of objects after the UUID `after`, in UUID order (the cursor API)."""
         try:
-            return self._fetch(piece.tenant, after, self.batch_size, upto=piece.upto)
+            return self._fetch(tenant, after, self.batch_size, ids_only=ids_only)
         except WeaviateBaseError as exc:
             raise _transient_or_as_is(exc) from exc
 
     def _fetch(
-        self,
-        tenant: str | None,
-        after: str | None,
-        limit: int,
-        upto: str | None = None,
-        with_filter: bool = True,
+        self, tenant: str | None, after: str | None, limit: int, ids_only: bool = False
     ) -> list[Any]:
-        """Up to `limit` objects after the UUID `after`, in UUID order: the cursor API, or
-        keyset pages on `_id` with the pushed filter."""
-        references = self._reference_query()
-        collection = self._in(tenant)
-        if self.pushed is None or not with_filter:
-            result = collection.query.fetch_objects(
-                limit=limit,
-                after=after,
-                include_vector=True,
-                return_references=references,
-            )
-            return list(result.objects)
-        conditions: list[_Filters] = [self.pushed]
-        if after is not None:
-            conditions.append(Filter.by_property("_id").greater_than(after))
-        if upto is not None:
-            conditions.append(Filter.by_property("_id").less_or_equal(upto))
-        result = collection.query.fetch_objects(
+        result = self._in(tenant).query.fetch_objects(
             limit=limit,
-            filters=Filter.all_of(conditions) if len(conditions) > 1 else conditions[0],
-            sort=Sort.by_id(),
-            include_vector=True,
-            return_references=references,
+            after=after,
+            include_vector=not ids_only,
+            return_properties=[] if ids_only else None,
+            return_references=None if ids_only else self._reference_query(),
         )
         return list(result.objects)
+
+    def _selected(self, tenant: str | None, after: str | None, upto: str) -> list[Any]:
+        """The objects with UUIDs in (after, upto] that the pushed filter selects, in UUID
+        order. The range holds at most a batch of objects, so one request has them all."""
+        assert self.pushed is not None
+        conditions = [self.pushed, Filter.by_property("_id").less_or_equal(upto)]
+        if after is not None:
+            conditions.append(Filter.by_property("_id").greater_than(after))
+        try:
+            result = self._in(tenant).query.fetch_objects(
+                limit=self.batch_size,
+                filters=Filter.all_of(conditions),
+                include_vector=True,
+                return_references=self._reference_query(),
+            )
+        except WeaviateBaseError as exc:
+            raise _transient_or_as_is(exc) from exc
+        return sorted(result.objects, key=lambda o: str(o.uuid))
 
     @functools.cached_property
     def _reference_list(self) -> list[Any]:
@@ -421,7 +430,7 @@ class Source:
 @dataclass(frozen=True)
 class _Origin:
     tenant: str | None
-    dropped_references: int
+    references_dropped: int
 
     def __str__(self) -> str:
         return f"tenant {self.tenant}" if self.tenant is not None else "Weaviate"
@@ -554,6 +563,17 @@ def _condition(condition: dict[str, Any], properties: dict[str, Any]) -> _Filter
         for k, v in values.items()
     ]
     return parts[0] if len(parts) == 1 else Filter.all_of(parts)
+
+
+def filter_text(pushed: Any) -> str:
+    """A pushed filter as plan shows it: `(color Equal 'red' AND n GreaterThanEqual 100)`."""
+    parts = getattr(pushed, "filters", None)
+    if parts is not None:
+        word = " AND " if str(pushed.operator.name) == "AND" else " OR "
+        return "(" + word.join(filter_text(part) for part in parts) + ")"
+    value = pushed.value
+    shown = value.isoformat() if isinstance(value, dt.datetime) else value
+    return f"{pushed.target} {pushed.operator.value} {shown!r}"
 
 
 def _datetime(text: str) -> dt.datetime:
