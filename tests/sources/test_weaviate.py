@@ -443,3 +443,34 @@ def test_resumes_after_kill_9_with_every_point_equal(
     verified = run_cli("verify", str(path), "--sample", "all", cwd=tmp_path, env=env)
     assert verified.code == 0, verified.stdout + verified.stderr
     assert re.search(r"search\s+pass", verified.stdout), verified.stdout
+
+
+def test_tenants_go_to_shard_keys_when_the_job_says_so(
+    weaviate_server: WeaviateServer, tenanted: str, tmp_path: Path
+) -> None:
+    """target.shard_key: {field: tenant}, through the Qdrant stand-ins (local mode has no
+    shards): a key per tenant, each point upserted under its own tenant's key."""
+    from tests.servers.qdrant_grpc import running_both
+
+    with running_both() as (url, grpc_port, store):
+        document = job(
+            weaviate_server, tmp_path / "t", collection=tenanted, tenants=["initech", "globex"]
+        )
+        document["target"] = {
+            "url": url,
+            "grpc_port": grpc_port,
+            "collection": "sharded",
+            "shard_key": {"field": "tenant"},
+        }
+        result = run_cli("apply", "--output", "json", str(write(document, tmp_path)), cwd=tmp_path)
+        assert result.code == 0, result.stderr
+        assert result.json()["jobs"][0]["count_check"] == "ok"
+        assert sorted(store.shard_keys["sharded"]) == ["globex", "initech"]
+        keyed = [(key, ids) for name, key, ids in store.keyed_upserts if name == "sharded"]
+        expected = {
+            object_id: tenant
+            for tenant in ("initech", "globex")
+            for object_id, _, _ in tenant_rows(tenant)
+        }
+        placed = {str(i): key for key, ids in keyed for i in ids}
+        assert placed == expected
