@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from qmigrate import cli
 from tests.conftest import (
     apply_and_kill,
     checkpoint_points,
@@ -57,6 +58,15 @@ def job(server: WeaviateServer, target: Path, **source: Any) -> dict[str, Any]:
     }
 
 
+def plan_error(
+    document: dict[str, Any], directory: Path, capsys: pytest.CaptureFixture[str]
+) -> str:
+    """What `qmigrate plan` prints to stderr for a job it refuses (run in this process)."""
+    capsys.readouterr()
+    assert cli.main(["plan", str(write(document, directory))]) != 0
+    return capsys.readouterr().err
+
+
 def write(document: dict[str, Any], directory: Path) -> Path:
     path = directory / "job.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
@@ -66,7 +76,8 @@ def write(document: dict[str, Any], directory: Path) -> Path:
 @pytest.fixture(scope="module")
 def typed(weaviate_server: WeaviateServer) -> str:
     """A single-tenant collection with the legacy vector (dot), every property type the
-    source converts, and a cross-reference to another collection."""
+    source converts, and a cross-reference to another collection, whose own vector is the
+    unnamed one of today's client (a named vector called "default")."""
     client = weaviate_server.client()
     try:
         authors = client.collections.create(
@@ -78,11 +89,10 @@ def typed(weaviate_server: WeaviateServer) -> str:
         )
         authors.data.insert({"name": "ann"}, uuid=object_uuid("author", 1), vector=[1.0, 0.0])
         authors.data.insert({"name": "bob"}, uuid=object_uuid("author", 2), vector=[0.0, 1.0])
-        books = client.collections.create(
+        books = client.collections.create(  # the legacy single vector: no named vectors
             "Book",
-            vector_config=Configure.Vectors.self_provided(
-                vector_index_config=hnsw(VectorDistances.DOT)
-            ),
+            vectorizer_config=Configure.Vectorizer.none(),
+            vector_index_config=hnsw(VectorDistances.DOT),
             properties=[
                 Property(name="title", data_type=DataType.TEXT),
                 Property(name="pages", data_type=DataType.INT),
@@ -251,16 +261,18 @@ def test_named_and_multi_vectors_with_their_distances(
 
 
 def test_a_distance_qdrant_has_not_stops_the_job_in_one_line(
-    weaviate_server: WeaviateServer, vectors_collection: str, tmp_path: Path
+    weaviate_server: WeaviateServer,
+    vectors_collection: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     document = job(weaviate_server, tmp_path / "t", collection=vectors_collection)
-    result = run_cli("plan", str(write(document, tmp_path)), cwd=tmp_path)
-    assert result.code != 0
+    error = plan_error(document, tmp_path, capsys)
     assert (
         "vector bits uses hamming distance, which Qdrant has not: set vectors.bits.distance"
-        in result.stderr
+        in error
     )
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert len(error.strip().splitlines()) == 1, error
 
 
 # --- tenants --------------------------------------------------------------------------
@@ -333,7 +345,10 @@ def test_tenants_are_listed_counted_and_split(
 
 
 def test_an_inactive_or_unknown_tenant_stops_the_job(
-    weaviate_server: WeaviateServer, tenanted: str, tmp_path: Path
+    weaviate_server: WeaviateServer,
+    tenanted: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     for tenants, message in (
         ("all", "tenant dormant is INACTIVE: activate it before the job reads it"),
@@ -343,10 +358,9 @@ def test_an_inactive_or_unknown_tenant_stops_the_job(
         ),
     ):
         document = job(weaviate_server, tmp_path / "t", collection=tenanted, tenants=tenants)
-        result = run_cli("plan", str(write(document, tmp_path)), cwd=tmp_path)
-        assert result.code != 0
-        assert message in result.stderr, result.stderr
-        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        error = plan_error(document, tmp_path, capsys)
+        assert message in error, error
+        assert len(error.strip().splitlines()) == 1, error
 
 
 def test_a_filter_is_pushed_down_and_counted_by_the_server(
@@ -373,13 +387,12 @@ def test_a_filter_is_pushed_down_and_counted_by_the_server(
 
 
 def test_an_unknown_collection_is_one_line_naming_the_collections(
-    weaviate_server: WeaviateServer, typed: str, tmp_path: Path
+    weaviate_server: WeaviateServer, typed: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     document = job(weaviate_server, tmp_path / "t", collection="Nope")
-    result = run_cli("plan", str(write(document, tmp_path)), cwd=tmp_path)
-    assert result.code != 0
-    assert "collection Nope does not exist (it has: " in result.stderr and "Book" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    error = plan_error(document, tmp_path, capsys)
+    assert "collection Nope does not exist (it has: " in error and "Book" in error
+    assert len(error.strip().splitlines()) == 1, error
 
 
 def test_a_wrong_api_key_is_one_line_and_never_shown(
