@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 import yaml
 
@@ -487,3 +488,33 @@ def test_tenants_go_to_shard_keys_when_the_job_says_so(
         }
         placed = {str(i): key for key, ids in keyed for i in ids}
         assert placed == expected
+
+
+class _RpcError(grpc.RpcError):
+    def __init__(self, code: grpc.StatusCode) -> None:
+        self._code = code
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+
+@pytest.mark.parametrize(
+    ("code", "transient"),
+    [
+        (grpc.StatusCode.UNAVAILABLE, True),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, True),
+        (grpc.StatusCode.INVALID_ARGUMENT, False),
+        (grpc.StatusCode.UNAUTHENTICATED, False),
+    ],
+)
+def test_a_query_error_is_retried_by_its_grpc_code(code: grpc.StatusCode, transient: bool) -> None:
+    """The client wraps gRPC failures in WeaviateQueryError; the code underneath decides."""
+    from weaviate.exceptions import WeaviateQueryError
+
+    from qmigrate.errors import TransientError
+    from qmigrate.sources.weaviate import _transient_or_as_is
+
+    try:
+        raise WeaviateQueryError("boom", "GRPC") from _RpcError(code)
+    except WeaviateQueryError as exc:
+        assert isinstance(_transient_or_as_is(exc), TransientError) == transient
