@@ -616,7 +616,9 @@ MONGODB = BenchSource(
 def _weaviate_start(root: Path) -> Iterator[dict[str, Any]]:
     from tests.servers.weaviate import running_weaviate
 
-    with running_weaviate(root / "weaviate") as server:
+    directory = root / "weaviate"
+    directory.mkdir()
+    with running_weaviate(directory) as server:
         yield {"url": server.url, "grpc_port": server.grpc_port}
 
 
