@@ -518,3 +518,54 @@ def test_a_query_error_is_retried_by_its_grpc_code(code: grpc.StatusCode, transi
         raise WeaviateQueryError("boom", "GRPC") from _RpcError(code)
     except WeaviateQueryError as exc:
         assert isinstance(_transient_or_as_is(exc), TransientError) == transient
+
+
+def test_a_reference_to_several_collections_keeps_every_link(
+    weaviate_server: WeaviateServer, typed: str
+) -> None:
+    """The server wants a multi-target reference asked per linked collection, and the
+    client keeps one answer per name: the source asks each and joins them."""
+    client = weaviate_server.client()
+    try:
+        shelves = client.collections.create(
+            "Shelf",
+            vector_config=Configure.Vectors.self_provided(),
+            properties=[Property(name="label", data_type=DataType.TEXT)],
+            references=[
+                ReferenceProperty.MultiTarget(name="holds", target_collections=["Author", "Book"])
+            ],
+        )
+        for i in range(12):
+            links = [object_uuid("author", 1 + i % 2)] + [
+                object_uuid("book", k) for k in range(i % 4)
+            ]
+            shelves.data.insert(
+                {"label": f"s{i}"},
+                uuid=object_uuid("shelf", i),
+                vector=[1.0, float(i)],
+                references={"holds": links},
+            )
+    finally:
+        client.close()
+    for references in ("keep", "drop"):
+        config = weaviate_server.config(collection="Shelf", references=references)
+        source = open_source("weaviate", config, 5)
+        try:
+            source.push_down(None)
+            source.describe()
+            pages = [page for p in source.partitions(2) for page in source.read(p, None)]
+        finally:
+            source.close()
+        records = {r.id: r for page in pages for r in page.records}
+        assert len(records) == 12
+        if references == "keep":
+            for i in range(12):
+                links = [object_uuid("author", 1 + i % 2)] + [
+                    object_uuid("book", k) for k in range(i % 4)
+                ]
+                assert sorted(records[object_uuid("shelf", i)].payload["holds"]) == sorted(links), i
+        else:
+            assert sum(page.references_dropped for page in pages) == sum(
+                1 + i % 4 for i in range(12)
+            )
+            assert all("holds" not in r.payload for r in records.values())

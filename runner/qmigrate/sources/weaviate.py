@@ -331,7 +331,9 @@ class Source:
                 return
             last = str(inside[-1].uuid)
             objects = inside if self.pushed is None else self._selected(piece.tenant, after, last)
-            yield [self._record(o, piece.tenant) for o in objects], last
+            links = self._multi_target_links(piece.tenant, after, last) if objects else {}
+            records = [self._record(o, piece.tenant, links.get(str(o.uuid), {})) for o in objects]
+            yield records, last
             after = last
             if len(inside) < len(walked) or len(walked) < self.batch_size:
                 return
@@ -403,12 +405,59 @@ class Source:
 
     @functools.cached_property
     def _reference_list(self) -> list[Any]:
-        return [QueryReference(link_on=name, return_properties=[]) for name in self._references]
+        """The references to one collection, UUIDs only, asked with the objects."""
+        return [
+            QueryReference(link_on=name, return_properties=[])
+            for name, targets in self._reference_targets.items()
+            if len(targets) <= 1
+        ]
+
+    @functools.cached_property
+    def _reference_targets(self) -> dict[str, list[str]]:
+        return {
+            r.name: list(getattr(r, "target_collections", None) or [])
+            for r in self.config.references
+        }
+
+    def _multi_target_links(
+        self, tenant: str | None, after: str | None, upto: str
+    ) -> dict[str, dict[str, list[str]]]:
+        """object UUID -> reference name -> linked UUIDs, for references to several
+        collections over the UUIDs (after, upto]. The server wants such a reference asked
+        once per linked collection, and the client keeps one answer per name, so each is a
+        request of its own over the batch's range (at most a batch of objects)."""
+        links: dict[str, dict[str, list[str]]] = {}
+        conditions = [Filter.by_property("_id").less_or_equal(upto)]
+        if after is not None:
+            conditions.append(Filter.by_property("_id").greater_than(after))
+        for name, targets in self._reference_targets.items():
+            if len(targets) <= 1:
+                continue
+            for target in targets:
+                asked = QueryReference.MultiTarget(
+                    link_on=name, target_collection=target, return_properties=[]
+                )
+                try:
+                    result = self._in(tenant).query.fetch_objects(
+                        limit=self.batch_size,
+                        filters=Filter.all_of(conditions),
+                        return_properties=[],
+                        return_references=asked,
+                    )
+                except WeaviateBaseError as exc:
+                    raise _transient_or_as_is(exc) from exc
+                for obj in result.objects:
+                    found = (obj.references or {}).get(name)
+                    uuids = [str(o.uuid) for o in found.objects] if found is not None else []
+                    links.setdefault(str(obj.uuid), {}).setdefault(name, []).extend(uuids)
+        return links
 
     def _reference_query(self) -> list[Any] | None:
         return self._reference_list or None
 
-    def _record(self, obj: Any, tenant: str | None) -> Record:
+    def _record(
+        self, obj: Any, tenant: str | None, links: dict[str, list[str]] | None = None
+    ) -> Record:
         vectors: dict[str, Any] = {}
         for name, value in (obj.vector or {}).items():
             target = self._vector_names.get(name)
@@ -416,8 +465,10 @@ class Source:
                 vectors[target] = value
         payload = {key: _jsonable(value) for key, value in (obj.properties or {}).items()}
         dropped = 0
-        for name, reference in (obj.references or {}).items():
-            uuids = [str(o.uuid) for o in reference.objects]
+        found = {
+            name: [str(o.uuid) for o in r.objects] for name, r in (obj.references or {}).items()
+        }
+        for name, uuids in {**found, **(links or {})}.items():
             if self.keep_references:
                 payload[name] = uuids
             else:
