@@ -569,3 +569,29 @@ def test_a_reference_to_several_collections_keeps_every_link(
                 1 + i % 4 for i in range(12)
             )
             assert all("holds" not in r.payload for r in records.values())
+
+
+def test_a_multi_vector_lands_as_a_qdrant_multivector(
+    weaviate_server: WeaviateServer, vectors_collection: str, tmp_path: Path
+) -> None:
+    from qdrant_client import QdrantClient
+
+    from tests.conftest import run_job
+
+    document = job(
+        weaviate_server,
+        tmp_path / "t",
+        collection=vectors_collection,
+        vectors={"bits": {"distance": "manhattan"}},
+    )
+    summary = run_job(document, tmp_path)
+    assert (summary.written, summary.count_check) == (3, "ok")
+    client = QdrantClient(path=str(tmp_path / "t"))
+    try:
+        params = client.get_collection("copy").config.params.vectors
+        point = client.retrieve("copy", [object_uuid("shape", 1)], with_vectors=True)[0]
+    finally:
+        client.close()
+    assert params["colbert"].multivector_config is not None
+    assert params["image"].distance.value == "Euclid"
+    assert point.vector["colbert"] == [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]]
