@@ -37,7 +37,7 @@ from weaviate.classes.config import (  # noqa: E402
     Tokenization,
     VectorDistances,
 )
-from weaviate.classes.data import GeoCoordinate  # noqa: E402
+from weaviate.classes.data import GeoCoordinate, ReferenceToMulti  # noqa: E402
 from weaviate.classes.tenants import Tenant, TenantActivityStatus  # noqa: E402
 
 
@@ -536,15 +536,18 @@ def test_a_reference_to_several_collections_keeps_every_link(
             ],
         )
         for i in range(12):
-            links = [object_uuid("author", 1 + i % 2)] + [
-                object_uuid("book", k) for k in range(i % 4)
-            ]
-            shelves.data.insert(
-                {"label": f"s{i}"},
-                uuid=object_uuid("shelf", i),
-                vector=[1.0, float(i)],
-                references={"holds": links},
+            # A link to a multi-target reference names its collection (else the server
+            # looks the UUID up in every collection, tenants included).
+            shelf = object_uuid("shelf", i)
+            author = ReferenceToMulti(
+                target_collection="Author", uuids=object_uuid("author", 1 + i % 2)
             )
+            shelves.data.insert(
+                {"label": f"s{i}"}, uuid=shelf, vector=[1.0, float(i)], references={"holds": author}
+            )
+            for k in range(i % 4):
+                to = ReferenceToMulti(target_collection="Book", uuids=object_uuid("book", k))
+                shelves.data.reference_add(shelf, "holds", to)
     finally:
         client.close()
     for references in ("keep", "drop"):
