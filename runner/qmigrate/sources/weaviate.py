@@ -271,10 +271,6 @@ class Source:
         extra = [self.tenant_field] if names is not None else []
         extra += self._references if self.keep_references else []
         details: dict[str, Any] = {
-            "vectors": ", ".join(
-                f"{name or '(unnamed)'} {v.kind} {v.size} {v.distance}"
-                for name, v in zip(self._vector_names, vectors, strict=True)
-            ),
             "properties": ", ".join(f"{p.name} ({_data_type(p)})" for p in self.config.properties),
         }
         if names is not None:
