@@ -609,6 +609,88 @@ MONGODB = BenchSource(
 )
 
 
+# --- Weaviate (the real server, built by .ci/servers/weaviate.sh; see docs) -----------------
+
+
+@contextlib.contextmanager
+def _weaviate_start(root: Path) -> Iterator[dict[str, Any]]:
+    from tests.servers.weaviate import running_weaviate
+
+    directory = root / "weaviate"
+    directory.mkdir()
+    with running_weaviate(directory) as server:
+        yield {"url": server.url, "grpc_port": server.grpc_port}
+
+
+def _weaviate_client(conn: dict[str, Any]) -> Any:
+    import weaviate
+
+    return weaviate.connect_to_local(
+        host="127.0.0.1", port=int(conn["url"].rsplit(":", 1)[1]), grpc_port=conn["grpc_port"]
+    )
+
+
+def _weaviate_load(conn: dict[str, Any], vectors: np.ndarray) -> None:
+    import uuid
+
+    from weaviate.classes.config import Configure, DataType, Property, VectorDistances
+
+    client = _weaviate_client(conn)
+    try:
+        collection = client.collections.create(
+            "Bench",
+            vector_config=Configure.Vectors.self_provided(
+                vector_index_config=Configure.VectorIndex.hnsw(
+                    distance_metric=VectorDistances.COSINE
+                )
+            ),
+            properties=[
+                Property(name="category", data_type=DataType.TEXT),
+                Property(name="year", data_type=DataType.INT),
+                Property(name="score", data_type=DataType.NUMBER),
+                Property(name="text", data_type=DataType.TEXT),
+            ],
+        )
+        with collection.batch.fixed_size(500) as batch:
+            for i, vector in enumerate(vectors):
+                batch.add_object(payload(i), uuid=uuid.UUID(int=i + 1), vector=vector.tolist())
+    finally:
+        client.close()
+
+
+def _weaviate_read(conn: dict[str, Any], batch: int) -> Iterator[list[Row]]:
+    client = _weaviate_client(conn)
+    try:
+        collection = client.collections.use("Bench")
+        after = None
+        while True:
+            objects = collection.query.fetch_objects(
+                limit=batch, after=after, include_vector=True
+            ).objects
+            if not objects:
+                return
+            after = objects[-1].uuid
+            yield [(str(o.uuid), o.vector["default"], o.properties) for o in objects]
+    finally:
+        client.close()
+
+
+WEAVIATE = BenchSource(
+    start=_weaviate_start,
+    load=_weaviate_load,
+    read=_weaviate_read,
+    job=lambda conn: {
+        "source": {
+            "type": "weaviate",
+            "url": conn["url"],
+            "grpc_port": conn["grpc_port"],
+            "collection": "Bench",
+        }
+    },
+    vdf="vdf-io's Weaviate export was not tried here",
+)
+
+
 SOURCES: dict[str, BenchSource] = {
     "file": FILE,
     "parquet": PARQUET,
@@ -621,4 +703,5 @@ SOURCES: dict[str, BenchSource] = {
     "lancedb": LANCEDB,
     "faiss": FAISS,
     "mongodb": MONGODB,
+    "weaviate": WEAVIATE,
 }

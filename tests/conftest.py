@@ -310,3 +310,4 @@ from tests.servers.pinecone_fake import pinecone_fake  # noqa: E402,F401
 from tests.servers.postgres import pg16_server, pg18_server  # noqa: E402,F401
 from tests.servers.ray_cluster import ray_cluster  # noqa: E402,F401
 from tests.servers.redis import redis_server  # noqa: E402,F401
+from tests.servers.weaviate import weaviate_server  # noqa: E402,F401

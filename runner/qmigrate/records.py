@@ -109,6 +109,9 @@ class Page:
     # A dense vector every record holds as a row of one float32 matrix (record i's
     # vectors[name] is matrices[name][i]): its finite check runs once for the page.
     matrices: dict[str, np.ndarray] = field(default_factory=dict)
+    # Links the source held but the job leaves out (Weaviate cross-references with
+    # `references: drop`); the summary reports them.
+    references_dropped: int = 0
 
 
 class CursorLost(Exception):

@@ -1,5 +1,7 @@
 """A TCP proxy for network-fault tests: it forwards to an upstream port and can add
-latency, reset connections, or stall (hold every byte) until told to let go."""
+latency, reset connections, or stall (hold every byte) until told to let go. Given `connect`,
+it opens its upstream connections that way instead (a socket made inside a loopback-only
+network namespace: a bridge from this namespace's 127.0.0.1 to that one's)."""
 
 from __future__ import annotations
 
@@ -7,12 +9,15 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 
 class TcpProxy:
-    def __init__(self, upstream_port: int) -> None:
+    def __init__(
+        self, upstream_port: int, connect: Callable[[], socket.socket] | None = None
+    ) -> None:
         self.upstream_port = upstream_port
+        self.connect = connect or (lambda: socket.create_connection(("127.0.0.1", upstream_port)))
         self.latency = 0.0  # seconds added before each chunk is passed on
         self.stalled = threading.Event()  # while set, nothing is passed on
         self.reset_after_bytes = 0  # reset a connection once it carried this much (0: never)
@@ -37,7 +42,11 @@ class TcpProxy:
                 return
             with self.lock:
                 self.connections += 1
-            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            try:
+                upstream = self.connect()
+            except OSError:
+                client.close()
+                continue
             carried = [0]  # bytes both ways, shared by the two pipes of a connection
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(

@@ -15,6 +15,7 @@ the engine's call order (push_down, describe, partitions, read, close):
 from __future__ import annotations
 
 import json
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -40,7 +41,17 @@ SHARED_FIELDS = {"color", "n", "price", "tags"}
 # flat metadata, so they get `flat_payload`, and the geo and nested filters select nothing
 # there; the other sources evaluate them client-side (Qdrant: pushed down).
 STRUCTURED_FIELDS = {"location", "parts"}
-HOLDS_OBJECTS = {"reference", "file", "qdrant", "milvus", "pgvector", "lancedb", "faiss", "mongodb"}
+HOLDS_OBJECTS = {
+    "reference",
+    "file",
+    "qdrant",
+    "milvus",
+    "pgvector",
+    "lancedb",
+    "faiss",
+    "mongodb",
+    "weaviate",
+}
 
 
 def rows() -> list[dict[str, Any]]:
@@ -156,6 +167,8 @@ class Case:
     name: str
     open: Callable[[], Source]  # a new, unused source
     pushes_down: bool  # whether some filter of FILTERS is expected to reach the backend
+    # The ID a source gives the row of `rows()` with this "id" (Weaviate: a UUID of its own).
+    record_id: Callable[[int], Any] = lambda i: i
 
 
 # --- the sources ----------------------------------------------------------------------
@@ -349,6 +362,72 @@ def mongodb_case(ferretdb_server: Any) -> Case:
     return Case("mongodb", lambda: open_source("mongodb", config, BATCH), pushes_down=True)
 
 
+def weaviate_uuid(i: int) -> str:
+    """Row i's object UUID: spread over the UUID space, so partitions split the rows."""
+    return str(uuid.uuid5(uuid.NAMESPACE_OID, f"contract-{i}"))
+
+
+@pytest.fixture(scope="module")
+def weaviate_case(weaviate_server: Any) -> Case:
+    """Two tenants (rows 0-24, 25-59); text properties with field tokenization (pushed
+    down), a geoCoordinates location (arrives as {lat, lon}) and an object[] of parts."""
+    from weaviate.classes.config import Configure, DataType, Property, Tokenization, VectorDistances
+    from weaviate.classes.data import GeoCoordinate
+    from weaviate.classes.tenants import Tenant
+
+    client = weaviate_server.client()
+    try:
+        field = Tokenization.FIELD
+        collection = client.collections.create(
+            "Contract",
+            vector_config=Configure.Vectors.self_provided(
+                name="vector",
+                vector_index_config=Configure.VectorIndex.hnsw(
+                    distance_metric=VectorDistances.COSINE
+                ),
+            ),
+            multi_tenancy_config=Configure.multi_tenancy(enabled=True),
+            properties=[
+                Property(name="color", data_type=DataType.TEXT, tokenization=field),
+                Property(name="n", data_type=DataType.INT),
+                Property(name="price", data_type=DataType.NUMBER),
+                Property(name="flag", data_type=DataType.BOOL),
+                Property(name="tags", data_type=DataType.TEXT_ARRAY, tokenization=field),
+                Property(name="location", data_type=DataType.GEO_COORDINATES),
+                Property(
+                    name="parts",
+                    data_type=DataType.OBJECT_ARRAY,
+                    nested_properties=[
+                        Property(name="color", data_type=DataType.TEXT, tokenization=field),
+                        Property(name="n", data_type=DataType.INT),
+                    ],
+                ),
+            ],
+        )
+        collection.tenants.create([Tenant(name="a"), Tenant(name="b")])
+        for tenant, chosen in (("a", rows()[:25]), ("b", rows()[25:])):
+            with collection.with_tenant(tenant).batch.fixed_size(100) as batch:
+                for r in chosen:
+                    properties = flat_payload(r)
+                    properties["location"] = GeoCoordinate(
+                        latitude=r["location"]["lat"], longitude=r["location"]["lon"]
+                    )
+                    properties["parts"] = r["parts"]
+                    batch.add_object(
+                        properties, uuid=weaviate_uuid(r["id"]), vector={"vector": r["vector"]}
+                    )
+            assert not collection.with_tenant(tenant).batch.failed_objects
+    finally:
+        client.close()
+    config = weaviate_server.config(collection="Contract")
+    return Case(
+        "weaviate",
+        lambda: open_source("weaviate", config, BATCH),
+        pushes_down=True,
+        record_id=weaviate_uuid,
+    )
+
+
 CASES = [
     "reference_case",
     "file_case",
@@ -361,6 +440,7 @@ CASES = [
     "lancedb_case",
     "faiss_case",
     "mongodb_case",
+    "weaviate_case",
 ]
 
 
@@ -438,7 +518,9 @@ def test_pushed_part_and_residual_select_what_qdrant_selects(case: Case) -> None
     everything.describe()
     records = read_everything(everything, 2)
     everything.close()
-    reference = [Record(r["id"], {"vector": r["vector"]}, payload(r)) for r in rows()]
+    reference = [
+        Record(case.record_id(r["id"]), {"vector": r["vector"]}, payload(r)) for r in rows()
+    ]
     pushed_any = False
     for flt in FILTERS:
         expected = selected_ids(records, flt)

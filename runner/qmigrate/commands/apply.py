@@ -116,6 +116,11 @@ def render_text(summary: Summary) -> str:
         lines.append(f"  duplicate IDs: {summary.duplicates:,}")
     if summary.passed_over:
         lines.append(f"  passed over {summary.passed_over:,} entries the source does not hold")
+    if summary.references_dropped:
+        lines.append(
+            f"  dropped {summary.references_dropped:,} cross-references "
+            "(source references: keep keeps them as UUID lists)"
+        )
     lines += [f"  note: {note}" for note in summary.notes]
     if summary.retries:
         lines.append(f"  retried {summary.retries:,} transient failures")
@@ -152,6 +157,8 @@ def render_markdown(
         ]
         if summary["passed_over"]:
             rows.append(("passed over (not held by the source)", f"{summary['passed_over']:,}"))
+        if summary.get("references_dropped"):
+            rows.append(("cross-references dropped", f"{summary['references_dropped']:,}"))
         if summary["dead_letter"]:
             rows.append(("dead letter", summary["dead_letter"]))
         lines += md.table(("item", "value"), rows)

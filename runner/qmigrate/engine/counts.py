@@ -191,6 +191,7 @@ class Counters:
     duplicates: int = 0
     retries: int = 0
     passed_over: int = 0
+    references_dropped: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **amounts: int) -> None:
@@ -215,6 +216,7 @@ class Summary:
     target_count: int
     count_check: str
     passed_over: int = 0  # entries the source came across but does not hold (Page.passed_over)
+    references_dropped: int = 0  # links the source held that the job left out
     dead_letter: str | None = None
     notes: list[str] = field(default_factory=list)
 

@@ -184,6 +184,7 @@ class PartitionWorker:
             filtered=filtered,
             duplicates=duplicates,
             passed_over=page.passed_over,
+            references_dropped=page.references_dropped,
         )
 
     def _record(
@@ -210,6 +211,7 @@ class PartitionWorker:
                 invalid=len(page.dead_letters),
                 duplicates=page.duplicates,
                 passed_over=page.passed_over,
+                references_dropped=page.references_dropped,
             )
 
     def _advance(self, read: int) -> None:

@@ -194,6 +194,7 @@ def _summary(
         target_count=counts.target_count,
         count_check="ok" if not counts.problems else "; ".join(counts.problems),
         passed_over=counters.passed_over,
+        references_dropped=counters.references_dropped,
         dead_letter=str(job.dead_letter_path) if counters.invalid else None,
         notes=counts.notes + _transport_notes(resolved),
     )

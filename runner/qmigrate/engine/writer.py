@@ -26,6 +26,7 @@ class PreparedPage:
     filtered: int
     duplicates: int
     passed_over: int
+    references_dropped: int = 0
 
 
 @dataclass

@@ -136,6 +136,11 @@ REGISTRY: dict[str, SourceType] = {
         local_only=_shared_files,
         one_process=_shared_files,
     ),
+    "weaviate": SourceType(
+        "qmigrate.sources.weaviate",
+        "weaviate",
+        connection_keys=frozenset({"grpc_host", "grpc_port"}),
+    ),
 }
 
 
