@@ -136,6 +136,16 @@ REGISTRY: dict[str, SourceType] = {
         local_only=_shared_files,
         one_process=_shared_files,
     ),
+    "elasticsearch": SourceType(
+        "qmigrate.sources.elasticsearch",
+        "elasticsearch",
+        connection_keys=frozenset({"username", "ca_certs", "verify_certs", "keep_alive"}),
+    ),
+    "opensearch": SourceType(
+        "qmigrate.sources.opensearch",
+        "opensearch",
+        connection_keys=frozenset({"username", "ca_certs", "verify_certs", "keep_alive"}),
+    ),
 }
 
 
