@@ -430,7 +430,8 @@ class Source:
         saved = partitions[0].spec["pit"]
         if self._pit is not None and self._pit != saved:
             self._close_pit(self._pit)
-        self._pit, self._pit_in_partitions = saved, True
+        # Expired: counted, and read from their starts, in the PIT opened in its place.
+        self._pit, self._pit_in_partitions = self._live_pit(saved), True
 
     def partitions(self, n: int) -> list[Partition]:
         pit = self._run_pit()
