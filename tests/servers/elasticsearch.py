@@ -132,7 +132,8 @@ def running_elasticsearch() -> Iterator[ElasticsearchServer]:
         "ES_JAVA_HOME": _java_home(),
         "ES_PATH_CONF": str(config),
         "ES_TMPDIR": str(directory / "tmp"),
-        "ES_JAVA_OPTS": "-Xms512m -Xmx512m",
+        # C1 only and no heap pre-touch: startup is class loading and JIT on shared cores.
+        "ES_JAVA_OPTS": "-Xms512m -Xmx512m -XX:-AlwaysPreTouch -XX:TieredStopAtLevel=1",
     }
     try:
         with server_process(
