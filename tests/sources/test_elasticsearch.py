@@ -32,7 +32,8 @@ from tests.servers.elasticsearch import PASSWORD, USER, ElasticsearchServer
 
 pytest.importorskip("elasticsearch")
 
-COUNT = 3000
+COUNT = 2000
+CHANGING = 1000  # documents of the index that changes during the run
 MAPPING: dict[str, Any] = {
     "_source": {"excludes": ["hidden"]},
     "properties": {
@@ -176,9 +177,9 @@ def test_kill_9_then_resume_ends_with_the_same_points(
         checkpoint={"store": "file", "path": str(checkpoint)},
     )
     path = save(document, tmp_path / "job.yaml")
-    assert apply_and_kill(path, checkpoint, after_points=1000), "apply finished before the kill"
+    assert apply_and_kill(path, checkpoint, after_points=700), "apply finished before the kill"
     checkpointed = checkpoint_points(checkpoint)
-    assert 1000 <= checkpointed < COUNT
+    assert 700 <= checkpointed < COUNT
     result = run_cli("apply", "--output", "json", str(path), cwd=tmp_path)
     assert result.code == 0, result.stderr
     summary = result.json()["jobs"][0]
@@ -221,7 +222,7 @@ def test_an_index_changing_during_the_run_is_read_as_one_view(
 ) -> None:
     """Documents added, deleted and updated while apply runs: the run reads the index as
     it was when the job described it, so the target is exactly that first view."""
-    expected = load_index(elasticsearch_server, "changing", 1500)
+    expected = load_index(elasticsearch_server, "changing", CHANGING)
     checkpoint = tmp_path / "checkpoint.json"
     document = job(
         elasticsearch_server,
@@ -246,7 +247,7 @@ def test_an_index_changing_during_the_run_is_read_as_one_view(
                 [
                     {"index": {"_index": "changing", "_id": f"new{i}"}},
                     document_for_change(i, rng),
-                    {"delete": {"_index": "changing", "_id": f"p{1499 - i}"}},
+                    {"delete": {"_index": "changing", "_id": f"p{CHANGING - 1 - i}"}},
                     {"update": {"_index": "changing", "_id": f"p{i}"}},
                     {"doc": {"title": "changed"}},
                 ]

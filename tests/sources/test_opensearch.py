@@ -18,7 +18,7 @@ from tests.servers.elasticsearch import SearchRest
 
 pytest.importorskip("opensearchpy")
 
-COUNT = 2000
+COUNT = 1200
 MAPPING: dict[str, Any] = {
     "properties": {
         "dense": {
@@ -49,7 +49,7 @@ def items(opensearch_server: Any) -> dict[Any, dict[str, Any]]:
     expected = {}
     for start in range(0, COUNT, 1000):
         lines: list[dict[str, Any]] = []
-        for i in range(start, start + 1000):
+        for i in range(start, min(COUNT, start + 1000)):
             doc = {
                 "dense": [float(v) for v in rng.uniform(-1, 1, 8).astype(np.float32)],
                 "plain": [float(v) for v in rng.uniform(-1, 1, 3).astype(np.float32)],
@@ -117,7 +117,7 @@ def test_kill_9_then_resume_ends_with_the_same_points(
     )
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(document))
-    assert apply_and_kill(path, checkpoint, after_points=600), "apply finished before the kill"
+    assert apply_and_kill(path, checkpoint, after_points=400), "apply finished before the kill"
     checkpointed = checkpoint_points(checkpoint)
     result = run_cli("apply", "--output", "json", str(path), cwd=tmp_path)
     assert result.code == 0, result.stderr

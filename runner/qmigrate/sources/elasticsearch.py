@@ -533,7 +533,7 @@ class Source:
                 value = (hit.get("fields") or {}).get(self.id_field, [None])[0]
         else:
             value = hit["_id"]
-        if self.integer_ids and isinstance(value, str) and value.isdigit():
+        if self.integer_ids and isinstance(value, str) and _plain_integer(value):
             return int(value)
         return value
 
@@ -657,9 +657,14 @@ def _bit_bytes(value: Any) -> np.ndarray:
     return np.asarray(value, dtype=np.int64).astype(np.int8).view(np.uint8)
 
 
+def _plain_integer(text: str) -> bool:
+    """ASCII digits without a leading zero ("007" stays a string: it is not the ID "7")."""
+    return text.isascii() and text.isdigit() and (text == "0" or not text.startswith("0"))
+
+
 def _token_index(token: str) -> int:
     """A sparse token's Qdrant index: the integer it spells, else its CRC32."""
-    if token.isdigit() and int(token) < 2**32:
+    if _plain_integer(token) and int(token) < 2**32:
         return int(token)
     return zlib.crc32(token.encode())
 
