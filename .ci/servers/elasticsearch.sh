@@ -8,7 +8,10 @@ CACHE="${HOME}/.cache/qmigrate-ci"
 HOME_DIR="${CACHE}/elasticsearch-${VERSION}"
 [ -x "${HOME_DIR}/bin/elasticsearch" ] && exit 0
 ARTIFACT="org.elasticsearch.distribution.integ-test-zip:elasticsearch:${VERSION}:zip"
-mvn -q -B -Dstyle.color=never dependency:get -Dartifact="${ARTIFACT}" -Dtransitive=false >/dev/null
+if ! log=$(mvn -q -B dependency:get -Dartifact="${ARTIFACT}" -Dtransitive=false 2>&1); then
+    echo "${log}" >&2
+    exit 1
+fi
 ZIP="${HOME}/.m2/repository/org/elasticsearch/distribution/integ-test-zip/elasticsearch/${VERSION}/elasticsearch-${VERSION}.zip"
 mkdir -p "${CACHE}"
 rm -rf "${HOME_DIR}.partial"

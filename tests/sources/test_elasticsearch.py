@@ -331,3 +331,44 @@ def test_a_sparse_vector_left_out_of_source_is_refused_in_one_line(
     elasticsearch_server.request("PUT", "/sparse-hidden", {"mappings": mapping})
     message = one_line_failure(job(elasticsearch_server, "sparse-hidden", tmp_path), tmp_path)
     assert "sparse_vector field terms is left out of _source" in message
+
+
+# --- values, without a server ---------------------------------------------------------
+
+
+def test_integer_ids_are_plain_ascii_digits_only() -> None:
+    from qmigrate.sources.elasticsearch import _plain_integer
+
+    assert [_plain_integer(t) for t in ("0", "42", "007", "4a", "²", "-1", "")] == [
+        True,
+        True,
+        False,
+        False,
+        False,
+        False,
+        False,
+    ]
+
+
+def test_sparse_tokens_and_bit_vectors() -> None:
+    import zlib
+
+    from qmigrate.sources.elasticsearch import VectorMapping, _vector_value
+
+    sparse = VectorMapping("s", "sparse_vector", None, "float", None)
+    value = _vector_value(sparse, {"12": 0.5, "##ing": 2})
+    assert (value.indices, value.values) == ([12, zlib.crc32(b"##ing")], [0.5, 2.0])
+    bits = VectorMapping("b", "dense_vector", 16, "bit", "l2_norm")
+    as_bytes = _vector_value(bits, [5, -3]).tolist()
+    assert as_bytes == _vector_value(bits, "05fd").tolist()
+    assert as_bytes == [0, 0, 0, 0, 0, 1, 0, 1, 1, 1, 1, 1, 1, 1, 0, 1]
+
+
+def test_source_includes_and_excludes_with_wildcards() -> None:
+    from qmigrate.sources.elasticsearch import _kept
+
+    assert not _kept("meta.embedding", [], ["meta.*"])
+    assert not _kept("emb", [], ["em*"])
+    assert _kept("title", [], ["emb"])
+    assert not _kept("title", ["meta"], [])
+    assert _kept("meta.embedding", ["meta"], [])
