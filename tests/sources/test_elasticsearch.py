@@ -306,12 +306,25 @@ def one_line_failure(document: dict[str, Any], tmp_path: Path) -> str:
     return result.stderr
 
 
+@pytest.mark.parametrize("auth", ["password", "api_key", "token"])
 def test_wrong_credentials_fail_in_one_line(
-    elasticsearch_server: ElasticsearchServer, products: dict[Any, Any], tmp_path: Path
+    elasticsearch_server: ElasticsearchServer,
+    products: dict[Any, Any],
+    tmp_path: Path,
+    auth: str,
 ) -> None:
+    """A wrong password, API key or bearer token: each reaches the node (401) and is said in
+    one line that holds none of them."""
     document = job(elasticsearch_server, "products", tmp_path / "t")
-    document["source"]["password"] = f"wrong-{PASSWORD}"
-    assert "rejected the credentials (401)" in one_line_failure(document, tmp_path)
+    secret = f"wrong-{PASSWORD}"
+    if auth == "password":
+        document["source"]["password"] = secret
+    else:
+        del document["source"]["username"], document["source"]["password"]
+        document["source"][auth] = secret
+    message = one_line_failure(document, tmp_path)
+    assert "rejected the credentials (401)" in message
+    assert secret not in message
 
 
 def test_an_unknown_index_fails_in_one_line_naming_the_existing_ones(
