@@ -157,3 +157,30 @@ def test_an_unknown_index_fails_in_one_line(
     assert result.code != 0
     assert "index nope does not exist" in result.stderr and "items" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_a_knn_vector_left_out_of_source_is_refused_in_one_line(
+    opensearch_server: Any, tmp_path: Path
+) -> None:
+    """OpenSearch answers docvalue_fields on a knn_vector with a 500 ("doesn't support
+    sorting"): such a vector cannot be read back, and the job says so before data moves."""
+    mapping = {
+        "_source": {"excludes": ["v"]},
+        "properties": {
+            "v": {
+                "type": "knn_vector",
+                "dimension": 3,
+                "method": {"name": "hnsw", "engine": "lucene"},
+            }
+        },
+    }
+    SearchRest(opensearch_server.url).request(
+        "PUT", "/hidden", {"settings": {"index.knn": True}, "mappings": mapping}
+    )
+    document = job(opensearch_server, tmp_path / "t")
+    document["source"]["index"] = "hidden"
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(document))
+    result = run_cli("plan", "job.yaml", cwd=tmp_path)
+    assert result.code != 0
+    assert "knn_vector field v is left out of _source" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr

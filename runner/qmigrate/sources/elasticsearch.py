@@ -290,11 +290,13 @@ class Source:
                     fields[path] = current
             del name
         for vector in vectors.values():
-            if not vector.in_source and vector.sparse:
+            # Elasticsearch returns a dense_vector's doc values; neither engine those of a
+            # sparse_vector, and OpenSearch none of a knn_vector ("doesn't support sorting").
+            if not vector.in_source and vector.kind != "dense_vector":
                 raise SourceError(
                     self.label,
-                    f"sparse_vector field {vector.path} is left out of _source, and "
-                    f"{self.flavour} keeps no doc values for it: nothing can read it back "
+                    f"{vector.kind} field {vector.path} is left out of _source, and "
+                    f"{self.flavour} returns no doc values for it: nothing can read it back "
                     "(include it in _source and reindex)",
                 )
         self._mapping = (list(vectors.values()), fields, sorted(top_level))
