@@ -48,6 +48,7 @@ MAPPING: dict[str, Any] = {
         "hidden": {"type": "dense_vector", "dims": 4, "similarity": "dot_product"},
         "sparse": {"type": "sparse_vector"},
         "title": {"type": "text", "fields": {"keyword": {"type": "keyword"}}},
+        "sku": {"type": "keyword"},
         "price": {"type": "double"},
         "stock": {"type": "long"},
         "meta": {"properties": {"brand": {"type": "keyword"}, "origin": {"type": "keyword"}}},
@@ -65,6 +66,7 @@ def document(i: int, rng: np.random.Generator) -> dict[str, Any]:
         "hidden": [float(v) for v in (unit / np.linalg.norm(unit)).astype(np.float32)],
         "sparse": {str(i % 50): 0.5 + i % 3, "7000": 1.25},
         "title": f"product number {i}",
+        "sku": f"sku-{i:05d}",
         "price": i * 0.5,
         "stock": i % 40,
         "meta": {"brand": ["acme", "globex"][i % 2], "origin": "nl"},
@@ -294,6 +296,29 @@ def test_a_point_in_time_expiring_mid_read_is_a_lost_cursor(
     source.close()
 
 
+def test_ids_from_a_source_field_and_a_filter_on_a_text_fields_keyword(
+    elasticsearch_server: ElasticsearchServer, products: dict[Any, Any]
+) -> None:
+    """id: {field: sku} takes each document's sku; a match on the text field `title` is
+    pushed as a term on title.keyword, a range on the double `price` as a range."""
+    config = job(elasticsearch_server, "products", Path("unused"))["source"]
+    config = {k: v for k, v in config.items() if k != "type"} | {"id": {"field": "sku"}}
+    source = open_source("elasticsearch", config, 500)
+    flt = {
+        "must": [
+            {"key": "title", "match": {"any": ["product number 7", "product number 8"]}},
+            {"key": "price", "range": {"lt": 4}},
+        ]
+    }
+    assert source.push_down(flt) is None
+    assert source.describe().count == 1
+    records = [
+        r for p in source.partitions(2) for page in source.read(p, None) for r in page.records
+    ]
+    source.close()
+    assert [(r.id, r.payload["title"]) for r in records] == [("sku-00007", "product number 7")]
+
+
 # --- errors ---------------------------------------------------------------------------
 
 
@@ -375,6 +400,30 @@ def test_sparse_tokens_and_bit_vectors() -> None:
     as_bytes = _vector_value(bits, [5, -3]).tolist()
     assert as_bytes == _vector_value(bits, "05fd").tolist()
     assert as_bytes == [0, 0, 0, 0, 0, 1, 0, 1, 1, 1, 1, 1, 1, 1, 0, 1]
+
+
+def test_what_the_query_dsl_takes_and_what_stays_client_side() -> None:
+    from qmigrate.sources.elasticsearch import FieldMapping, _condition
+
+    fields = {
+        "code": FieldMapping("code", "keyword", ignore_above=5),
+        "name": FieldMapping("name", "text", keyword_subfield="name.keyword"),
+        "body": FieldMapping("body", "text"),
+        "ratio": FieldMapping("ratio", "float"),
+        "n": FieldMapping("n", "long"),
+    }
+
+    def pushed(key: str, condition: dict[str, Any]) -> Any:
+        return _condition({"key": key, **condition}, fields)
+
+    assert pushed("code", {"match": {"value": "abc"}}) == {"term": {"code": "abc"}}
+    assert pushed("code", {"match": {"value": "longer than five"}}) is None  # never indexed
+    assert pushed("name", {"match": {"value": "A b"}}) == {"term": {"name.keyword": "A b"}}
+    assert pushed("body", {"match": {"value": "x"}}) is None  # analysed text
+    assert pushed("ratio", {"range": {"gt": 0.1}}) is None  # float rounds what it indexes
+    assert pushed("n", {"range": {"gte": 2, "lt": None}}) == {"range": {"n": {"gte": 2}}}
+    assert pushed("n", {"match": {"value": "2"}}) is None  # a string never equals a number
+    assert pushed("n", {"match": {"except": [1]}}) is None
 
 
 def test_source_includes_and_excludes_with_wildcards() -> None:
