@@ -550,6 +550,114 @@ FAISS = BenchSource(
     vdf="vdf-io has no FAISS export",
 )
 
+# --- Elasticsearch (a real 8.19 node, tests/servers/elasticsearch.py) and OpenSearch ---------
+
+
+@contextlib.contextmanager
+def _elasticsearch_start(root: Path) -> Iterator[dict[str, Any]]:
+    from tests.servers.elasticsearch import running_elasticsearch
+
+    with running_elasticsearch() as server:
+        yield {"url": server.url, "username": server.user, "password": server.password}
+
+
+@contextlib.contextmanager
+def _opensearch_start(root: Path) -> Iterator[dict[str, Any]]:
+    from tests.servers.opensearch import running_opensearch
+
+    (root / "opensearch").mkdir()
+    with running_opensearch(root / "opensearch") as server:
+        yield {"url": server.url, "opensearch": True}
+
+
+def _search_rest(conn: dict[str, Any]) -> Any:
+    from tests.servers.elasticsearch import SearchRest
+
+    return SearchRest(conn["url"], conn.get("username"), conn.get("password"))
+
+
+def _search_load(conn: dict[str, Any], vectors: np.ndarray) -> None:
+    """One shard, no vector index (reading does not need one; HNSW would only slow the load)."""
+    rest = _search_rest(conn)
+    vector: dict[str, Any] = {"type": "dense_vector", "dims": vectors.shape[1], "index": False}
+    settings: dict[str, Any] = {"number_of_shards": 1, "number_of_replicas": 0}
+    if conn.get("opensearch"):
+        vector = {"type": "knn_vector", "dimension": vectors.shape[1]}
+        settings["index.knn"] = False  # knn_vector kept as doc values only
+    mapping = {"properties": {"embedding": vector, "category": {"type": "keyword"}}}
+    rest.request("PUT", f"/{COLLECTION}", {"settings": settings, "mappings": mapping})
+    for start in range(0, len(vectors), 500):
+        lines: list[dict[str, Any]] = []
+        for i in range(start, min(len(vectors), start + 500)):
+            lines.append({"index": {"_index": COLLECTION, "_id": str(i)}})
+            lines.append({"embedding": vectors[i].tolist(), **payload(i)})
+        rest.bulk(lines)
+
+
+def _search_read(conn: dict[str, Any], batch: int) -> Iterator[list[Row]]:
+    """The official client's point in time and search_after on _shard_doc, as qmigrate reads."""
+    if conn.get("opensearch"):
+        from opensearchpy import OpenSearch
+
+        client: Any = OpenSearch([conn["url"]], timeout=120)
+        pit = client.create_pit(index=COLLECTION, params={"keep_alive": "5m"})["pit_id"]
+
+        def search(body: dict[str, Any]) -> Any:
+            return client.search(body=body)
+    else:
+        from elasticsearch import Elasticsearch
+
+        client = Elasticsearch(
+            conn["url"], basic_auth=(conn["username"], conn["password"]), request_timeout=120
+        )
+        pit = client.open_point_in_time(index=COLLECTION, keep_alive="5m")["id"]
+
+        def search(body: dict[str, Any]) -> Any:
+            return client.search(**body)
+
+    after = None
+    while True:
+        body: dict[str, Any] = {"pit": {"id": pit, "keep_alive": "5m"}, "size": batch}
+        body |= {"sort": ["_shard_doc"], "track_total_hits": False}
+        if after is not None:
+            body["search_after"] = after
+        hits = search(body)["hits"]["hits"]
+        if not hits:
+            return
+        after = hits[-1]["sort"]
+        rows = []
+        for hit in hits:
+            source = hit["_source"]
+            rows.append((hit["_id"], source.pop("embedding"), source))
+        yield rows
+
+
+def _search_job(kind: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def job(conn: dict[str, Any]) -> dict[str, Any]:
+        source = {"type": kind, "url": conn["url"], "index": COLLECTION, "integer_ids": True}
+        if conn.get("username"):
+            source |= {"username": conn["username"], "password": conn["password"]}
+        source["vectors"] = {"embedding": {"distance": "cosine"}}
+        return {"source": source, "mapping": {"vectors": {"embedding": ""}}}
+
+    return job
+
+
+ELASTICSEARCH = BenchSource(
+    start=_elasticsearch_start,
+    load=_search_load,
+    read=_search_read,
+    job=_search_job("elasticsearch"),
+    vdf="vdf-io's Elasticsearch export was not tried here",
+)
+OPENSEARCH = BenchSource(
+    start=_opensearch_start,
+    load=_search_load,
+    read=_search_read,
+    job=_search_job("opensearch"),
+    vdf="vdf-io has no OpenSearch export",
+)
+
 
 # --- MongoDB wire protocol (FerretDB 1.24.2 over SQLite, .ci/servers/ferretdb.sh) ---------
 
@@ -704,4 +812,6 @@ SOURCES: dict[str, BenchSource] = {
     "faiss": FAISS,
     "mongodb": MONGODB,
     "weaviate": WEAVIATE,
+    "elasticsearch": ELASTICSEARCH,
+    "opensearch": OPENSEARCH,
 }

@@ -302,6 +302,7 @@ def as_stored(vector: Any) -> Any:
 # Server fixtures live in tests/servers/, one module per system, imported here so every
 # test can ask for them by name.
 from tests.servers.chroma import chroma_server  # noqa: E402,F401
+from tests.servers.elasticsearch import elasticsearch_server  # noqa: E402,F401
 from tests.servers.ferretdb import ferretdb_server  # noqa: E402,F401
 from tests.servers.milvus import milvus_lite_server, milvus_server  # noqa: E402,F401
 from tests.servers.netns import loopback_netns  # noqa: E402,F401

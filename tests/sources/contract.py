@@ -29,6 +29,7 @@ from qmigrate.mapping import ClientFilter
 from qmigrate.records import Partition, Record
 from qmigrate.sources.base import Source
 from tests.conftest import open_source
+from tests.servers.elasticsearch import SearchRest
 from tests.sources.reference import ReferenceSource, selected_ids
 
 COUNT = 60
@@ -51,6 +52,8 @@ HOLDS_OBJECTS = {
     "faiss",
     "mongodb",
     "weaviate",
+    "elasticsearch",
+    "opensearch",
 }
 
 
@@ -428,6 +431,63 @@ def weaviate_case(weaviate_server: Any) -> Case:
     )
 
 
+# The same typed mapping for both engines: keyword, long, double and boolean fields (pushed
+# down as term, terms and range), a geo_point and a nested array of objects (client-side).
+SEARCH_PROPERTIES: dict[str, Any] = {
+    "color": {"type": "keyword"},
+    "n": {"type": "long"},
+    "price": {"type": "double"},
+    "flag": {"type": "boolean"},
+    "tags": {"type": "keyword"},
+    "location": {"type": "geo_point"},
+    "parts": {
+        "type": "nested",
+        "properties": {"color": {"type": "keyword"}, "n": {"type": "long"}},
+    },
+}
+
+
+def load_search_index(
+    rest: SearchRest, index: str, vector: dict[str, Any], **settings: Any
+) -> None:
+    """ROWS into a two-shard index (slices then span shards), `_id` the row's id."""
+    mapping = {"properties": {"vector": vector, **SEARCH_PROPERTIES}}
+    settings |= {"number_of_shards": 2, "number_of_replicas": 0}
+    rest.request("PUT", f"/{index}", {"settings": settings, "mappings": mapping})
+    lines: list[dict[str, Any]] = []
+    for r in rows():
+        lines.append({"index": {"_index": index, "_id": str(r["id"])}})
+        lines.append({k: v for k, v in r.items() if k != "id"})
+    rest.bulk(lines)
+
+
+@pytest.fixture(scope="module")
+def elasticsearch_case(elasticsearch_server: Any) -> Case:
+    vector = {"type": "dense_vector", "dims": DIM, "similarity": "cosine"}
+    load_search_index(elasticsearch_server, "contract", vector)
+    config = {
+        "url": elasticsearch_server.url,
+        "index": "contract",
+        "username": elasticsearch_server.user,
+        "password": elasticsearch_server.password,
+        "integer_ids": True,
+    }
+    return Case("elasticsearch", lambda: open_source("elasticsearch", config, BATCH), True)
+
+
+@pytest.fixture(scope="module")
+def opensearch_case(opensearch_server: Any) -> Case:
+    """The real OpenSearch node (tests/servers/opensearch.py), k-NN on the Lucene engine."""
+    vector = {
+        "type": "knn_vector",
+        "dimension": DIM,
+        "method": {"name": "hnsw", "engine": "lucene", "space_type": "cosinesimil"},
+    }
+    load_search_index(SearchRest(opensearch_server.url), "contract", vector, **{"index.knn": True})
+    config = {"url": opensearch_server.url, "index": "contract", "integer_ids": True}
+    return Case("opensearch", lambda: open_source("opensearch", config, BATCH), True)
+
+
 CASES = [
     "reference_case",
     "file_case",
@@ -441,6 +501,8 @@ CASES = [
     "faiss_case",
     "mongodb_case",
     "weaviate_case",
+    "elasticsearch_case",
+    "opensearch_case",
 ]
 
 

@@ -141,6 +141,16 @@ REGISTRY: dict[str, SourceType] = {
         "weaviate",
         connection_keys=frozenset({"grpc_host", "grpc_port"}),
     ),
+    "elasticsearch": SourceType(
+        "qmigrate.sources.elasticsearch",
+        "elasticsearch",
+        connection_keys=frozenset({"username", "ca_certs", "verify_certs", "keep_alive"}),
+    ),
+    "opensearch": SourceType(
+        "qmigrate.sources.opensearch",
+        "opensearch",
+        connection_keys=frozenset({"username", "ca_certs", "verify_certs", "keep_alive"}),
+    ),
 }
 
 
