@@ -192,7 +192,7 @@ def _pass(
             f"{job.executor.type} applies to apply only"
         )
     if not dry_run:
-        last = {k: summary.to_json()[k] for k in ("mode", "written", "deleted", "unchanged")}
+        last = {k: getattr(summary, k) for k in ("mode", "written", "deleted", "unchanged")}
         retried(partial(history.record, store, job.name, last), f"{label}: saving the pass")
         for name in (ids_name, changes_name):
             retried(partial(store.delete, name), f"{label}: clearing the pass")
