@@ -608,7 +608,7 @@ def test_the_filter_table_tells_sources_apart() -> None:
 
 
 # Sources whose dense vectors come as one float32 matrix per page (Page.matrices).
-GIVES_MATRICES = {"lancedb", "faiss"}
+GIVES_MATRICES = {"lancedb", "faiss", "redis", "milvus", "pgvector"}
 
 
 def test_a_page_matrix_row_is_each_records_vector(case: Case, opened: Source) -> None:

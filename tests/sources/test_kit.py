@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
+from qmigrate.records import Record, SparseVector
 from qmigrate.sources import kit
 
 
@@ -70,3 +73,31 @@ def test_nested_filters_move_whole_or_not_at_all() -> None:
     assert kit.split_filter(whole, flat) == (None, whole)
     negated_nested = {"must_not": [{"must": [cond("p1")]}]}
     assert kit.split_filter(negated_nested, DIALECT) == (None, negated_nested)
+
+
+def test_page_matrices_gather_only_vectors_every_record_holds_as_float32_rows() -> None:
+    def record(i: int, **vectors: Any) -> Record:
+        return Record(i, vectors)
+
+    rows = np.arange(12, dtype=np.float32).reshape(3, 4)
+    records = [
+        record(
+            i,
+            dense=rows[i].copy(),
+            wide=np.ones(i + 1, dtype=np.float32),  # lengths differ
+            doubles=np.ones(4),  # float64: left to the per-record check
+            listed=[1.0, 2.0],
+            sparse=SparseVector([1], [1.0]),
+            **({"some": np.ones(4, dtype=np.float32)} if i else {}),  # the first lacks it
+        )
+        for i in range(3)
+    ]
+    matrices = kit.page_matrices(records)
+    assert list(matrices) == ["dense"]
+    assert np.array_equal(matrices["dense"], rows)
+    for i, r in enumerate(records):
+        assert np.shares_memory(r.vectors["dense"], matrices["dense"])
+        assert np.array_equal(r.vectors["dense"], rows[i])
+    assert kit.page_matrices([]) == {}
+    missing = [record(0, v=np.ones(4, dtype=np.float32)), record(1)]
+    assert kit.page_matrices(missing) == {}

@@ -85,13 +85,30 @@ def test_grpc_pages_carry_dense_vectors_as_float32_arrays(tmp_path: Path) -> Non
         try:
             source.describe()
             (partition,) = source.partitions(1)
-            records = [r for page in source.read(partition, None) for r in page.records]
+            pages = list(source.read(partition, None))
         finally:
             source.close()
+    records = [r for page in pages for r in page.records]
     assert len(records) == 20
     for record in records:
         dense = record.vectors["dense"]
         assert isinstance(dense, np.ndarray) and dense.dtype == np.float32 and dense.shape == (8,)
+    for page in pages:  # one matrix per page, whose rows the records hold (Page.matrices)
+        matrix = page.matrices["dense"]
+        assert matrix.shape == (len(page.records), 8)
+        assert all(np.shares_memory(r.vectors["dense"], matrix) for r in page.records)
+
+
+@pytest.mark.parametrize("size", [0, 1, 31, 32, 768, 5000])
+def test_a_grpc_dense_vector_is_read_from_its_packed_bytes_exactly(size: int) -> None:
+    """Read from the field's bytes, whatever the length's varint takes (1 byte up to 31
+    floats, 2 from 32, 3 from 4096): the same float32s as protobuf's own repeated field."""
+    data = np.random.default_rng(size).standard_normal(size).astype(np.float32)
+    message = pb.VectorOutput(dense=pb.DenseVector(data=data.tolist()))
+    dense = _grpc_vector(pb.VectorOutput.FromString(message.SerializeToString()))
+    assert isinstance(dense, np.ndarray) and dense.dtype == np.float32
+    assert np.array_equal(dense, np.array(message.dense.data, dtype=np.float32))
+    assert dense.shape == (size,)
 
 
 def test_grpc_vectors_in_the_older_layout_are_read_too() -> None:

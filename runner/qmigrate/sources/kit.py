@@ -6,6 +6,7 @@
 - `gather`: small reads joined into pages of about a batch.
 - `Throttle`: a request rate shared by every thread of a source.
 - `SAMPLE_RECORDS`, `payload_fields`: what describe() samples to name payload fields.
+- `page_matrices`: a page's dense vectors gathered into one matrix per vector name.
 - `first_line`: a client exception as the one line the engine prints before data moves;
   `some_of`: the names a "does not exist" message lists.
 """
@@ -18,6 +19,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
+
+import numpy as np
+
+from qmigrate.records import Record
 
 T = TypeVar("T")
 Pushed = TypeVar("Pushed")  # a backend's filter: a Chroma `where`, an FT query string...
@@ -204,3 +209,32 @@ def payload_fields(payloads: Iterable[dict[str, Any] | None], *extra: str | None
     keys = {key for payload in payloads for key in payload or {}}
     keys.update(name for name in extra if name)
     return sorted(keys)
+
+
+# --- pages ----------------------------------------------------------------------------
+
+
+def page_matrices(records: list[Record]) -> dict[str, np.ndarray]:
+    """For each vector name that every record holds as a float32 row of one length, the
+    rows copied into one matrix, and each record's vector replaced by its row of it
+    (`Page.matrices`): the engine then checks a page once instead of once per record.
+
+    For sources that decode each record's vector from its own bytes (Redis blobs, pgvector's
+    binary format, Qdrant's packed gRPC field): the copy costs less than the per-record
+    checks it saves (bench/BENCHMARKS.md, "Vectors as arrays")."""
+    if not records:
+        return {}
+    matrices = {}
+    for name, first in records[0].vectors.items():
+        if not (isinstance(first, np.ndarray) and first.dtype == np.float32 and first.ndim == 1):
+            continue
+        rows = [record.vectors.get(name) for record in records]
+        if all(
+            isinstance(row, np.ndarray) and row.dtype == np.float32 and row.shape == first.shape
+            for row in rows
+        ):
+            matrix = np.stack(rows)  # type: ignore[arg-type]  # all checked just above
+            for record, row in zip(records, matrix, strict=True):
+                record.vectors[name] = row
+            matrices[name] = matrix
+    return matrices

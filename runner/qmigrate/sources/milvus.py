@@ -297,7 +297,7 @@ class Source:
             rows.sort(key=lambda row: row[key])
             after = rows[-1][key]
             records = [self._record(row, key, vector_fields, milvus_partition) for row in rows]
-            yield Page(records, after)
+            yield Page(records, after, matrices=kit.page_matrices(records))
             if len(rows) < self.batch_size:
                 return
 

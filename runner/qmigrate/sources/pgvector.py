@@ -369,7 +369,7 @@ class Source:
                     return
                 after = _key(rows[-1][key])
                 records = [_record(row, key, vectors, converters) for row in rows]
-                yield Page(records, after)
+                yield Page(records, after, matrices=kit.page_matrices(records))
                 if len(rows) < self.batch_size:
                     return
         finally:

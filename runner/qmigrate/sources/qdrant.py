@@ -264,7 +264,8 @@ class Source:
                 or next_offset is None
                 or (end_key is not None and _order_key(next_offset) >= end_key)
             )
-            yield Page(inside, EXHAUSTED if finished else next_offset)
+            cursor = EXHAUSTED if finished else next_offset
+            yield Page(inside, cursor, matrices=kit.page_matrices(inside))
             if finished:
                 return
             offset = next_offset
@@ -335,10 +336,22 @@ def _grpc_vector(vector: pb.VectorOutput) -> Any:
     (`dense`) or did (`data` alone); sparse and multi-vectors as qdrant-client reads them."""
     kind = vector.WhichOneof("vector")
     if kind == "dense":
-        return np.array(vector.dense.data, dtype=np.float32)
+        return _packed_floats(vector.dense.SerializeToString())
     if kind is None and not vector.HasField("indices") and not vector.HasField("vectors_count"):
         return np.array(vector.data, dtype=np.float32)
     return _vector(GrpcToRest.convert_vector_output(vector))
+
+
+def _packed_floats(dense: bytes) -> np.ndarray:
+    """A serialised DenseVector (data 1, a packed `repeated float`) as float32s, read from
+    its bytes: numpy over the message's repeated field converts one Python float at a time
+    (bench/BENCHMARKS.md, "Vectors as arrays")."""
+    if not dense:  # an empty vector: no field at all
+        return np.empty(0, dtype=np.float32)
+    start = 1  # after the tag; then the length, a varint
+    while dense[start] & 0x80:
+        start += 1
+    return np.frombuffer(dense, dtype="<f4", offset=start + 1)
 
 
 def _id_value(point_id: int | str | uuid.UUID) -> int | str:

@@ -291,6 +291,7 @@ class Source:
                 records,
                 {"prefix": prefix_number, "scan": scan, "run": run},
                 len(keys) - len(held),
+                matrices=kit.page_matrices(records),
             )
 
     # --- reading --------------------------------------------------------------------
