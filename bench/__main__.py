@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.harness import REPO, Usage, run_child_usage, running_sink
+from bench.harness import REPO, Usage, cpu_seconds, run_child_usage, running_sink
 from bench.sources import SOURCES
 
 BEGIN, END = "<!-- python -m bench: begin -->", "<!-- python -m bench: end -->"
@@ -53,6 +53,8 @@ VDF_ENV = {
     "QDRANT_API_KEY": "",
 }
 
+NAN = float("nan")
+
 
 @dataclass
 class Row:
@@ -62,30 +64,32 @@ class Row:
     cpu: float
     rss_kib: int
     note: str = ""
+    sink_cpu: float = NAN  # the sink's CPU meanwhile: the server's share of a write
 
     def cells(self, points: int) -> str:
         if self.wall != self.wall:  # not run
-            return "– | – | – | –"
+            return "– | – | – | – | –"
         return (
             f"{self.wall:.2f} | {points / self.wall:,.0f} | {self.cpu / points * 1e6:,.0f} | "
-            f"{self.rss_kib / 1024:,.0f}"
+            f"{self.sink_cpu / points * 1e6:,.0f} | {self.rss_kib / 1024:,.0f}"
         )
 
 
-NAN = float("nan")
 NOT_RUN = Row(NAN, NAN, 0)
 
 
-def medians(samples: list[tuple[float, float, int]], note: str = "") -> Row:
-    wall, cpu, rss = (statistics.median(column) for column in zip(*samples, strict=True))
-    return Row(wall, cpu, int(rss), note)
+def medians(samples: list[tuple[float, float, int, float]], note: str = "") -> Row:
+    wall, cpu, rss, sink = (statistics.median(column) for column in zip(*samples, strict=True))
+    return Row(wall, cpu, int(rss), note, sink)
 
 
 class Bench:
     """One run of the harness: the data set, the sink, and the child processes it times."""
 
-    def __init__(self, args: argparse.Namespace, root: Path, rest: int, grpc: int) -> None:
-        self.args, self.root = args, root
+    def __init__(
+        self, args: argparse.Namespace, root: Path, rest: int, grpc: int, sink_pid: int
+    ) -> None:
+        self.args, self.root, self.sink_pid = args, root, sink_pid
         self.rest_url = f"http://127.0.0.1:{rest}"
         self.sink_grpc = {"url": self.rest_url, "grpc_port": grpc, "prefer_grpc": True}
         self.sink_rest = {"url": self.rest_url, "prefer_grpc": False}
@@ -93,9 +97,16 @@ class Bench:
     def repeat(self, step: Callable[[str], Usage]) -> Row:
         """`step(tag)` --runs times, each with a tag of its own for fresh collection names;
         what a step says in `failure` (vdf-io: what it lost) becomes the row's note."""
-        runs = [step(f"{os.getpid()}-{run}") for run in range(self.args.runs)]
-        notes = sorted({run.failure for run in runs if run.failure})
-        return medians([(run.wall, run.cpu, run.rss_kib) for run in runs], "; ".join(notes))
+        samples, notes = [], set()
+        for run in range(self.args.runs):
+            sink_before = cpu_seconds(self.sink_pid)
+            usage = step(f"{os.getpid()}-{run}")
+            samples.append(
+                (usage.wall, usage.cpu, usage.rss_kib, cpu_seconds(self.sink_pid) - sink_before)
+            )
+            if usage.failure:
+                notes.add(usage.failure)
+        return medians(samples, "; ".join(sorted(notes)))
 
     def child(self, step: str, **arguments: Any) -> Usage:
         command = [sys.executable, "-m", "bench.steps", step, json.dumps(arguments)]
@@ -236,8 +247,9 @@ def report(
         f"{args.runs}; machine: {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"{platform.system()} {platform.machine()}, shared with other work while this ran.",
         "",
-        "| source | step | wall s | points/s | client CPU µs/point | peak RSS MiB | note |",
-        "|---|---|---:|---:|---:|---:|---|",
+        "| source | step | wall s | points/s | client CPU µs/point | sink CPU µs/point "
+        "| peak RSS MiB | note |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for name, row in writes.items():
         lines.append(f"| (all) | {name} | {row.cells(args.points)} | |")
@@ -296,8 +308,8 @@ def main() -> None:
         vectors = np.random.default_rng(0).uniform(-1, 1, (args.points, args.dim)).astype("f4")
         np.save(root / "vectors.npy", vectors)
         per_source: dict[str, dict[str, Row]] = {}
-        with running_sink() as (rest, grpc):
-            bench = Bench(args, root, rest, grpc)
+        with running_sink() as (rest, grpc, sink_pid):
+            bench = Bench(args, root, rest, grpc, sink_pid)
             writes = bench.raw_write()
             for name in args.sources:
                 with SOURCES[name].start(root) as conn:

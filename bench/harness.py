@@ -22,22 +22,37 @@ sys.path.insert(0, str(REPO))  # the servers and fakes the benchmarks start live
 from tests.servers.process import free_port, port_open, wait_until  # noqa: E402
 
 
+class Server(NamedTuple):
+    """A server a benchmark started: its ports, and its PID for its CPU (`cpu_seconds`)."""
+
+    rest: int
+    grpc: int
+    pid: int
+
+
 @contextlib.contextmanager
-def running_server(command: list[str], what: str, timeout: float) -> Iterator[tuple[int, int]]:
-    """`command --rest-port R --grpc-port G` in a process of its own, run from the repo:
-    (R, G) until the block ends."""
+def running_server(command: list[str], what: str, timeout: float) -> Iterator[Server]:
+    """`command --rest-port R --grpc-port G` in a process of its own, run from the repo,
+    until the block ends."""
     rest, grpc_port = free_port(), free_port()
     command = [*command, "--rest-port", str(rest), "--grpc-port", str(grpc_port)]
     server = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL)
     try:
         wait_until(lambda: port_open(rest) and port_open(grpc_port), timeout, what)
-        yield rest, grpc_port
+        yield Server(rest, grpc_port, server.pid)
     finally:
         server.terminate()
         server.wait()
 
 
-def running_sink() -> contextlib.AbstractContextManager[tuple[int, int]]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a running process has used so far (/proc/PID/stat, fields 14-15):
+    the sink's share of a run is the difference across it."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def running_sink() -> contextlib.AbstractContextManager[Server]:
     """`bench/sink.py` in a process of its own: (REST port, gRPC port) until the block ends."""
     return running_server([sys.executable, str(REPO / "bench" / "sink.py")], "the sink", 30)
 

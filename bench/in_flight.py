@@ -35,7 +35,7 @@ def main() -> None:
     root, conn = jsonl_data_set("in-flight", args.points, args.dim)
     times: dict[str, list[float]] = {}
     with contextlib.ExitStack() as stack:
-        rest, grpc_port = stack.enter_context(running_sink())
+        rest, grpc_port, _ = stack.enter_context(running_sink())
         far_rest = stack.enter_context(latency_proxy(rest, args.delay))
         far_grpc = stack.enter_context(latency_proxy(grpc_port, args.delay))
         target = {"url": f"http://127.0.0.1:{far_rest}", "grpc_port": far_grpc}

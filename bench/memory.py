@@ -96,7 +96,7 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="qmigrate-memory-"))
     peaks = {}
-    with running_sink() as (rest, grpc_port):
+    with running_sink() as (rest, grpc_port, _):
         for size in args.sizes:
             data = root / f"rows-{size}.parquet"
             write_parquet(data, size, args.dim)

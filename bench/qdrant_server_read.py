@@ -55,8 +55,8 @@ def main() -> None:
     walls: dict[str, list[float]] = {}
     stand_in = [sys.executable, "-m", "tests.servers.qdrant_grpc", "--path", str(data)]
     with (
-        running_server(stand_in, "the stand-in", 60) as (rest, grpc_port),
-        running_sink() as (sink_rest, sink_grpc),
+        running_server(stand_in, "the stand-in", 60) as (rest, grpc_port, _),
+        running_sink() as (sink_rest, sink_grpc, _),
     ):
         url = f"http://127.0.0.1:{rest}"
         commands = {}

@@ -3,11 +3,13 @@ reports must be the child's own, whatever the benchmark process holds."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
+import time
 
 import pytest
 
-from bench.harness import run_child_usage
+from bench.harness import cpu_seconds, run_child_usage
 
 PARENT_MIB = 400
 
@@ -32,3 +34,23 @@ def test_a_failed_child_raises_or_reports_its_last_error_line() -> None:
     assert run_child_usage(command, check=False).failure == "why"
     with pytest.raises(SystemExit, match="why"):
         run_child_usage(command)
+
+
+def test_cpu_seconds_reads_another_process_s_cpu_from_proc() -> None:
+    """The sink's share of a run is the difference of its CPU across the run: another
+    process's, read while it runs."""
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        first, deadline = cpu_seconds(busy.pid), time.monotonic() + 60
+        while cpu_seconds(busy.pid) < first + 0.2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert cpu_seconds(busy.pid) >= first + 0.2  # a busy loop: its CPU grows
+    finally:
+        busy.kill()
+        busy.wait()
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert cpu_seconds(idle.pid) < 1
+    finally:
+        idle.kill()
+        idle.wait()
