@@ -38,6 +38,7 @@ import numpy as np
 
 from bench.harness import REPO, Usage, cpu_seconds, run_child_usage, running_sink
 from bench.sources import SOURCES
+from qmigrate.sources import source_type
 
 BEGIN, END = "<!-- python -m bench: begin -->", "<!-- python -m bench: end -->"
 VDF_RUN = (  # its CLI prints an error and exits 0; without the span, errors exit 1
@@ -152,7 +153,12 @@ class Bench:
             rows[f"(c) qmigrate p={p}"] = self.repeat(
                 lambda tag, p=p: self.qmigrate(name, conn, p, tag)
             )
+        config = source.job(conn)["source"]
         for w in self.args.workers:
+            if source_type(config["type"]).owned_by_one_process(config):
+                refused = "not run: one process must own this source (the executor refuses it)"
+                rows[f"(c) qmigrate processes w={w}"] = Row(NAN, NAN, 0, refused)
+                continue
             rows[f"(c) qmigrate processes w={w}"] = self.repeat(
                 lambda tag, w=w: self.qmigrate(name, conn, 1, tag, workers=w)
             )

@@ -241,6 +241,26 @@ def apply_and_kill(
     )
 
 
+def kill_mid_apply(job: Path, checkpoint_file: Path, after_points: int, count: int) -> int:
+    """`apply_and_kill` of a job moving `count` points: the kill must land mid-run, after
+    `after_points` are checkpointed. Returns the points checkpointed then."""
+    assert apply_and_kill(job, checkpoint_file, after_points), "apply finished before the kill"
+    checkpointed = checkpoint_points(checkpoint_file)
+    assert after_points <= checkpointed < count
+    return checkpointed
+
+
+def apply_resumed(job: Path, count: int, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """`apply` again after a kill: it exits 0, reads fewer than `count` records (it resumed
+    rather than starting over) and its count check finds `count` points. Its summary."""
+    result = run_cli("apply", "--output", "json", str(job), cwd=job.parent, env=env)
+    assert result.code == 0, result.stderr
+    summary: dict[str, Any] = result.json()["jobs"][0]
+    assert summary["read"] < count, "the second run resumed instead of starting over"
+    assert (summary["total_points"], summary["count_check"]) == (count, "ok")
+    return summary
+
+
 def apply_and_kill_at_progress(job: Path, after_points: int, timeout: float = 120) -> bool:
     """`apply_and_kill_when` the progress bar shows `after_points` done (checkpointed), for
     stores no other process can read while apply runs (local mode locks its directory).

@@ -17,8 +17,8 @@ from qmigrate.errors import QmigrateError
 from qmigrate.mapping import ClientFilter, point_id
 from qmigrate.sources.base import Source
 from tests.conftest import (
-    apply_and_kill,
-    checkpoint_points,
+    apply_resumed,
+    kill_mid_apply,
     open_source,
     read_collection,
     run_cli,
@@ -164,13 +164,8 @@ def test_resumes_after_kill_9_without_gaps(chroma_server: ChromaServer, tmp_path
     )
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(document))
-    assert apply_and_kill(path, checkpoint, after_points=600)
-    assert 600 <= checkpoint_points(checkpoint) < 3000
-    result = run_cli("apply", "--output", "json", str(path), cwd=tmp_path)
-    assert result.code == 0, result.stderr
-    summary = result.json()["jobs"][0]
-    assert summary["read"] < 3000, "the second run resumed instead of starting over"
-    assert (summary["total_points"], summary["count_check"]) == (3000, "ok")
+    kill_mid_apply(path, checkpoint, after_points=600, count=3000)
+    apply_resumed(path, 3000)
     assert_migrated(tmp_path / "t", rows)
 
 

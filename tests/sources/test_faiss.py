@@ -17,7 +17,12 @@ import yaml
 from qmigrate.errors import SourceError
 from qmigrate.records import Record
 from qmigrate.sources.base import Source
-from tests.conftest import apply_and_kill, checkpoint_points, open_source, read_collection, run_cli
+from tests.conftest import (
+    apply_resumed,
+    kill_mid_apply,
+    open_source,
+    read_collection,
+)
 
 DIM = 8
 
@@ -202,13 +207,8 @@ def test_resumes_after_kill_9_with_every_point_equal(tmp_path: Path) -> None:
     }
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(job))
-    assert apply_and_kill(path, checkpoint, after_points=300), run_cli("apply", str(path)).stderr
-    assert 300 <= checkpoint_points(checkpoint) < count
-    result = run_cli("apply", "--output", "json", str(path), cwd=tmp_path)
-    assert result.code == 0, result.stderr
-    summary = result.json()["jobs"][0]
-    assert summary["read"] < count, "the second run resumed instead of starting over"
-    assert (summary["total_points"], summary["count_check"]) == (count, "ok")
+    kill_mid_apply(path, checkpoint, after_points=300, count=count)
+    apply_resumed(path, count)
     points = read_collection(tmp_path / "t", "copy")
     assert sorted(points) == [i * 2 + 1 for i in range(count)]
     for i in range(count):

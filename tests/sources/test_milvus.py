@@ -17,8 +17,8 @@ from qmigrate.errors import QmigrateError
 from qmigrate.mapping import ClientFilter, point_id
 from qmigrate.sources.base import Source
 from tests.conftest import (
-    apply_and_kill,
-    checkpoint_points,
+    apply_resumed,
+    kill_mid_apply,
     open_source,
     read_collection,
     run_cli,
@@ -303,13 +303,8 @@ def assert_kill_resume(server: MilvusServer, name: str, rows: list[Row], tmp_pat
     )
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(document))
-    assert apply_and_kill(path, checkpoint, after_points=600), run_cli("apply", str(path)).stderr
-    assert 600 <= checkpoint_points(checkpoint) < len(rows)
-    result = run_cli("apply", "--output", "json", str(path), cwd=tmp_path)
-    assert result.code == 0, result.stderr
-    summary = result.json()["jobs"][0]
-    assert summary["read"] < len(rows), "the second run resumed instead of starting over"
-    assert (summary["total_points"], summary["count_check"]) == (len(rows), "ok")
+    kill_mid_apply(path, checkpoint, after_points=600, count=len(rows))
+    apply_resumed(path, len(rows))
     assert_migrated(tmp_path / "t", rows)
 
 
