@@ -174,6 +174,9 @@ class Bench:
         )
         if isinstance(source.vdf, str):
             rows["(e) vdf-io"] = Row(NAN, NAN, 0, f"not run: {source.vdf}")
+        elif not Path(self.args.vdf_python).exists():
+            missing = f"not run: no vdf-io venv at {self.args.vdf_python} (--vdf-python)"
+            rows["(e) vdf-io"] = Row(NAN, NAN, 0, missing)
         else:
             rows["(e) vdf-io"] = self.repeat(
                 lambda tag: self.vdf(source.vdf(conn), f"{name}-{tag}")
