@@ -40,6 +40,15 @@ class BenchSource:
     vdf: Callable[[dict[str, Any]], list[str]] | str  # export_vdf arguments, or why not
 
 
+def unnamed_vector_job(source: dict[str, Any], vector: str = "embedding") -> dict[str, Any]:
+    """The job of a source that names its vector field: cosine, moved as the unnamed vector
+    (as the raw write makes it), so every source's points look alike in the sink."""
+    return {
+        "source": {**source, "vectors": {vector: {"distance": "cosine"}}},
+        "mapping": {"vectors": {vector: ""}},
+    }
+
+
 # --- file (JSONL) ---------------------------------------------------------------------------
 
 
@@ -74,10 +83,7 @@ FILE = BenchSource(
     start=_file_start,
     load=_file_load,
     read=_file_read,
-    job=lambda conn: {
-        "source": {"type": "file", "path": conn["path"], "vectors": {"v": {"distance": "cosine"}}},
-        "mapping": {"vectors": {"v": ""}},  # the unnamed vector, as the raw write makes
-    },
+    job=lambda conn: unnamed_vector_job({"type": "file", "path": conn["path"]}, "v"),
     vdf="vdf-io reads no JSONL: its import takes only its own VDF directory (Parquet + meta)",
 )
 
@@ -490,15 +496,9 @@ LANCEDB = BenchSource(
     start=_lancedb_start,
     load=_lancedb_load,
     read=_lancedb_read,
-    job=lambda conn: {
-        "source": {
-            "type": "lancedb",
-            "uri": conn["uri"],
-            "table": COLLECTION,
-            "vectors": {"embedding": {"distance": "cosine"}},
-        },
-        "mapping": {"vectors": {"embedding": ""}},  # the unnamed vector, as the raw write makes
-    },
+    job=lambda conn: unnamed_vector_job(
+        {"type": "lancedb", "uri": conn["uri"], "table": COLLECTION}
+    ),
     vdf="vdf-io's LanceDB export is not wired into this harness",
 )
 
@@ -637,8 +637,7 @@ def _search_job(kind: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
         source = {"type": kind, "url": conn["url"], "index": COLLECTION, "integer_ids": True}
         if conn.get("username"):
             source |= {"username": conn["username"], "password": conn["password"]}
-        source["vectors"] = {"embedding": {"distance": "cosine"}}
-        return {"source": source, "mapping": {"vectors": {"embedding": ""}}}
+        return unnamed_vector_job(source)
 
     return job
 
@@ -703,16 +702,9 @@ MONGODB = BenchSource(
     start=_mongodb_start,
     load=_mongodb_load,
     read=_mongodb_read,
-    job=lambda conn: {
-        "source": {
-            "type": "mongodb",
-            "uri": conn["uri"],
-            "database": "bench",
-            "collection": COLLECTION,
-            "vectors": {"embedding": {"distance": "cosine"}},
-        },
-        "mapping": {"vectors": {"embedding": ""}},  # the unnamed vector, as the raw write makes
-    },
+    job=lambda conn: unnamed_vector_job(
+        {"type": "mongodb", "uri": conn["uri"], "database": "bench", "collection": COLLECTION}
+    ),
     vdf="vdf-io's MongoDB export was not tried here",
 )
 
