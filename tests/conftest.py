@@ -22,6 +22,7 @@ import pytest
 import yaml
 from qdrant_client import QdrantClient, models
 
+from qmigrate.records import Partition, Record
 from qmigrate.source_factory import create_source
 from qmigrate.sources.base import Source
 
@@ -92,6 +93,14 @@ def write_job(tmp_path: Path) -> Callable[..., Path]:
 def open_source(source_type: str, config: dict[str, Any], batch_size: int) -> Source:
     """A source as the engine builds it: through the registry, with the schema's defaults."""
     return create_source({"type": source_type, **config}, batch_size)
+
+
+def read_partition(source: Source, partition: Partition, cursor: Any = None) -> list[Record]:
+    return [r for page in source.read(partition, cursor) for r in page.records]
+
+
+def read_everything(source: Source, n: int) -> list[Record]:
+    return [r for p in source.partitions(n) for r in read_partition(source, p)]
 
 
 def random_vector(rng: random.Random, size: int) -> list[float]:

@@ -26,9 +26,9 @@ import pytest
 from qdrant_client import QdrantClient, models
 
 from qmigrate.mapping import ClientFilter
-from qmigrate.records import Partition, Record
+from qmigrate.records import Record
 from qmigrate.sources.base import Source
-from tests.conftest import open_source
+from tests.conftest import open_source, read_everything, read_partition
 from tests.servers.elasticsearch import SearchRest
 from tests.sources.reference import ReferenceSource, selected_ids
 
@@ -522,14 +522,6 @@ def opened(case: Case) -> Iterator[Source]:
 
 
 # --- reading helpers ------------------------------------------------------------------
-
-
-def read_partition(source: Source, partition: Partition, cursor: Any = None) -> list[Record]:
-    return [r for page in source.read(partition, cursor) for r in page.records]
-
-
-def read_everything(source: Source, n: int) -> list[Record]:
-    return [r for p in source.partitions(n) for r in read_partition(source, p)]
 
 
 def round_trip(value: Any) -> Any:

@@ -18,11 +18,13 @@ import pytest
 import yaml
 
 from qmigrate import cli
+from qmigrate.records import Partition, Record, SourceInfo
 from tests.conftest import (
     apply_resumed,
     kill_mid_apply,
     open_source,
     read_collection,
+    read_partition,
     run_cli,
 )
 from tests.servers.weaviate import API_KEY, WeaviateServer
@@ -72,6 +74,21 @@ def write(document: dict[str, Any], directory: Path) -> Path:
     path = directory / "job.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path
+
+
+def described_and_read(
+    config: dict[str, Any], batch_size: int, n: int
+) -> tuple[SourceInfo, list[Partition], list[Record]]:
+    """What the engine asks a Weaviate source, in its order (push_down, describe, partitions):
+    the description, `n` partitions and every record they read."""
+    source = open_source("weaviate", config, batch_size)
+    try:
+        source.push_down(None)
+        info = source.describe()
+        partitions = source.partitions(n)
+        return info, partitions, [r for p in partitions for r in read_partition(source, p)]
+    finally:
+        source.close()
 
 
 @pytest.fixture(scope="module")
@@ -143,15 +160,7 @@ def typed(weaviate_server: WeaviateServer) -> str:
 def test_properties_and_the_legacy_vector_arrive_as_json(
     weaviate_server: WeaviateServer, typed: str
 ) -> None:
-    source = open_source("weaviate", weaviate_server.config(collection=typed), 10)
-    try:
-        source.push_down(None)
-        info = source.describe()
-        records = [
-            r for p in source.partitions(1) for page in source.read(p, None) for r in page.records
-        ]
-    finally:
-        source.close()
+    info, _, records = described_and_read(weaviate_server.config(collection=typed), 10, 1)
     assert [(v.name, v.kind, v.size, v.distance) for v in info.vectors] == [("", "dense", 3, "Dot")]
     assert info.count == 5 and not info.payload_indexes
     assert info.details["references"] == "writtenBy: dropped"
@@ -241,15 +250,7 @@ def test_named_and_multi_vectors_with_their_distances(
         collection=vectors_collection,
         vectors={"bits": {"distance": "manhattan"}, "image": {"name": "picture"}},
     )
-    source = open_source("weaviate", config, 10)
-    try:
-        source.push_down(None)
-        info = source.describe()
-        records = [
-            r for p in source.partitions(2) for page in source.read(p, None) for r in page.records
-        ]
-    finally:
-        source.close()
+    info, _, records = described_and_read(config, 10, 2)
     assert sorted((v.name, v.kind, v.size, v.distance) for v in info.vectors) == [
         ("bits", "dense", 5, "Manhattan"),
         ("colbert", "multi", 4, "Cosine"),
@@ -328,14 +329,7 @@ def test_tenants_are_listed_counted_and_split(
     weaviate_server: WeaviateServer, tenanted: str
 ) -> None:
     config = weaviate_server.config(collection=tenanted, tenants=["acme", "initech"])
-    source = open_source("weaviate", config, 64)
-    try:
-        source.push_down(None)
-        info = source.describe()
-        partitions = source.partitions(6)
-        records = [r for p in partitions for page in source.read(p, None) for r in page.records]
-    finally:
-        source.close()
+    info, partitions, records = described_and_read(config, 64, 6)
     assert info.count == 1000
     assert info.payload_indexes == {"tenant": {"type": "keyword", "is_tenant": True}}
     assert len(partitions) == 6, "two tenants cut into UUID ranges for six partitions"
