@@ -228,12 +228,15 @@ def page_matrices(records: list[Record]) -> dict[str, np.ndarray]:
     for name, first in records[0].vectors.items():
         if not (isinstance(first, np.ndarray) and first.dtype == np.float32 and first.ndim == 1):
             continue
-        rows = [record.vectors.get(name) for record in records]
-        if all(
-            isinstance(row, np.ndarray) and row.dtype == np.float32 and row.shape == first.shape
-            for row in rows
-        ):
-            matrix = np.stack(rows)  # type: ignore[arg-type]  # all checked just above
+        rows = [
+            row
+            for record in records
+            if isinstance(row := record.vectors.get(name), np.ndarray)
+            and row.dtype == np.float32
+            and row.shape == first.shape
+        ]
+        if len(rows) == len(records):
+            matrix = np.stack(rows)
             for record, row in zip(records, matrix, strict=True):
                 record.vectors[name] = row
             matrices[name] = matrix
