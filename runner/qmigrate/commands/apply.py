@@ -157,7 +157,7 @@ def render_markdown(
         ]
         if summary["passed_over"]:
             rows.append(("passed over (not held by the source)", f"{summary['passed_over']:,}"))
-        if summary.get("references_dropped"):
+        if summary["references_dropped"]:
             rows.append(("cross-references dropped", f"{summary['references_dropped']:,}"))
         if summary["dead_letter"]:
             rows.append(("dead letter", summary["dead_letter"]))
